@@ -1,0 +1,42 @@
+# The two commands a user runs: `make demo` and `make test`. Both set up .venv first.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+RUN    ?= demo
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-unit test-notebooks lint typecheck venv clean-venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@touch $(STAMP)
+
+## demo: write the synthetic dataset, train, evaluate and render the report into reports/$(RUN)/
+demo: $(STAMP)
+	$(PY) -m idkl_lib.pipeline --run-dir reports/$(RUN) --preset demo
+
+## test: the whole suite (unit, multi-process and notebook tests)
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: $(STAMP)
+	$(PY) -m pytest -m "not notebooks and not slow" $(PYTEST_ARGS)
+
+test-notebooks: $(STAMP)
+	$(PY) -m pytest -m notebooks $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(PY) -m ruff check idkl_lib tests benchmarks
+	$(PY) -m ruff format --check idkl_lib tests benchmarks
+
+typecheck: $(STAMP)
+	$(PY) -m mypy
+
+clean-venv:
+	rm -rf $(VENV)
