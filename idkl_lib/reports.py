@@ -1,0 +1,244 @@
+"""The run report: ``<run_dir>/index.html``, built from what the pipeline left in the run folder.
+
+:func:`write_index` reads ``status.json`` (step order and states), ``environment.json``, ``params.json`` and
+each step's ``<step>/metrics.json`` and ``<step>/figures/``, and writes one dependency-free HTML page
+(inline CSS, relative links, no scripts), so a run folder can be zipped, mailed or served as it is.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from idkl_lib.utils.io import atomic_write_text
+
+__all__ = ["IMAGE_SUFFIXES", "flatten_metrics", "render_index", "write_index"]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".svg", ".gif", ".webp")
+"""Figures shown inline; other files in ``figures/`` (``.html``, ``.pdf``, ...) are linked."""
+
+_CSS = """
+body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1f2933;margin:0;background:#f5f7fa}
+main{max-width:1180px;margin:0 auto;padding:24px 32px 64px}
+h1{font-size:26px;margin:8px 0 4px}h2{font-size:20px;margin:36px 0 10px;border-bottom:2px solid #d9e2ec;
+padding-bottom:4px}h3{font-size:16px;margin:18px 0 8px}
+.sub{color:#52606d;margin:0 0 16px}
+table{border-collapse:collapse;background:#fff;margin:6px 0 14px;font-size:14px}
+th,td{border:1px solid #d9e2ec;padding:4px 10px;text-align:left;vertical-align:top}
+th{background:#eef2f7;font-weight:600}td.num{text-align:right;font-variant-numeric:tabular-nums}
+a{color:#1f6feb;text-decoration:none}a:hover{text-decoration:underline}
+.badge{display:inline-block;border-radius:10px;padding:0 9px;font-size:12px;font-weight:600;color:#fff}
+.done{background:#2f9e44}.failed,.interrupted{background:#e03131}.running{background:#f08c00}
+.not-run,.skipped{background:#868e96}
+.banner{background:#fff5f5;border:1px solid #ffa8a8;border-left:6px solid #e03131;padding:10px 14px;margin:14px 0}
+.banner pre{white-space:pre-wrap;margin:6px 0 0;font-size:13px}
+.figs{display:grid;grid-template-columns:repeat(auto-fill,minmax(340px,1fr));gap:14px}
+figure{margin:0;background:#fff;border:1px solid #d9e2ec;padding:8px}
+figure img{width:100%;height:auto}figcaption{font-size:13px;color:#52606d;margin-top:4px}
+details{margin:6px 0}summary{cursor:pointer;color:#52606d}code{font-size:13px}
+"""
+
+
+def flatten_metrics(metrics: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """Flatten nested metric dicts to ``("a.b.c", value)`` rows (lists are kept as values).
+
+    Args:
+        metrics: A step's ``metrics.json`` content.
+        prefix: Key prefix for the recursion.
+
+    Returns:
+        Rows in the file's key order.
+    """
+    if isinstance(metrics, dict):
+        rows: list[tuple[str, Any]] = []
+        for key, value in metrics.items():
+            rows.extend(flatten_metrics(value, f"{prefix}.{key}" if prefix else str(key)))
+        return rows
+    return [(prefix or "value", metrics)]
+
+
+def _fmt(value: Any) -> tuple[str, bool]:
+    """Display text for a metric value and whether it is numeric."""
+    if isinstance(value, bool) or value is None:
+        return str(value), False
+    if isinstance(value, int):
+        return f"{value:,}", True
+    if isinstance(value, float):
+        return f"{value:.6g}", True
+    if isinstance(value, list):
+        if len(value) <= 10 and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
+            return "[" + ", ".join(_fmt(v)[0] for v in value) + "]", False
+        return f"list of {len(value)}", False
+    return str(value), False
+
+
+def _link(run_dir: Path, path: Path, text: str) -> str:
+    rel = path.relative_to(run_dir).as_posix()
+    return f'<a href="{quote(rel)}">{html.escape(text)}</a>'
+
+
+def _read(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _badge(state: str) -> str:
+    return f'<span class="badge {html.escape(state.replace(" ", "-"))}">{html.escape(state)}</span>'
+
+
+def _environment_table(env: dict[str, Any]) -> str:
+    commit = env.get("git_commit")
+    rows = [
+        ("started", env.get("started")),
+        ("finished", env.get("finished")),
+        ("preset", env.get("preset")),
+        ("device", env.get("device")),
+        ("git commit", None if commit is None else f"{commit[:12]}{' (dirty)' if env.get('git_dirty') else ''}"),
+        ("idkl_lib", env.get("idkl_lib_version")),
+        ("python / torch / torchvision", f"{env.get('python')} / {env.get('torch')} / {env.get('torchvision')}"),
+        ("host", env.get("hostname")),
+    ]
+    cells = ((k, "—" if v is None else str(v)) for k, v in rows)
+    body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in cells)
+    return f"<table>{body}</table>"
+
+
+def _failure_banner(run_dir: Path, failure: dict[str, Any] | None) -> str:
+    if not failure:
+        return ""
+    page = run_dir / f"{failure.get('step')}.html"
+    link = f" ({_link(run_dir, page, 'open the failed notebook')})" if page.is_file() else ""
+    where = ""
+    if failure.get("exec_count") is not None or failure.get("cell_index") is not None:
+        where = f" in cell In [{failure.get('exec_count')}] (cell index {failure.get('cell_index')})"
+    return (
+        f'<div class="banner"><strong>Step {html.escape(str(failure.get("step")))} failed</strong>{where}: '
+        f"{html.escape(str(failure.get('ename')))}: {html.escape(str(failure.get('evalue')))}"
+        f"{link}<pre>{html.escape(str(failure.get('message', '')))}</pre></div>"
+    )
+
+
+def _steps_table(run_dir: Path, order: list[str], steps: dict[str, Any]) -> str:
+    rows = []
+    for number, name in enumerate(order, start=1):
+        entry = steps.get(name) or {}
+        links = [
+            _link(run_dir, path, label)
+            for path, label in ((run_dir / f"{name}.html", "report"), (run_dir / f"{name}.ipynb", "notebook"))
+            if path.is_file()
+        ]
+        duration = entry.get("duration_s")
+        rows.append(
+            f'<tr><td class="num">{number}</td><td><a href="#step-{quote(name)}">{html.escape(name)}</a></td>'
+            f"<td>{html.escape(Path(str(entry.get('notebook', ''))).name)}</td>"
+            f"<td>{_badge(str(entry.get('state', 'not run')))}</td>"
+            f'<td class="num">{"" if duration is None else f"{duration:.1f} s"}</td>'
+            f"<td>{' · '.join(links)}</td></tr>"
+        )
+    head = "<tr><th>#</th><th>step</th><th>notebook</th><th>state</th><th>time</th><th>outputs</th></tr>"
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _metrics_table(order: list[str], all_metrics: dict[str, Any]) -> str:
+    rows = []
+    for name in order:
+        flat = flatten_metrics(all_metrics[name]) if name in all_metrics else []
+        for i, (key, value) in enumerate(flat):
+            text, numeric = _fmt(value)
+            step_cell = f'<th rowspan="{len(flat)}">{html.escape(name)}</th>' if i == 0 else ""
+            cls = ' class="num"' if numeric else ""
+            rows.append(
+                f"<tr>{step_cell}<td><code>{html.escape(key)}</code></td><td{cls}>{html.escape(text)}</td></tr>"
+            )
+    if not rows:
+        return "<p class='sub'>No metrics yet.</p>"
+    return f"<table><tr><th>step</th><th>metric</th><th>value</th></tr>{''.join(rows)}</table>"
+
+
+def _step_section(run_dir: Path, name: str, entry: dict[str, Any], params: Any) -> str:
+    parts = [f'<h3 id="step-{html.escape(name)}">{html.escape(name)} {_badge(str(entry.get("state", "not run")))}</h3>']
+    figures_dir = run_dir / name / "figures"
+    files = sorted(p for p in figures_dir.rglob("*") if p.is_file()) if figures_dir.is_dir() else []
+    images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+    others = [p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES and not p.name.startswith(".")]
+    if images:
+        figs = "".join(
+            f'<figure><a href="{quote(p.relative_to(run_dir).as_posix())}">'
+            f'<img src="{quote(p.relative_to(run_dir).as_posix())}" alt="{html.escape(p.stem)}" loading="lazy"></a>'
+            f"<figcaption>{html.escape(p.relative_to(figures_dir).as_posix())}</figcaption></figure>"
+            for p in images
+        )
+        parts.append(f'<div class="figs">{figs}</div>')
+    if others:
+        items = "".join(f"<li>{_link(run_dir, p, p.relative_to(figures_dir).as_posix())}</li>" for p in others)
+        parts.append(f"<p>Interactive figures and other files:</p><ul>{items}</ul>")
+    if not files:
+        parts.append("<p class='sub'>No figures.</p>")
+    if isinstance(params, dict) and params:
+        rows = "".join(
+            f"<tr><td><code>{html.escape(str(k))}</code></td><td><code>{html.escape(json.dumps(v))}</code></td></tr>"
+            for k, v in sorted(params.items())
+        )
+        parts.append(f"<details><summary>parameters</summary><table>{rows}</table></details>")
+    return "".join(parts)
+
+
+def render_index(run_dir: str | os.PathLike[str], title: str | None = None) -> str:
+    """Render the report page for ``run_dir`` (see the module docstring for what is read).
+
+    Args:
+        run_dir: The run folder.
+        title: Page title; default ``"IDKL run <folder name>"``.
+
+    Returns:
+        The HTML text.
+    """
+    run_dir = Path(run_dir).resolve()
+    status = _read(run_dir / "status.json") or {}
+    env = _read(run_dir / "environment.json") or {}
+    params = _read(run_dir / "params.json") or {}
+    steps: dict[str, Any] = status.get("steps") or {}
+    order = [str(name) for name in status.get("order") or []]
+    order += [name for name in steps if name not in order]
+    all_metrics = {}
+    for name in order:
+        metrics = _read(run_dir / name / "metrics.json")
+        if metrics is not None:
+            all_metrics[name] = metrics
+    title = title or f"IDKL run {run_dir.name}"
+    state = str(status.get("state", "not run"))
+    sections = "".join(_step_section(run_dir, name, steps.get(name) or {}, params.get(name)) for name in order)
+    files = [run_dir / f for f in ("metrics.json", "params.json", "environment.json", "status.json")]
+    file_links = " · ".join(_link(run_dir, p, p.name) for p in files if p.is_file())
+    return (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width,initial-scale=1'>"
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body><main>"
+        f"<h1>{html.escape(title)} {_badge(state)}</h1>"
+        f"<p class='sub'>{html.escape(str(run_dir))} · {file_links}</p>"
+        f"{_failure_banner(run_dir, status.get('failure'))}"
+        f"<h2>Run</h2>{_environment_table(env)}"
+        f"<h2>Steps</h2>{_steps_table(run_dir, order, steps)}"
+        f"<h2>Metrics</h2>{_metrics_table(order, all_metrics)}"
+        f"<h2>Figures</h2>{sections}"
+        "</main></body></html>\n"
+    )
+
+
+def write_index(run_dir: str | os.PathLike[str], title: str | None = None) -> Path:
+    """Atomically write ``<run_dir>/index.html`` from the run folder's contents.
+
+    Args:
+        run_dir: The run folder.
+        title: Page title; default ``"IDKL run <folder name>"``.
+
+    Returns:
+        The path of ``index.html``.
+    """
+    return atomic_write_text(Path(run_dir) / "index.html", render_index(run_dir, title))
