@@ -1,0 +1,251 @@
+"""The one rank core: CMC, mAP and mINP from a query-gallery distance matrix.
+
+Every protocol in :mod:`idkl_lib.eval.protocols` ends here. Conventions (SPEC.md §4.3):
+
+* The gallery is ranked by ascending distance with a *stable* sort, so ties keep gallery order.
+* Camera filter ``"all"`` (the reference's rule, SYSU-MM01): for query ``q`` every gallery item whose camera id
+  equals ``q``'s is dropped, whatever its identity. ``"same_identity"`` (Market-1501 / AGW / official LLCM rule)
+  drops only items with both the query's identity and its camera.
+* A query with no true match left after filtering is excluded from every average (``num_queries`` counts the rest).
+* CMC ``"first_match"``: rank-k is a hit when the first true match is among the first k kept items (torchreid, AGW).
+  CMC ``"unique_ids"``: the kept ranked identity list is first de-duplicated keeping first occurrences, so rank-k
+  means the true identity is among the first k *distinct* identities (the reference's ``get_cmc``).
+* AP: mean over the true matches of (number of true matches up to it) / (its 1-based rank), on the kept list.
+* INP (AGW, Ye et al. TPAMI 2021): number of true matches / rank of the last (hardest) true match.
+
+The work is vectorised over chunks of queries (one ``argsort`` per chunk, boolean keep/match matrices, ranks among
+kept items by cumulative sums), so memory stays ``O(chunk_size * G)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+
+CMCMode = Literal["first_match", "unique_ids"]
+CameraFilter = Literal["all", "same_identity"]
+
+_REPORTED_RANKS = (1, 5, 10, 20)
+
+
+@dataclass(frozen=True, eq=False)
+class RankResult:
+    """Retrieval metrics of one evaluation pass (or their mean over trials).
+
+    Attributes:
+        cmc: (max_rank,) read-only array; ``cmc[k - 1]`` is the fraction of valid queries matched within rank k.
+        mAP: Mean average precision, in [0, 1].
+        mINP: Mean inverse negative penalty, in [0, 1].
+        num_queries: Number of valid queries (with at least one true match after filtering). For a result built
+            by :meth:`mean` it is the rounded mean over the trials.
+    """
+
+    cmc: np.ndarray
+    mAP: float
+    mINP: float
+    num_queries: int
+
+    def __post_init__(self) -> None:
+        cmc = np.array(self.cmc, dtype=np.float64).reshape(-1)
+        if cmc.size == 0:
+            raise ValueError("RankResult.cmc is empty; it needs at least rank 1")
+        cmc.setflags(write=False)
+        object.__setattr__(self, "cmc", cmc)
+        object.__setattr__(self, "mAP", float(self.mAP))
+        object.__setattr__(self, "mINP", float(self.mINP))
+        object.__setattr__(self, "num_queries", int(self.num_queries))
+
+    def rank(self, k: int) -> float:
+        """CMC at rank ``k`` (1-based), as a fraction."""
+        if not 1 <= k <= self.cmc.size:
+            raise ValueError(f"rank {k} is outside the computed CMC (1..{self.cmc.size}); use max_rank >= {k}")
+        return float(self.cmc[k - 1])
+
+    @property
+    def r1(self) -> float:
+        """CMC rank-1 (fraction)."""
+        return self.rank(1)
+
+    @property
+    def r5(self) -> float:
+        """CMC rank-5 (fraction)."""
+        return self.rank(5)
+
+    @property
+    def r10(self) -> float:
+        """CMC rank-10 (fraction)."""
+        return self.rank(10)
+
+    @property
+    def r20(self) -> float:
+        """CMC rank-20 (fraction)."""
+        return self.rank(20)
+
+    def as_dict(self, percent: bool = True) -> dict[str, float]:
+        """``{"R1", "R5", "R10", "R20", "mAP", "mINP"}``, in percent unless ``percent=False``.
+
+        Ranks beyond the computed CMC length (``max_rank < 20``) are left out.
+        """
+        scale = 100.0 if percent else 1.0
+        out = {f"R{k}": scale * self.rank(k) for k in _REPORTED_RANKS if k <= self.cmc.size}
+        out["mAP"] = scale * self.mAP
+        out["mINP"] = scale * self.mINP
+        return out
+
+    @classmethod
+    def mean(cls, results: Sequence[RankResult]) -> RankResult:
+        """Average of per-trial results: CMC, mAP and mINP are averaged with equal weight per trial."""
+        if len(results) == 0:
+            raise ValueError("RankResult.mean needs at least one result")
+        lengths = {r.cmc.size for r in results}
+        if len(lengths) != 1:
+            raise ValueError(f"cannot average results with different CMC lengths {sorted(lengths)}; use one max_rank")
+        return cls(
+            cmc=np.mean([r.cmc for r in results], axis=0),
+            mAP=float(np.mean([r.mAP for r in results])),
+            mINP=float(np.mean([r.mINP for r in results])),
+            num_queries=int(round(float(np.mean([r.num_queries for r in results])))),
+        )
+
+
+def _as_1d(values: np.ndarray | torch.Tensor | Sequence[int], name: str) -> np.ndarray:
+    arr = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+    return arr
+
+
+def _as_distmat(distmat: np.ndarray | torch.Tensor) -> np.ndarray:
+    arr = distmat.detach().cpu().numpy() if isinstance(distmat, torch.Tensor) else np.asarray(distmat)
+    if arr.ndim != 2:
+        raise ValueError(f"distmat must be a 2-D (num_query, num_gallery) matrix, got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
+        raise ValueError(f"distmat must hold real numbers, got dtype {arr.dtype}")
+    if arr.shape[0] == 0:
+        raise ValueError("distmat has no rows: the query set is empty")
+    if arr.shape[1] == 0:
+        raise ValueError("distmat has no columns: the gallery set is empty")
+    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        raise ValueError(
+            f"distmat contains NaN or inf (first at query {bad[0]}, gallery {bad[1]}); check the features for NaN/inf"
+        )
+    return arr
+
+
+def evaluate_rank(
+    distmat: np.ndarray | torch.Tensor,
+    q_pids: np.ndarray | torch.Tensor | Sequence[int],
+    g_pids: np.ndarray | torch.Tensor | Sequence[int],
+    q_camids: np.ndarray | torch.Tensor | Sequence[int],
+    g_camids: np.ndarray | torch.Tensor | Sequence[int],
+    max_rank: int = 20,
+    cmc_mode: CMCMode = "first_match",
+    camera_filter: CameraFilter = "all",
+    chunk_size: int = 256,
+) -> RankResult:
+    """CMC, mAP and mINP of a ranking (see the module docstring for the exact conventions).
+
+    Args:
+        distmat: (Q, G) distances, smaller = more similar; numpy array or torch tensor (any device). Not modified.
+        q_pids: (Q,) query identities.
+        g_pids: (G,) gallery identities.
+        q_camids: (Q,) query camera ids (relabel beforehand for rules such as SYSU's cam3 -> cam2).
+        g_camids: (G,) gallery camera ids.
+        max_rank: Length of the returned CMC curve. Ranks beyond the number of kept gallery items count as hits
+            for every valid query (the curve has reached 1 there).
+        cmc_mode: ``"first_match"`` (standard) or ``"unique_ids"`` (the reference's identity-level CMC).
+        camera_filter: ``"all"`` drops every same-camera gallery item (reference, SYSU); ``"same_identity"``
+            drops only same-identity same-camera items.
+        chunk_size: Queries processed at once; peak memory is about ``50 * chunk_size * G`` bytes
+            (about 130 MB for the default 256 and G = 10,000).
+
+    Returns:
+        The metrics averaged over valid queries.
+
+    Raises:
+        ValueError: on inconsistent shapes, NaN/inf distances, an empty query or gallery set, bad options, or when
+            no query has a true match in the gallery after filtering.
+    """
+    dist = _as_distmat(distmat)
+    num_q, num_g = dist.shape
+    q_pids_a, g_pids_a = _as_1d(q_pids, "q_pids"), _as_1d(g_pids, "g_pids")
+    q_cams_a, g_cams_a = _as_1d(q_camids, "q_camids"), _as_1d(g_camids, "g_camids")
+    for name, arr, expected, axis in (
+        ("q_pids", q_pids_a, num_q, "rows"),
+        ("q_camids", q_cams_a, num_q, "rows"),
+        ("g_pids", g_pids_a, num_g, "columns"),
+        ("g_camids", g_cams_a, num_g, "columns"),
+    ):
+        if arr.shape[0] != expected:
+            raise ValueError(f"len({name}) = {arr.shape[0]} but distmat has {expected} {axis} (shape {dist.shape})")
+    if isinstance(max_rank, bool) or not isinstance(max_rank, (int, np.integer)) or max_rank < 1:
+        raise ValueError(f"max_rank must be a positive integer, got {max_rank!r}")
+    if cmc_mode not in ("first_match", "unique_ids"):
+        raise ValueError(f"unknown cmc_mode {cmc_mode!r}; use 'first_match' or 'unique_ids'")
+    if camera_filter not in ("all", "same_identity"):
+        raise ValueError(f"unknown camera_filter {camera_filter!r}; use 'all' or 'same_identity'")
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    max_rank = int(max_rank)
+
+    # Identity codes 0..U-1 for the de-duplicated CMC; a query identity absent from the gallery gets -1.
+    uniq_ids, g_codes = np.unique(g_pids_a, return_inverse=True)
+    g_codes = g_codes.reshape(-1)
+    if cmc_mode == "unique_ids":
+        q_pos = np.clip(np.searchsorted(uniq_ids, q_pids_a), 0, uniq_ids.size - 1)
+        q_codes = np.where(uniq_ids[q_pos] == q_pids_a, q_pos, -1)
+        by_code = np.argsort(g_codes, kind="stable")
+        code_starts = np.flatnonzero(np.r_[True, np.diff(g_codes[by_code]) != 0])
+
+    rank_hist = np.zeros(max_rank + 1, dtype=np.int64)  # last bin: first hit beyond max_rank
+    ap_sum = 0.0
+    inp_sum = 0.0
+    num_valid = 0
+    for start in range(0, num_q, chunk_size):
+        stop = min(start + chunk_size, num_q)
+        order = np.argsort(dist[start:stop], axis=1, kind="stable")  # (c, G)
+        same_cam = g_cams_a[order] == q_cams_a[start:stop, None]
+        same_pid = g_pids_a[order] == q_pids_a[start:stop, None]
+        keep = ~(same_cam & same_pid) if camera_filter == "same_identity" else ~same_cam
+        match = same_pid & keep
+        num_match = match.sum(axis=1)
+        valid = num_match > 0
+        if not valid.any():
+            continue
+        order, keep, match, num_match = order[valid], keep[valid], match[valid], num_match[valid]
+        rows = np.arange(order.shape[0])
+        kept_rank = np.cumsum(keep, axis=1, dtype=np.int32)  # 1-based rank among kept items (read where kept)
+        match_count = np.cumsum(match, axis=1, dtype=np.int32)
+
+        first_pos = np.argmax(match, axis=1)
+        last_pos = num_g - 1 - np.argmax(match[:, ::-1], axis=1)
+        if cmc_mode == "first_match":
+            hit_rank = kept_rank[rows, first_pos]
+        else:
+            # First kept rank of every identity: scatter kept ranks back to gallery order, min-reduce per identity.
+            sentinel = num_g + 1
+            ranks_sorted = np.where(keep, kept_rank, sentinel)
+            ranks_by_item = np.empty_like(ranks_sorted)
+            np.put_along_axis(ranks_by_item, order, ranks_sorted, axis=1)
+            first_rank = np.minimum.reduceat(ranks_by_item[:, by_code], code_starts, axis=1)  # (c, U)
+            true_first = first_rank[rows, q_codes[start:stop][valid]]
+            hit_rank = (first_rank <= true_first[:, None]).sum(axis=1)
+        rank_hist += np.bincount(np.minimum(hit_rank, max_rank + 1) - 1, minlength=max_rank + 1)
+
+        precision_at_match = np.where(match, match_count / np.maximum(kept_rank, 1), 0.0)
+        ap_sum += float((precision_at_match.sum(axis=1) / num_match).sum())
+        inp_sum += float((num_match / kept_rank[rows, last_pos]).sum())
+        num_valid += int(valid.sum())
+
+    if num_valid == 0:
+        raise ValueError(
+            f"no query has a true match in the gallery after camera filtering ({num_q} queries, {num_g} gallery "
+            f"items, camera_filter={camera_filter!r}); check that query and gallery share identities"
+        )
+    cmc = np.cumsum(rank_hist[:max_rank]) / num_valid
+    return RankResult(cmc=cmc, mAP=ap_sum / num_valid, mINP=inp_sum / num_valid, num_queries=num_valid)
