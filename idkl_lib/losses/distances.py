@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -21,7 +20,9 @@ def pairwise_distance(x: Tensor, y: Tensor | None = None, metric: Metric = "eucl
     if y is None:
         y = x
     if x.dim() != 2 or y.dim() != 2 or x.size(1) != y.size(1):
-        raise ValueError(f"pairwise_distance expects (N, D) and (M, D) tensors, got {tuple(x.shape)} and {tuple(y.shape)}")
+        raise ValueError(
+            f"pairwise_distance expects (N, D) and (M, D) tensors, got {tuple(x.shape)} and {tuple(y.shape)}"
+        )
     if metric == "cosine":
         return 1.0 - F.normalize(x, dim=1) @ F.normalize(y, dim=1).t()
     sq = (x * x).sum(1, keepdim=True) + (y * y).sum(1).unsqueeze(0) - 2.0 * (x @ y.t())
@@ -37,5 +38,6 @@ def off_diagonal(m: Tensor) -> Tensor:
     n = m.size(0)
     if m.dim() != 2 or m.size(1) != n:
         raise ValueError(f"off_diagonal expects a square matrix, got {tuple(m.shape)}")
-    keep = ~torch.eye(n, dtype=torch.bool, device=m.device)
-    return m[keep].view(n, n - 1)
+    # Row-major, the diagonal sits every n + 1 elements: drop element 0, cut rows of n + 1 and drop their last column
+    # (the next diagonal element). No boolean indexing, so no host-device synchronisation.
+    return m.reshape(-1)[1:].view(n - 1, n + 1)[:, :-1].reshape(n, n - 1)
