@@ -1,4 +1,5 @@
-"""Frozen configuration objects: the model (:class:`ModelConfig`) and the weighted loss terms (:class:`LossWeights`).
+"""Frozen configuration objects: the model (:class:`ModelConfig`), the weighted loss terms (:class:`LossWeights`)
+and a training run (:class:`TrainConfig`).
 
 Configuration objects never reach ``nn.Module`` constructors: :func:`idkl_lib.models.build_model` translates a
 :class:`ModelConfig` into explicit keyword arguments, and :func:`idkl_lib.losses.compute_losses` reads a
@@ -13,7 +14,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from types import MappingProxyType
-from typing import ClassVar
+from typing import Any, ClassVar
 
 ARCHS: tuple[str, ...] = ("resnet50", "resnet18")
 """Backbone architectures :class:`ModelConfig` accepts."""
@@ -235,6 +236,114 @@ class LossWeights:
                     f"groups: {', '.join(cls.GROUPS)}"
                 )
         return out
+
+
+_AMP_MODES = ("auto", "bf16", "fp16", "off")
+_DATASET_NAMES = ("sysu", "regdb", "llcm")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs, validated on construction (errors name the field and the fix).
+
+    Defaults reproduce the reference SYSU-MM01 recipe (SPEC.md §3); the notebooks and the CLI override them.
+    ``loss_overrides`` is a comma-separated ``name=weight`` list applied on top of ``loss_preset``
+    (e.g. ``"tgsa_inter=0,csa2_inter=0"`` for an ablation).
+    """
+
+    dataset: str = "sysu"
+    data_root: str = "data/SYSU-MM01"
+    regdb_trial: int = 1
+    arch: str = "resnet50"
+    base_width: int | None = None
+    pretrained: bool | str = True
+    height: int = 384
+    width: int = 144
+    p: int = 12
+    k: int = 10
+    epochs: int = 160
+    lr: float = 3.5e-4
+    weight_decay: float = 5e-3
+    milestones: tuple[int, ...] = (55, 95)
+    gamma: float = 0.1
+    warmup_epochs: int = 0
+    loss_preset: str = "sysu"
+    loss_overrides: str = ""
+    margin: float = 1.3
+    amp: str = "auto"
+    channels_last: bool = True
+    grad_clip: float = 0.0
+    augment: bool = True
+    random_erasing: float = 0.5
+    channel_augment: bool = False
+    num_workers: int = 4
+    seed: int = 1
+    deterministic: bool = False
+    device: str = "auto"
+    out_dir: str = "runs/default"
+    eval_every: int = 0
+    final_eval: bool = True
+    eval_batch_size: int = 64
+    log_every: int = 10
+
+    def __post_init__(self) -> None:
+        def bad(name: str, value: object, what: str) -> ValueError:
+            return ValueError(f"TrainConfig.{name}={value!r}: {what}")
+
+        if self.dataset not in _DATASET_NAMES:
+            raise bad("dataset", self.dataset, f"must be one of {', '.join(_DATASET_NAMES)}")
+        if not 1 <= self.regdb_trial <= 10:
+            raise bad("regdb_trial", self.regdb_trial, "RegDB has splits 1..10")
+        if self.k < 2 or self.k % 2:
+            raise bad("k", self.k, "K images per identity must be even and >= 2 (K/2 visible + K/2 infrared)")
+        if self.p < 2:
+            raise bad("p", self.p, "P identities per batch must be >= 2 (the triplet loss needs negatives)")
+        for name in ("height", "width"):
+            value = getattr(self, name)
+            if value < 32 or value % 16:
+                raise bad(name, value, "image sides must be multiples of 16 and >= 32 (the backbone's stride is 16)")
+        if self.epochs < 1:
+            raise bad("epochs", self.epochs, "train for at least one epoch")
+        if self.lr <= 0 or not math.isfinite(self.lr):
+            raise bad("lr", self.lr, "the learning rate must be a positive number")
+        if self.amp not in _AMP_MODES:
+            raise bad("amp", self.amp, f"must be one of {', '.join(_AMP_MODES)}")
+        if self.num_workers < 0 or self.log_every < 1 or self.eval_every < 0 or self.warmup_epochs < 0:
+            raise ValueError("TrainConfig: num_workers, eval_every and warmup_epochs must be >= 0, log_every >= 1")
+        if list(self.milestones) != sorted(self.milestones):
+            raise bad("milestones", self.milestones, "milestones must be increasing epoch numbers")
+        if self.margin < 0:
+            raise bad("margin", self.margin, "the triplet margin must be >= 0 (the reference uses 1.3)")
+        if not 0.0 <= self.random_erasing <= 1.0:
+            raise bad("random_erasing", self.random_erasing, "a probability in [0, 1]")
+        self.model_config(2)  # validates arch / base_width / pretrained
+        self.loss_weights()  # validates loss_preset / loss_overrides
+
+    def model_config(self, num_classes: int) -> ModelConfig:
+        """The :class:`ModelConfig` for a dataset with ``num_classes`` training identities."""
+        return ModelConfig(
+            arch=self.arch, num_classes=num_classes, pretrained=self.pretrained, base_width=self.base_width
+        )
+
+    def loss_weights(self) -> LossWeights:
+        """``LossWeights.preset(loss_preset)`` with ``loss_overrides`` applied."""
+        weights = LossWeights.preset(self.loss_preset)
+        overrides: dict[str, float] = {}
+        for item in filter(None, (s.strip() for s in self.loss_overrides.split(","))):
+            name, sep, value = item.partition("=")
+            try:
+                overrides[name.strip()] = float(value)
+            except ValueError:
+                sep = ""
+            if not sep:
+                raise ValueError(f"TrainConfig.loss_overrides: {item!r} is not 'name=weight' (e.g. 'tgsa_inter=0')")
+        return weights.replace(**overrides) if overrides else weights
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of the fields (stored in checkpoints and reports)."""
+        d = dataclasses.asdict(self)
+        d["milestones"] = list(self.milestones)
+        return d
 
 
 def _is_int(value: object) -> bool:
