@@ -9,12 +9,14 @@ person in that camera (``cam<c>/<id:04d>/<img:04d>.jpg``). Evaluation trial ``t`
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
 import numpy as np
 import scipy.io
 
+_MAT_HEADER_BYTES = 116
 PermTable = dict[tuple[int, int], np.ndarray]  # (camid, pid) -> (num_trials, n_images) int array, 1-based image numbers
 
 
@@ -34,7 +36,8 @@ def read_rand_perm_cam(path: str | os.PathLike[str]) -> PermTable:
     except Exception as exc:  # scipy raises several types for corrupt files
         raise ValueError(f"cannot read {path} as a MATLAB file ({exc}); re-copy it from the SYSU-MM01 release") from exc
     if "rand_perm_cam" not in mat:
-        raise ValueError(f"{path} has no variable 'rand_perm_cam' (found: {sorted(k for k in mat if not k.startswith('__'))})")
+        found = sorted(k for k in mat if not k.startswith("__"))
+        raise ValueError(f"{path} has no variable 'rand_perm_cam' (found: {found}); re-copy it from the release")
     perm = mat["rand_perm_cam"]
     table: PermTable = {}
     for cam_index in range(perm.shape[0]):
@@ -50,7 +53,7 @@ def read_rand_perm_cam(path: str | os.PathLike[str]) -> PermTable:
 def write_rand_perm_cam(path: str | os.PathLike[str], table: PermTable, num_cams: int = 6) -> Path:
     """Write ``table`` in the official ``rand_perm_cam.mat`` structure (readable by :func:`read_rand_perm_cam`
     and by the reference code's ``perm[cam - 1][0].squeeze()[id - 1][trial][:shots]`` indexing)."""
-    from ..utils.io import atomic_write
+    from ..utils.io import atomic_write_bytes
 
     max_pid = max((pid for _, pid in table), default=0)
     outer = np.empty((num_cams, 1), dtype=object)
@@ -60,4 +63,8 @@ def write_rand_perm_cam(path: str | os.PathLike[str], table: PermTable, num_cams
             arr = table.get((cam, pid))
             inner[0, pid - 1] = np.zeros((0, 0)) if arr is None else np.atleast_2d(arr).astype(np.float64)
         outer[cam - 1, 0] = inner
-    return atomic_write(path, lambda fh: scipy.io.savemat(fh, {"rand_perm_cam": outer}))
+    buffer = io.BytesIO()
+    scipy.io.savemat(buffer, {"rand_perm_cam": outer})
+    # the 116-byte descriptive header holds the creation time; a fixed text makes the file reproducible
+    header = b"MATLAB 5.0 MAT-file, Platform: any, written by idkl_lib".ljust(_MAT_HEADER_BYTES, b" ")
+    return atomic_write_bytes(path, header + buffer.getvalue()[_MAT_HEADER_BYTES:])

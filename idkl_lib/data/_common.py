@@ -1,0 +1,186 @@
+"""Helpers shared by the dataset parsers: root and file checks, index-file reading, relabelling, the
+training-modality check and :func:`dataset_statistics`.
+
+Modality convention: ``0 = visible``, ``1 = infrared`` (:mod:`idkl_lib.data.records`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from .records import INFRARED, MODALITY_NAMES, VISIBLE, Sample, VIDataset
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
+
+
+def resolve_root(root: str | os.PathLike[str], dataset: str, layout_hint: str) -> Path:
+    """Return ``root`` as an absolute path after checking it is an existing folder.
+
+    Args:
+        root: Dataset root folder.
+        dataset: Dataset name used in messages (``"SYSU-MM01"``...).
+        layout_hint: One-line description of what the folder should contain.
+
+    Raises:
+        TypeError: ``root`` is not a path.
+        FileNotFoundError: ``root`` does not exist or is not a folder.
+    """
+    if not isinstance(root, (str, os.PathLike)):
+        raise TypeError(f"{dataset} root must be a str or os.PathLike path, got {type(root).__name__}")
+    path = Path(root).expanduser().resolve()
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"{dataset} root not found or not a folder: {path}. Pass the folder that holds {layout_hint}."
+        )
+    return path
+
+
+def require_file(root: Path, relative: str, dataset: str, what: str) -> Path:
+    """Return ``root / relative`` or raise FileNotFoundError naming the expected file."""
+    path = root / relative
+    if not path.is_file():
+        raise FileNotFoundError(f"{dataset}: expected <root>/{relative} ({what}) but {path} does not exist.")
+    return path
+
+
+def require_nonempty_dir(root: Path, relative: str, dataset: str, what: str) -> Path:
+    """Return ``root / relative`` after checking it is a folder with at least one entry.
+
+    Raises:
+        FileNotFoundError: the folder is missing.
+        ValueError: the folder is empty.
+    """
+    path = root / relative
+    if not path.is_dir():
+        raise FileNotFoundError(f"{dataset}: expected folder <root>/{relative} ({what}) but {path} does not exist.")
+    if next(path.iterdir(), None) is None:
+        raise ValueError(
+            f"{dataset}: camera folder {path} is empty; it should hold {what}. Re-copy it from the release."
+        )
+    return path
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files (by suffix) directly inside ``folder``, sorted by name."""
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def integer_subfolders(folder: Path) -> list[tuple[int, Path]]:
+    """``(int(name), path)`` for the sub-folders of ``folder`` whose names are integers, sorted by id.
+
+    Folders with other names (``.ipynb_checkpoints``, ``backup``...) are ignored.
+    """
+    found = [(int(p.name), p) for p in folder.iterdir() if p.name.isascii() and p.name.isdigit() and p.is_dir()]
+    return sorted(found)
+
+
+def read_index_file(path: Path, dataset: str) -> list[tuple[str, int, int]]:
+    """Read an index file whose lines are ``<relative path> <label>``.
+
+    Returns:
+        ``(relative_path, label, line_number)`` per non-blank line: the path with ``/`` separators and no leading
+        ``./``, line numbers 1-based.
+
+    Raises:
+        ValueError: a line does not have exactly a path and an integer label, or the file lists no images.
+    """
+    entries: list[tuple[str, int, int]] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = line.strip().rsplit(None, 1)
+        if len(fields) != 2 or not fields[1].lstrip("-").isdigit():
+            raise ValueError(f"{dataset}: {path}:{number}: expected '<relative path> <integer label>', got {line!r}")
+        relative = fields[0].replace("\\", "/").removeprefix("./")  # Windows separators, "./" prefixes
+        entries.append((relative, int(fields[1]), number))
+    if not entries:
+        raise ValueError(f"{dataset}: index file {path} lists no images; re-copy it from the release.")
+    return entries
+
+
+def identity_from_parent(relative: str, index_file: Path, line: int, dataset: str) -> int:
+    """The identity number of an image = its parent folder name, which must be an integer."""
+    parent = Path(relative).parent.name
+    if not (parent.isascii() and parent.isdigit()):
+        raise ValueError(
+            f"{dataset}: {index_file}:{line}: the parent folder of {relative!r} is not an integer identity "
+            "(expected <modality folder>/<ID>/<file>)"
+        )
+    return int(parent)
+
+
+def check_images_exist(samples: Iterable[Sample], dataset: str, source: str) -> None:
+    """Raise FileNotFoundError listing (up to five of) the samples whose image file is missing."""
+    missing = [s.path for s in samples if not os.path.isfile(s.path)]
+    if missing:
+        shown = ", ".join(missing[:5])
+        raise FileNotFoundError(
+            f"{dataset}: {len(missing)} image(s) listed in {source} do not exist, e.g. {shown}. "
+            "Check that the index files and image folders come from the same release."
+        )
+
+
+def relabel_map(pids: Iterable[int]) -> dict[int, int]:
+    """Map original identity numbers to ``0..N-1`` in sorted original-id order."""
+    return {pid: label for label, pid in enumerate(sorted(set(pids)))}
+
+
+def check_training_modalities(samples: Sequence[Sample], dataset: str, source: str) -> None:
+    """Raise ValueError naming the training identities that have images of only one modality.
+
+    Args:
+        samples: Training records with their original identity numbers.
+        dataset: Dataset name used in messages.
+        source: Where the split comes from (file names), used in messages.
+    """
+    seen: dict[int, set[int]] = {}
+    for s in samples:
+        seen.setdefault(s.pid, set()).add(s.modality)
+    visible_only = sorted(pid for pid, mods in seen.items() if mods == {VISIBLE})
+    infrared_only = sorted(pid for pid, mods in seen.items() if mods == {INFRARED})
+    if visible_only or infrared_only:
+        raise ValueError(
+            f"{dataset}: training identities with images of only one modality (from {source}): "
+            f"visible-only {visible_only}, infrared-only {infrared_only}. Every training identity needs both "
+            "visible and infrared images; fix the split files or remove these identities."
+        )
+
+
+def sorted_samples(samples: Iterable[Sample]) -> tuple[Sample, ...]:
+    """Records sorted by path (the order every parser returns)."""
+    return tuple(sorted(samples, key=lambda s: s.path))
+
+
+def _split_statistics(samples: Sequence[Sample]) -> dict[str, object]:
+    def describe(subset: Sequence[Sample]) -> dict[str, object]:
+        return {
+            "ids": len({s.pid for s in subset}),
+            "images": len(subset),
+            "cameras": sorted({s.camid for s in subset}),
+        }
+
+    stats = describe(samples)
+    stats["per_modality"] = {
+        name: describe([s for s in samples if s.modality == modality]) for modality, name in MODALITY_NAMES.items()
+    }
+    return stats
+
+
+def dataset_statistics(ds: VIDataset) -> dict[str, object]:
+    """Counts of identities, images and cameras per split and per modality (JSON-serialisable).
+
+    Returns:
+        ``{"name", "num_train_ids", "train" | "query" | "gallery": {"ids", "images", "cameras",
+        "per_modality": {"visible" | "infrared": {"ids", "images", "cameras"}}}}``.
+    """
+    if not isinstance(ds, VIDataset):
+        raise TypeError(f"dataset_statistics expects a VIDataset, got {type(ds).__name__}")
+    return {
+        "name": ds.name,
+        "num_train_ids": ds.num_train_ids,
+        "train": _split_statistics(ds.train),
+        "query": _split_statistics(ds.query),
+        "gallery": _split_statistics(ds.gallery),
+    }

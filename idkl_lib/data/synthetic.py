@@ -1,0 +1,601 @@
+"""Synthetic visible-infrared re-ID datasets written in the official SYSU-MM01, RegDB and LLCM layouts.
+
+Real VI-ReID datasets are licensed, so the workbench ships this generator (SPEC.md §0.3). It writes real image
+files and every split file in the official layout (SPEC.md §5), so :func:`parse_sysu`, :func:`parse_regdb`,
+:func:`parse_llcm` and the evaluation protocols run on it unchanged.
+
+Rendering. Each identity is a person-like figure (head, neck, torso, arms, legs, shoes) with its own body shape
+(head size, torso length, shoulder and hip width, limb thickness), clothing (upper/lower colours and a pattern:
+plain, stripes of a given orientation and frequency, checks or dots; long or short sleeves; trousers, shorts or a
+skirt), hair, accessories (hat, shoulder bag or backpack) and a body-heat level. Visible cameras render colour
+under a per-camera white balance, brightness and background scene. Infrared cameras render a thermal-like
+grayscale: skin shows the body heat, each garment/accessory shows ``heat x emissivity`` where the emissivities are
+per-identity random numbers drawn independently of the colours, so colour is lost while shape, pattern texture and
+body heat survive. Every image adds jitter (position, scale, lean, limb spread, facing flip, front/back view),
+background shift and clutter, blur and noise. Everything is drawn from ``numpy`` generators seeded by
+``(seed, purpose, ids...)``, so the same arguments give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from scipy.ndimage import gaussian_filter
+
+from ..utils.io import atomic_write_json, atomic_write_text
+from .sysu_perm import write_rand_perm_cam
+
+MARKER = ".synthetic.json"
+GENERATOR_VERSION = 1
+LAYOUTS: tuple[str, ...] = ("sysu", "regdb", "llcm")
+DEFAULT_IMAGES_PER_CAMERA: dict[str, int] = {"sysu": 4, "regdb": 10, "llcm": 4}
+SYSU_NUM_TRIALS = 10
+REGDB_NUM_TRIALS = 10
+LLCM_VISIBLE_CAMERAS: tuple[int, ...] = (1, 2, 3, 4)
+LLCM_NIR_CAMERAS: tuple[int, ...] = (3, 4, 5, 6)  # cams 3, 4 record both modalities, as LLCM cameras do day/night
+_OWNED_ENTRIES = ("cam1", "cam2", "cam3", "cam4", "cam5", "cam6", "exp", "Visible", "Thermal", "idx", "vis", "nir")
+# purpose keys of the seed sequences
+_K_IDENTITY, _K_CAMERA, _K_IMAGES, _K_SPLIT, _K_PERM, _K_NAMES = range(1, 7)
+
+
+def _rng(seed: int, *keys: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([seed, *keys]))
+
+
+# ----------------------------------------------------------------------------------------------- appearance
+
+
+@dataclass(frozen=True)
+class _Garment:
+    pattern: int  # 0 plain, 1 stripes, 2 checks, 3 dots
+    freq: float  # cycles per person height
+    angle: float  # stripe orientation (radians)
+    phase: float
+    rgb_a: np.ndarray  # (3,) base colour
+    rgb_b: np.ndarray  # (3,) pattern colour
+    ir_a: float  # thermal brightness = heat x emissivity, independent of the colours
+    ir_b: float
+
+
+@dataclass(frozen=True, eq=False)
+class _Identity:
+    head_r: float
+    torso_len: float
+    shoulder: float
+    hip: float
+    leg_r: float
+    leg_sep: float
+    arm_r: float
+    sleeve: float  # fraction of the arm covered by the upper garment
+    hem: float  # body height (0 head top .. 1 feet) where the lower garment ends
+    skirt: bool
+    long_hair: bool
+    hat: bool
+    bag: int  # 0 none, 1 shoulder bag, 2 backpack
+    bag_side: int
+    upper: _Garment
+    lower: _Garment
+    rgb: dict[str, np.ndarray]  # skin, hair, hat, bag, shoe -> (3,)
+    ir: dict[str, float]  # same keys -> thermal brightness (skin = body heat)
+
+
+def _hsv(h: float, s: float, v: float) -> np.ndarray:
+    k = (np.array([5.0, 3.0, 1.0]) + h * 6.0) % 6.0
+    return (v - v * s * np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0)).astype(np.float32)
+
+
+def _garment(rng: np.random.Generator, heat: float, patterns: list[float], val: tuple[float, float]) -> _Garment:
+    v = rng.uniform(*val)
+    v2 = float(np.clip(v + (1 if v < 0.5 else -1) * rng.uniform(0.3, 0.55), 0.05, 0.98))
+    e_a = rng.uniform(0.35, 0.95)  # pattern contrast in infrared: at least 0.18 x heat, whatever the colours
+    e_b = e_a + (1 if e_a < 0.6 else -1) * rng.uniform(0.18, 0.4)
+    return _Garment(
+        pattern=int(rng.choice(len(patterns), p=patterns)),
+        freq=rng.uniform(9.0, 22.0),
+        angle=float(rng.choice([0.0, np.pi / 2, np.pi / 4, -np.pi / 4])),
+        phase=rng.uniform(0.0, 2 * np.pi),
+        rgb_a=_hsv(rng.uniform(), rng.uniform(0.25, 0.95), v),
+        rgb_b=_hsv(rng.uniform(), rng.uniform(0.0, 0.9), v2),
+        ir_a=heat * e_a,
+        ir_b=heat * e_b,
+    )
+
+
+def _make_identity(seed: int, pid: int) -> _Identity:
+    rng = _rng(seed, _K_IDENTITY, pid)
+    heat = rng.uniform(0.6, 0.95)
+    shoulder = rng.uniform(0.1, 0.155)
+    head_r = rng.uniform(0.058, 0.078)
+    torso_len = rng.uniform(0.27, 0.36)
+    hip_y = 2.05 * head_r + 0.01 + torso_len
+    lower_style = rng.choice(3, p=[0.6, 0.25, 0.15])  # trousers, shorts, skirt
+    hem = 0.95 if lower_style == 0 else hip_y + (0.985 - hip_y) * rng.uniform(0.35, 0.55)
+    skin = _hsv(rng.uniform(0.02, 0.09), rng.uniform(0.25, 0.6), rng.uniform(0.35, 0.95))
+    rgb = {
+        "skin": skin,
+        "hair": _hsv(rng.uniform(0.0, 0.12), rng.uniform(0.2, 0.8), rng.uniform(0.05, 0.7)),
+        "hat": _hsv(rng.uniform(), rng.uniform(0.2, 0.9), rng.uniform(0.15, 0.95)),
+        "bag": _hsv(rng.uniform(), rng.uniform(0.1, 0.9), rng.uniform(0.1, 0.9)),
+        "shoe": _hsv(rng.uniform(), rng.uniform(0.0, 0.5), rng.uniform(0.05, 0.6)),
+    }
+    emissivity = {"hair": (0.35, 0.6), "hat": (0.2, 0.6), "bag": (0.08, 0.45), "shoe": (0.2, 0.55)}
+    ir = {"skin": heat, **{k: heat * rng.uniform(*r) for k, r in emissivity.items()}}
+    return _Identity(
+        head_r=head_r,
+        torso_len=torso_len,
+        shoulder=shoulder,
+        hip=shoulder * rng.uniform(0.72, 1.0),
+        leg_r=rng.uniform(0.033, 0.055),
+        leg_sep=rng.uniform(0.45, 0.62),
+        arm_r=rng.uniform(0.024, 0.038),
+        sleeve=1.0 if rng.uniform() < 0.6 else rng.uniform(0.3, 0.5),
+        hem=float(hem),
+        skirt=bool(lower_style == 2),
+        long_hair=bool(rng.uniform() < 0.35),
+        hat=bool(rng.uniform() < 0.25),
+        bag=int(rng.choice(3, p=[0.45, 0.3, 0.25])),
+        bag_side=int(rng.choice([-1, 1])),
+        upper=_garment(rng, heat, [0.3, 0.4, 0.15, 0.15], (0.2, 0.95)),
+        lower=_garment(rng, heat, [0.6, 0.2, 0.2, 0.0], (0.1, 0.8)),
+        rgb=rgb,
+        ir=ir,
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class _Camera:
+    infrared: bool
+    background: np.ndarray  # (H, W + W // 2, C) static scene, cropped at a random offset per image
+    gain: np.ndarray  # (C,) white balance x brightness (visible) or thermal gain (infrared)
+    offset: float
+    noise: float
+    blur: float  # pixels at 128-pixel height
+
+
+def _make_camera(seed: int, camid: int, infrared: bool, height: int, width: int) -> _Camera:
+    """Static scene of a camera: geometry keyed by ``camid`` (shared by both modalities of an LLCM camera),
+    appearance keyed by ``(camid, modality)``."""
+    geom = _rng(seed, _K_CAMERA, camid)
+    look = _rng(seed, _K_CAMERA, camid, int(infrared))
+    channels = 1 if infrared else 3
+    wide = width + width // 2
+
+    def tone() -> np.ndarray:
+        if infrared:
+            return np.array([look.uniform(0.06, 0.42)], dtype=np.float32)
+        return _hsv(look.uniform(), look.uniform(0.0, 0.6), look.uniform(0.2, 0.95))
+
+    y = (np.arange(height, dtype=np.float32)[:, None, None] + 0.5) / height
+    x = (np.arange(wide, dtype=np.float32)[None, :, None] + 0.5) / wide
+    horizon = geom.uniform(0.5, 0.8)
+    top, mid, floor = tone(), tone(), tone()
+    wall = top + (mid - top) * np.clip(y / horizon, 0, 1)
+    stripes = 0.04 * np.sin(2 * np.pi * geom.uniform(3, 12) * (y - horizon) / (1 - horizon + 1e-3))
+    scene = np.where(y < horizon, wall, floor * (1 + stripes)) * np.ones_like(x)
+    for _ in range(int(geom.integers(0, 4))):  # pillars, doors, shelves
+        x0, w = geom.uniform(0, 1), geom.uniform(0.05, 0.25)
+        y0 = geom.uniform(0, horizon * 0.6)
+        inside = (x >= x0) & (x <= x0 + w) & (y >= y0) & (y <= horizon + 0.02)
+        scene = np.where(inside, tone(), scene)
+    if infrared:
+        gain = np.array([look.uniform(0.8, 1.12)], dtype=np.float32)
+        offset, noise, blur = look.uniform(-0.04, 0.08), look.uniform(0.02, 0.045), look.uniform(0.5, 1.1)
+    else:
+        gain = np.clip(1 + look.normal(0, 0.1, 3), 0.75, 1.25).astype(np.float32) * look.uniform(0.65, 1.15)
+        offset, noise, blur = 0.0, look.uniform(0.01, 0.03), look.uniform(0.2, 0.8)
+    background = scene.astype(np.float32).reshape(height, wide, channels)
+    return _Camera(bool(infrared), background, gain.astype(np.float32), float(offset), float(noise), float(blur))
+
+
+# ------------------------------------------------------------------------------------------------- geometry
+
+
+def _capsule(X: np.ndarray, Y: np.ndarray, a: tuple, b: tuple, r: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Signed distance to the segment ``a -> b`` thickened by ``r``, and the position ``t`` in 0..1 along it."""
+    ax, ay = a
+    bax, bay = b[0] - ax, b[1] - ay
+    px, py = X - ax, Y - ay
+    t = np.clip((px * bax + py * bay) / (bax * bax + bay * bay + 1e-9), 0.0, 1.0)
+    return np.hypot(px - bax * t, py - bay * t) - r, t
+
+
+def _box(X: np.ndarray, Y: np.ndarray, x0: float, x1: float, y0: float, y1: float) -> np.ndarray:
+    return np.maximum(np.maximum(x0 - X, X - x1), np.maximum(y0 - Y, Y - y1))
+
+
+def _ellipse(X: np.ndarray, Y: np.ndarray, cx: float, cy: float, a: float, b: float) -> np.ndarray:
+    return (np.hypot((X - cx) / a, (Y - cy) / b) - 1.0) * min(a, b)
+
+
+def _pattern(g: _Garment, X: np.ndarray, Y: np.ndarray) -> np.ndarray | None:
+    """Pattern weight in 0..1 (0 = base colour, 1 = pattern colour), or None for a plain garment."""
+    if g.pattern == 0:
+        return None
+    f = 2 * np.pi * g.freq
+    if g.pattern == 1:
+        s = np.sin(f * (X * np.cos(g.angle) + Y * np.sin(g.angle)) + g.phase)
+    elif g.pattern == 2:
+        s = np.sin(f * X + g.phase) * np.sin(f * Y + g.phase)
+    else:
+        u = (X * g.freq + g.phase) % 1.0 - 0.5
+        v = (Y * g.freq) % 1.0 - 0.5
+        s = 4.0 * (0.3 - np.hypot(u, v))
+    return np.clip(0.5 + 1.5 * s, 0.0, 1.0)
+
+
+class _Canvas:
+    """A batch of ``n`` images being painted, with the body coordinates of the person in each.
+
+    Body coordinates: ``Y`` = 0 at the top of the head and ~1 at the soles, ``X`` = 0 on the body axis (mirrored when
+    the person faces the other way), both in units of the person's height; ``px`` = pixels per body unit.
+    """
+
+    def __init__(self, img: np.ndarray, X: np.ndarray, Y: np.ndarray, px: np.ndarray, shade: np.ndarray) -> None:
+        self.img, self.X, self.Y, self.px, self.shade = img, X, Y, px, shade
+
+    def paint(self, d: np.ndarray, colour: np.ndarray, weight: np.ndarray | float = 1.0) -> None:
+        """Composite ``colour`` ((C,) or (n, H, W, C)) where the signed distance ``d`` (n, H, W) is negative,
+        anti-aliased over one pixel, scaled by ``weight``."""
+        alpha = np.clip(0.5 - d[..., None] * self.px, 0.0, 1.0) * weight
+        rows = np.flatnonzero(alpha.any(axis=(0, 2, 3)))  # composite only the rows the shape covers
+        if rows.size == 0:
+            return
+        band = slice(rows[0], rows[-1] + 1)
+        if colour.ndim == 4:
+            colour = colour[:, band]
+        img = self.img[:, band]
+        img += (colour * self.shade[:, band] - img) * alpha[:, band]
+
+    def below(self, t: np.ndarray, edge: float) -> np.ndarray:
+        """(n, H, W, 1) weight, 1 where ``t < edge``, soft over about one pixel."""
+        return np.clip((edge - t) * self.px[..., 0] * 0.5 + 0.5, 0.0, 1.0)[..., None]
+
+
+def _draw_person(
+    c: _Canvas, ident: _Identity, infrared: bool, back: np.ndarray, abduct: np.ndarray, spread: np.ndarray
+) -> None:
+    """Paint one identity (back to front: legs, skirt, torso, hair, arms, neck, head, hat, bag) on every image.
+
+    ``back`` (n, 1, 1) is 1 for images seen from behind; ``abduct``/``spread`` (n, 1, 1) move the hands/feet out.
+    """
+    X, Y = c.X, c.Y
+    back4 = back[..., None]
+
+    def col(key: str) -> np.ndarray:
+        return np.array([ident.ir[key]], np.float32) if infrared else ident.rgb[key]
+
+    def garment(g: _Garment) -> np.ndarray:
+        a, b = (np.array([g.ir_a], np.float32), np.array([g.ir_b], np.float32)) if infrared else (g.rgb_a, g.rgb_b)
+        pm = _pattern(g, X, Y)
+        return a if pm is None else a + (b - a) * pm[..., None]
+
+    r, sh, hw = ident.head_r, ident.shoulder, ident.hip
+    neck = 2.05 * r + 0.01
+    hip = neck + ident.torso_len
+    upper, lower, skin = garment(ident.upper), garment(ident.lower), col("skin")
+    for side in (-1.0, 1.0):  # legs: lower garment above the hem, skin below, shoes at the bottom
+        d, _ = _capsule(
+            X, Y, (side * hw * ident.leg_sep, hip - 0.02), (side * (hw * ident.leg_sep + spread), 0.975), ident.leg_r
+        )
+        c.paint(d, skin + (lower - skin) * c.below(Y, ident.hem))
+        c.paint(np.maximum(d, 0.945 - Y), col("shoe"))
+    if ident.skirt:
+        t = np.clip((Y - hip) / max(ident.hem - hip, 1e-3), 0, 1)
+        c.paint(np.maximum(np.abs(X) - hw * (1 + 0.45 * t), np.maximum(hip - 0.03 - Y, Y - ident.hem)), lower)
+    if ident.long_hair:  # behind the torso when seen from the front
+        c.paint(_box(X, Y, -0.8 * r, 0.8 * r, r, neck + 0.08), col("hair"), 1 - back4)
+    t = np.clip((Y - neck) / ident.torso_len, 0, 1)
+    c.paint(np.maximum(np.abs(X) - (sh + (hw - sh) * t), np.maximum(neck - Y, Y - hip)), upper)
+    if ident.long_hair:  # over the back when seen from behind
+        c.paint(_box(X, Y, -0.85 * r, 0.85 * r, r, neck + 0.1), col("hair"), back4)
+    for side in (-1.0, 1.0):  # arms: sleeve down to ``sleeve``, then skin
+        start = (side * (sh - 0.6 * ident.arm_r), neck + 0.025)
+        hand = (side * (sh + 0.6 * ident.arm_r + abduct), hip + 0.04)
+        d, along = _capsule(X, Y, start, hand, ident.arm_r)
+        c.paint(d, skin + (upper - skin) * c.below(along, ident.sleeve))
+    d, _ = _capsule(X, Y, (0.0, 1.6 * r), (0.0, neck + 0.02), 0.35 * r)
+    c.paint(d, skin)
+    cy, a = r + 0.005, 0.8 * r
+    head = _ellipse(X, Y, 0.0, cy, a, r)
+    c.paint(head, skin)
+    c.paint(np.maximum(head, Y - (cy - 0.2 * r + 2.0 * back)), col("hair"))  # hair cap; the whole head from behind
+    if ident.hat:
+        c.paint(np.maximum(_ellipse(X, Y, 0.0, cy - 0.35 * r, 1.1 * a, 0.75 * r), Y - (cy - 0.2 * r)), col("hat"))
+    if ident.bag == 1:  # shoulder bag with a strap across the chest
+        s = ident.bag_side
+        x0, x1 = sorted((s * (sh - 0.01), s * (sh + 0.08)))
+        c.paint(_box(X, Y, x0, x1, hip - 0.07, hip + 0.06), col("bag"))
+        d, _ = _capsule(X, Y, (-s * 0.7 * sh, neck + 0.02), (s * (sh + 0.03), hip - 0.07), 0.012)
+        c.paint(d, col("bag"))
+    elif ident.bag == 2:  # backpack: straps seen from the front, the pack from behind
+        for side in (-1.0, 1.0):
+            d, _ = _capsule(X, Y, (side * 0.55 * sh, neck), (side * 0.6 * sh, hip - 0.1), 0.014)
+            c.paint(d, col("bag"), 1 - back4)
+        c.paint(_box(X, Y, -0.8 * sh, 0.8 * sh, neck + 0.03, neck + 0.7 * ident.torso_len), col("bag"), back4)
+
+
+def _render(
+    ident: _Identity, cam: _Camera, n: int, rng: np.random.Generator, height: int, width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Render ``n`` images of one identity seen by one camera.
+
+    Returns:
+        ``(images, back)``: ``(n, H, W, 3)`` uint8 for a visible camera or ``(n, H, W)`` uint8 for an infrared one,
+        and ``(n,)`` bool, True where the person is seen from behind.
+    """
+
+    def per_image(lo: float, hi: float) -> np.ndarray:  # one value per image, (n, 1, 1)
+        return rng.uniform(lo, hi, (n, 1, 1)).astype(np.float32)
+
+    hp = per_image(0.84, 0.95) * height  # person height in pixels
+    top = per_image(0.95, 1.0) * height - 0.985 * hp
+    cx = (0.5 + per_image(-0.08, 0.08)) * width
+    flip = np.where(per_image(0, 1) < 0.5, -1.0, 1.0).astype(np.float32)
+    back = (per_image(0, 1) < 0.4).astype(np.float32)
+    lean, spread, abduct = per_image(-0.06, 0.06), per_image(-0.01, 0.05), per_image(0.0, 0.05)
+    shift = rng.integers(0, width // 2 + 1, n)
+
+    ys = np.arange(height, dtype=np.float32)[None, :, None] + 0.5
+    xs = np.arange(width, dtype=np.float32)[None, None, :] + 0.5
+    img = np.stack([cam.background[:, s : s + width] for s in shift])
+    for _ in range(3):  # clutter behind the person
+        cxc, cyc, hw, hh = per_image(0, width), per_image(0, height), per_image(2, width / 4), per_image(2, height / 5)
+        d = np.maximum(np.abs(xs - cxc) - hw, np.abs(ys - cyc) - hh)
+        tone = rng.uniform(0.05, 0.75, (n, 1, 1, img.shape[-1])).astype(np.float32)
+        img += (tone - img) * np.clip(0.5 - d, 0, 1)[..., None]
+
+    Y = (ys - top) / hp
+    X = flip * (xs - cx) / hp - lean * (Y - 0.5)
+    shade = (1.0 - 0.28 * np.clip(X / (ident.shoulder + 0.05), -1, 1) ** 2 - 0.08 * np.clip(Y, 0, 1))[..., None]
+    _draw_person(_Canvas(img, X, Y, hp[..., None], shade), ident, cam.infrared, back, abduct, spread)
+
+    img = img * cam.gain * per_image(0.85, 1.15)[..., None] + cam.offset
+    sigmas = (cam.blur + rng.uniform(0.0, 0.5, n)) * height / 128.0
+    for i in range(n):
+        img[i] = gaussian_filter(img[i], sigma=(sigmas[i], sigmas[i], 0.0), mode="nearest")
+    img += cam.noise * rng.standard_normal(img.shape, dtype=np.float32)
+    out = np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)
+    return (out[..., 0] if cam.infrared else out), back.reshape(n) > 0
+
+
+# --------------------------------------------------------------------------------------------------- writers
+
+
+class _Writer:
+    """Renders the images of one dataset, caching identities and camera scenes."""
+
+    def __init__(self, seed: int, height: int, width: int) -> None:
+        self.seed, self.height, self.width = seed, height, width
+        self._cameras: dict[tuple[int, bool], _Camera] = {}
+        self._identities: dict[int, _Identity] = {}
+
+    def identity(self, pid: int) -> _Identity:
+        if pid not in self._identities:
+            self._identities[pid] = _make_identity(self.seed, pid)
+        return self._identities[pid]
+
+    def render(self, pid: int, camid: int, infrared: bool, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` images of ``pid`` in camera ``camid`` and their back-view flags (see :func:`_render`)."""
+        key = (camid, infrared)
+        if key not in self._cameras:
+            self._cameras[key] = _make_camera(self.seed, camid, infrared, self.height, self.width)
+        rng = _rng(self.seed, _K_IMAGES, pid, camid, int(infrared))
+        return _render(self.identity(pid), self._cameras[key], n, rng, self.height, self.width)
+
+
+def _save(images: np.ndarray, paths: list[Path]) -> None:
+    """Save uint8 images by suffix: ``.jpg`` as RGB JPEG (infrared as 3 equal channels, as in the SYSU-MM01 and
+    LLCM releases), ``.bmp`` as RGB or 8-bit grayscale BMP (RegDB thermal; exercises ``.convert("RGB")``)."""
+    paths[0].parent.mkdir(parents=True, exist_ok=True)
+    for image, path in zip(images, paths, strict=True):
+        if path.suffix == ".jpg":
+            rgb = image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=2)
+            Image.fromarray(rgb).save(path, "JPEG", quality=92)
+        else:
+            Image.fromarray(image).save(path, "BMP")
+
+
+def _split_ids(seed: int, num_ids: int, num_test: int, *keys: int) -> tuple[list[int], list[int]]:
+    """Random split of ids ``1..num_ids`` into (train, test), both sorted."""
+    perm = _rng(seed, _K_SPLIT, *keys).permutation(np.arange(1, num_ids + 1))
+    return sorted(int(i) for i in perm[num_test:]), sorted(int(i) for i in perm[:num_test])
+
+
+def _write_sysu(root: Path, w: _Writer, num_train: int, num_test: int, per_cam: int) -> None:
+    total = num_train + num_test
+    train_val, test = _split_ids(w.seed, total, num_test)
+    val = set(_rng(w.seed, _K_SPLIT, 1).permutation(train_val)[: len(train_val) // 4].tolist())
+    perm_rng = _rng(w.seed, _K_PERM)
+    table: dict[tuple[int, int], np.ndarray] = {}
+    for pid in range(1, total + 1):
+        for cam in range(1, 7):
+            images, _ = w.render(pid, cam, cam in (3, 6), per_cam)
+            _save(images, [root / f"cam{cam}" / f"{pid:04d}" / f"{i:04d}.jpg" for i in range(1, per_cam + 1)])
+            table[(cam, pid)] = np.stack([perm_rng.permutation(per_cam) + 1 for _ in range(SYSU_NUM_TRIALS)])
+    for name, ids in (("train", [i for i in train_val if i not in val]), ("val", sorted(val)), ("test", test)):
+        atomic_write_text(root / "exp" / f"{name}_id.txt", ",".join(map(str, ids)) + "\n")
+    write_rand_perm_cam(root / "exp" / "rand_perm_cam.mat", table)
+
+
+def _write_regdb(root: Path, w: _Writer, num_train: int, num_test: int, per_cam: int) -> None:
+    files: dict[str, dict[int, list[str]]] = {"Visible": {}, "Thermal": {}}
+    for pid in range(1, num_train + num_test + 1):
+        ident = w.identity(pid)
+        gender = "female" if ident.skirt or ident.long_hair else "male"
+        for folder, tag, camid in (("Visible", "v", 2), ("Thermal", "t", 3)):
+            images, back = w.render(pid, camid, folder == "Thermal", per_cam)
+            first = (pid - 1) * per_cam + 1  # running image number, as in the release's file names
+            files[folder][pid] = [
+                f"{folder}/{pid}/{gender}_{'back' if b else 'front'}_{tag}_{first + i:05d}_{pid}.bmp"
+                for i, b in enumerate(back)
+            ]
+            _save(images, [root / rel for rel in files[folder][pid]])
+    for trial in range(1, REGDB_NUM_TRIALS + 1):
+        train, test = _split_ids(w.seed, num_train + num_test, num_test, 2, trial)
+        for split, ids in (("train", train), ("test", test)):
+            for folder in ("Visible", "Thermal"):
+                lines = [f"{rel} {label}" for label, pid in enumerate(ids) for rel in files[folder][pid]]
+                atomic_write_text(root / "idx" / f"{split}_{folder.lower()}_{trial}.txt", "\n".join(lines) + "\n")
+
+
+def _llcm_cameras(rng: np.random.Generator, cameras: tuple[int, ...]) -> list[int]:
+    """A person is seen by each camera with probability 0.75, and by at least two cameras of the modality."""
+    chosen = [c for c in cameras if rng.uniform() < 0.75]
+    if len(chosen) < 2:
+        chosen = sorted(int(c) for c in rng.choice(cameras, 2, replace=False))
+    return chosen
+
+
+def _write_llcm(root: Path, w: _Writer, num_train: int, num_test: int, per_cam: int) -> None:
+    train, test = _split_ids(w.seed, num_train + num_test, num_test, 3)
+    files: dict[str, dict[int, list[str]]] = {"vis": {}, "nir": {}}
+    for pid in range(1, num_train + num_test + 1):
+        rng = _rng(w.seed, _K_NAMES, pid)
+        for mod, cameras in (("vis", LLCM_VISIBLE_CAMERAS), ("nir", LLCM_NIR_CAMERAS)):
+            files[mod][pid] = []
+            for cam in _llcm_cameras(rng, cameras):
+                seq = int(rng.integers(100000, 1000000))
+                frames = np.sort(rng.choice(9000, per_cam, replace=False)) + 100
+                names = [f"{mod}/{pid:04d}/{pid:04d}_c{cam:02d}_s{seq}_f{f}_{mod}.jpg" for f in frames]
+                _save(w.render(pid, cam, mod == "nir", per_cam)[0], [root / n for n in names])
+                files[mod][pid].extend(names)
+    for split, ids in (("train", train), ("test", test)):
+        for mod in ("vis", "nir"):
+            lines = [f"{rel} {label}" for label, pid in enumerate(ids) for rel in files[mod][pid]]
+            atomic_write_text(root / "idx" / f"{split}_{mod}.txt", "\n".join(lines) + "\n")
+
+
+_LAYOUT_WRITERS: dict[str, Callable[[Path, _Writer, int, int, int], None]] = {
+    "sysu": _write_sysu,
+    "regdb": _write_regdb,
+    "llcm": _write_llcm,
+}
+
+
+# ------------------------------------------------------------------------------------------------ public API
+
+
+def _check_int(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"write_synthetic: {name} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"write_synthetic: {name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _prepare_root(root: Path, params: dict[str, object], overwrite: bool) -> bool:
+    """Return True when ``root`` already holds the requested, complete dataset; otherwise make room for it."""
+    marker = root / MARKER
+    if marker.is_file():
+        try:
+            existing = json.loads(marker.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            existing = {}
+        diff = {k: (existing.get(k), v) for k, v in params.items() if existing.get(k) != v}
+        if not diff and existing.get("complete") is True:
+            return True
+        if diff and not overwrite:
+            shown = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in diff.items())
+            raise ValueError(
+                f"write_synthetic: {root} already holds a synthetic dataset written with different parameters "
+                f"({shown}); pass overwrite=True to replace it or choose another root."
+            )
+        for name in (*_OWNED_ENTRIES, MARKER):  # only what this generator writes; never other files
+            target = root / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+        return False
+    if root.exists() and (not root.is_dir() or next(root.iterdir(), None) is not None):
+        raise ValueError(
+            f"write_synthetic: {root} exists and is not an empty folder, and holds no {MARKER} marker. The generator "
+            "only writes into a new or empty folder or one it created itself (it never deletes other data, even with "
+            "overwrite=True); choose another root."
+        )
+    return False
+
+
+def write_synthetic(
+    root: str | os.PathLike[str],
+    layout: str = "sysu",
+    num_train_ids: int = 48,
+    num_test_ids: int | None = None,
+    images_per_camera: int | None = None,
+    height: int = 128,
+    width: int = 64,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> Path:
+    """Write a synthetic visible-infrared dataset in the official layout of ``layout``.
+
+    Layouts (identity numbers ``1..num_train_ids + num_test_ids``, randomly assigned to the splits):
+
+    * ``"sysu"``: ``cam{1..6}/<ID:04d>/<img:04d>.jpg`` (cams 3, 6 infrared), every person in every camera;
+      ``exp/{train,val,test}_id.txt`` (a quarter of the training ids go to ``val``, merged back by the parser) and
+      ``exp/rand_perm_cam.mat`` with 10 trials (rows = random permutations of the 1-based image numbers).
+    * ``"regdb"``: ``Visible/<ID>/*.bmp`` (RGB) and ``Thermal/<ID>/*.bmp`` (8-bit grayscale), and
+      ``idx/{train,test}_{visible,thermal}_{1..10}.txt``: each trial an independent random split into
+      ``num_train_ids`` training and ``num_test_ids`` test identities (half/half by default, as in RegDB).
+    * ``"llcm"``: ``vis/<ID:04d>/<ID:04d>_c<NN>_s<seq>_f<frame>_vis.jpg`` and the ``nir`` equivalent, and
+      ``idx/{train,test}_{vis,nir}.txt``. Visible cameras are 1-4 and near-infrared cameras 3-6 (cameras 3 and 4
+      record both modalities, as real LLCM cameras do by day and night); a person appears in each camera with
+      probability 0.75 and in at least two cameras per modality.
+
+    Every person has exactly ``images_per_camera`` images in each camera it appears in. A ``.synthetic.json``
+    marker with the parameters is written in ``root``; calling again with the same parameters returns at once.
+
+    Args:
+        root: Output folder (created if needed). It must be new, empty, or written by this function.
+        layout: ``"sysu"``, ``"regdb"`` or ``"llcm"``.
+        num_train_ids: Training identities.
+        num_test_ids: Test identities; None gives ``num_train_ids`` for RegDB and ``num_train_ids // 2`` otherwise.
+        images_per_camera: Images per person per camera; None gives 4 (SYSU, LLCM) or 10 (RegDB).
+        height: Image height in pixels.
+        width: Image width in pixels.
+        seed: Seed of every random choice; the same arguments give byte-identical files.
+        overwrite: Replace a synthetic dataset written with other parameters (never touches other data).
+
+    Returns:
+        The absolute dataset root, ready for :func:`idkl_lib.data.build_dataset` with the same layout name.
+
+    Raises:
+        ValueError: unknown layout, out-of-range sizes, a different existing dataset without ``overwrite``, or a
+            non-empty folder that this function did not create.
+        TypeError: a size or the seed is not an int.
+    """
+    if layout not in LAYOUTS:
+        raise ValueError(f"write_synthetic: unknown layout {layout!r}; valid layouts: {', '.join(LAYOUTS)}")
+    if not isinstance(root, (str, os.PathLike)):
+        raise TypeError(f"write_synthetic: root must be a str or os.PathLike path, got {type(root).__name__}")
+    if num_test_ids is None:
+        num_test_ids = num_train_ids if layout == "regdb" else max(1, num_train_ids // 2)
+    if images_per_camera is None:
+        images_per_camera = DEFAULT_IMAGES_PER_CAMERA[layout]
+    params: dict[str, object] = {
+        "generator": "idkl_lib.data.synthetic",
+        "version": GENERATOR_VERSION,
+        "layout": layout,
+        "num_train_ids": _check_int("num_train_ids", num_train_ids, 1),
+        "num_test_ids": _check_int("num_test_ids", num_test_ids, 1),
+        "images_per_camera": _check_int("images_per_camera", images_per_camera, 1),
+        "height": _check_int("height", height, 16),
+        "width": _check_int("width", width, 8),
+        "seed": _check_int("seed", seed, 0),
+    }
+    path = Path(root).expanduser().resolve()
+    if _prepare_root(path, params, overwrite):
+        return path
+    path.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path / MARKER, {**params, "complete": False})
+    writer = _Writer(int(seed), int(height), int(width))
+    _LAYOUT_WRITERS[layout](path, writer, int(num_train_ids), int(num_test_ids), int(images_per_camera))
+    atomic_write_json(path / MARKER, {**params, "complete": True})
+    return path
