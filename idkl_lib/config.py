@@ -246,10 +246,77 @@ _DATASET_NAMES = ("sysu", "regdb", "llcm")
 class TrainConfig:
     """Everything a training run needs, validated on construction (errors name the field and the fix).
 
-    Defaults reproduce the reference SYSU-MM01 recipe (SPEC.md §3); the notebooks and the CLI override them.
-    ``loss_overrides`` is a comma-separated ``name=weight`` list applied on top of ``loss_preset``
-    (e.g. ``"tgsa_inter=0,csa2_inter=0"`` for an ablation).
+    Defaults reproduce the reference SYSU-MM01 recipe (SPEC.md §3); the notebooks and the CLI
+    (``python -m idkl_lib.train --help``, one ``--option`` per field) override them.
+
+    Attributes:
+        dataset: Dataset layout: ``sysu``, ``regdb`` or ``llcm`` (a synthetic folder is named by its layout).
+        data_root: Folder holding the dataset in its official layout.
+        regdb_trial: RegDB split 1..10 (ignored for the other datasets).
+        arch: Backbone, ``resnet50`` (the paper) or ``resnet18``.
+        base_width: Stem width of a narrow, randomly initialised variant for CPU runs (e.g. 16); None = 64.
+        pretrained: ImageNet initialisation: true, false or the path of a torchvision state dict (``.pth``).
+        height: Training and test image height (multiple of 16, >= 32; reference SYSU/LLCM 384, RegDB 256).
+        width: Image width (multiple of 16, >= 32; reference 144 / 128).
+        p: Identities per batch (the global batch; divided among the processes of a distributed run).
+        k: Images per identity per batch, K/2 infrared + K/2 visible (even).
+        epochs: Total number of training epochs (resuming continues up to this number).
+        lr: Adam learning rate.
+        weight_decay: Adam's (coupled, L2) weight decay on every parameter.
+        milestones: Epochs (0-based epoch index) from which the learning rate is multiplied by ``gamma`` once more.
+        gamma: Learning-rate factor per milestone.
+        warmup_epochs: Linear warm-up: epoch ``e < warmup_epochs`` uses ``(e + 1) / warmup_epochs`` of the rate.
+        loss_preset: :meth:`LossWeights.preset` name (sysu, llcm, regdb, small_batch, baseline, no_distill).
+        loss_overrides: Comma-separated ``name=weight`` list on top of the preset, e.g. ``"tgsa_inter=0,csa2_inter=0"``.
+        margin: Triplet margin (reference 1.3).
+        amp: Mixed precision: ``auto`` (bf16 on CUDA, off on CPU), ``bf16``, ``fp16`` (with a GradScaler) or ``off``.
+        channels_last: Run the model in channels-last memory format (faster convolutions on GPUs).
+        grad_clip: Clip the global gradient norm to this value; 0 = no clipping.
+        augment: Training augmentation (flip, pad + crop, random erasing); false = the test transform.
+        random_erasing: Probability of random erasing (with ``augment``).
+        channel_augment: Channel augmentation of visible images (with ``augment``).
+        num_workers: DataLoader worker processes (0 = load in the training process).
+        seed: Base seed in [0, 2**32); every epoch re-seeds from ``(seed, epoch, rank)``.
+        deterministic: Ask torch for deterministic algorithms (bit-reproducible runs and resumes, slower on GPU).
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+        out_dir: Run folder: ``checkpoint.pth`` (rewritten atomically after every epoch) and ``metrics.json``.
+        eval_every: Also evaluate on the test protocol every N epochs (0 = never), for learning curves only:
+            the result is recorded in ``metrics.json["during_training"]`` and never used to select a checkpoint
+            (the checkpoint is always the last epoch's, so no test data leaks into training, SPEC §8 pitfall 18).
+        final_eval: Evaluate the final model with the dataset's standard protocols and write ``metrics.json``.
+        eval_batch_size: Batch size of feature extraction.
+        log_every: Move the loss values to the host, check them for NaN/inf and log them every N steps
+            (and at the end of every epoch).
     """
+
+    DATASETS: ClassVar[tuple[str, ...]] = _DATASET_NAMES
+    AMP_MODES: ClassVar[tuple[str, ...]] = _AMP_MODES
+    RESUMABLE_CHANGES: ClassVar[tuple[str, ...]] = (
+        "epochs",
+        "data_root",
+        "out_dir",
+        "num_workers",
+        "device",
+        "deterministic",
+        "eval_every",
+        "final_eval",
+        "eval_batch_size",
+        "log_every",
+    )
+    """Fields that may differ between a run and its resumption (they steer the run, not the arithmetic of training);
+    all others must match the checkpoint's."""
+    # field annotation (a string under ``from __future__ import annotations``) -> the accepted value types
+    _FIELD_KINDS: ClassVar[Mapping[str, tuple[type, ...]]] = MappingProxyType(
+        {
+            "str": (str,),
+            "int": (int,),
+            "float": (int, float),
+            "bool": (bool,),
+            "int | None": (int, type(None)),
+            "bool | str": (bool, str),
+            "tuple[int, ...]": (tuple,),
+        }
+    )
 
     dataset: str = "sysu"
     data_root: str = "data/SYSU-MM01"
@@ -290,6 +357,18 @@ class TrainConfig:
         def bad(name: str, value: object, what: str) -> ValueError:
             return ValueError(f"TrainConfig.{name}={value!r}: {what}")
 
+        for name in ("data_root", "out_dir", "pretrained"):
+            if isinstance(getattr(self, name), os.PathLike):  # paths are stored as str: the config is saved as JSON
+                object.__setattr__(self, name, os.fspath(getattr(self, name)))
+        if isinstance(self.milestones, list):
+            object.__setattr__(self, "milestones", tuple(self.milestones))
+        for f in fields(self):
+            value = getattr(self, f.name)
+            kinds = self._FIELD_KINDS[str(f.type)]
+            if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+                raise bad(f.name, value, f"must be of type {f.type}")
+            if float in kinds and isinstance(value, int):  # 1 -> 1.0: one type per field in configs and JSON
+                object.__setattr__(self, f.name, float(value))
         if self.dataset not in _DATASET_NAMES:
             raise bad("dataset", self.dataset, f"must be one of {', '.join(_DATASET_NAMES)}")
         if not 1 <= self.regdb_trial <= 10:
@@ -306,14 +385,23 @@ class TrainConfig:
             raise bad("epochs", self.epochs, "train for at least one epoch")
         if self.lr <= 0 or not math.isfinite(self.lr):
             raise bad("lr", self.lr, "the learning rate must be a positive number")
+        for name in ("weight_decay", "grad_clip", "margin"):
+            value = getattr(self, name)
+            if value < 0 or not math.isfinite(value):
+                raise bad(name, value, "must be a finite number >= 0 (0 switches it off)")
+        if not 0 < self.gamma <= 1:
+            raise bad("gamma", self.gamma, "the learning-rate factor per milestone must lie in (0, 1]")
         if self.amp not in _AMP_MODES:
             raise bad("amp", self.amp, f"must be one of {', '.join(_AMP_MODES)}")
-        if self.num_workers < 0 or self.log_every < 1 or self.eval_every < 0 or self.warmup_epochs < 0:
-            raise ValueError("TrainConfig: num_workers, eval_every and warmup_epochs must be >= 0, log_every >= 1")
-        if list(self.milestones) != sorted(self.milestones):
-            raise bad("milestones", self.milestones, "milestones must be increasing epoch numbers")
-        if self.margin < 0:
-            raise bad("margin", self.margin, "the triplet margin must be >= 0 (the reference uses 1.3)")
+        for name, low in (("num_workers", 0), ("eval_every", 0), ("warmup_epochs", 0), ("log_every", 1)):
+            if getattr(self, name) < low:
+                raise bad(name, getattr(self, name), f"must be an integer >= {low}")
+        if self.eval_batch_size < 1:
+            raise bad("eval_batch_size", self.eval_batch_size, "must be an integer >= 1")
+        if not 0 <= self.seed < 2**32:
+            raise bad("seed", self.seed, "must lie in [0, 2**32)")
+        if any(not _is_int(m) or m < 0 for m in self.milestones) or list(self.milestones) != sorted(self.milestones):
+            raise bad("milestones", self.milestones, "milestones must be increasing epoch numbers >= 0")
         if not 0.0 <= self.random_erasing <= 1.0:
             raise bad("random_erasing", self.random_erasing, "a probability in [0, 1]")
         self.model_config(2)  # validates arch / base_width / pretrained
@@ -321,13 +409,22 @@ class TrainConfig:
 
     def model_config(self, num_classes: int) -> ModelConfig:
         """The :class:`ModelConfig` for a dataset with ``num_classes`` training identities."""
-        return ModelConfig(
-            arch=self.arch, num_classes=num_classes, pretrained=self.pretrained, base_width=self.base_width
-        )
+        try:
+            return ModelConfig(
+                arch=self.arch, num_classes=num_classes, pretrained=self.pretrained, base_width=self.base_width
+            )
+        except ValueError as exc:
+            message = str(exc)
+            if any(message.startswith(f"ModelConfig.{name}=") for name in ("arch", "base_width", "pretrained")):
+                raise ValueError("TrainConfig." + message.removeprefix("ModelConfig.")) from None  # name our field
+            raise
 
     def loss_weights(self) -> LossWeights:
         """``LossWeights.preset(loss_preset)`` with ``loss_overrides`` applied."""
-        weights = LossWeights.preset(self.loss_preset)
+        try:
+            weights = LossWeights.preset(self.loss_preset)
+        except ValueError as exc:
+            raise ValueError(f"TrainConfig.loss_preset={self.loss_preset!r}: {exc}") from None
         overrides: dict[str, float] = {}
         for item in filter(None, (s.strip() for s in self.loss_overrides.split(","))):
             name, sep, value = item.partition("=")
@@ -336,14 +433,36 @@ class TrainConfig:
             except ValueError:
                 sep = ""
             if not sep:
-                raise ValueError(f"TrainConfig.loss_overrides: {item!r} is not 'name=weight' (e.g. 'tgsa_inter=0')")
-        return weights.replace(**overrides) if overrides else weights
+                raise ValueError(
+                    f"TrainConfig.loss_overrides={self.loss_overrides!r}: {item!r} is not 'name=weight' "
+                    "(e.g. 'tgsa_inter=0')"
+                )
+        try:
+            return weights.replace(**overrides) if overrides else weights
+        except ValueError as exc:
+            raise ValueError(f"TrainConfig.loss_overrides={self.loss_overrides!r}: {exc}") from None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of the fields (stored in checkpoints and reports)."""
         d = dataclasses.asdict(self)
         d["milestones"] = list(self.milestones)
         return d
+
+    def resume_mismatches(self, saved: Mapping[str, Any]) -> list[str]:
+        """The fields whose value differs from ``saved`` (a checkpoint's ``config``) and may not change on resume.
+
+        Fields missing from ``saved`` (older checkpoints) and :attr:`RESUMABLE_CHANGES` are not compared.
+        Returns ``["name: saved value -> this value", ...]``.
+        """
+
+        def plain(value: object) -> object:  # tuples come back from a checkpoint as lists
+            return list(value) if isinstance(value, tuple | list) else value
+
+        return [
+            f"{name}: {saved[name]!r} -> {value!r}"
+            for name, value in self.to_dict().items()
+            if name in saved and name not in self.RESUMABLE_CHANGES and plain(saved[name]) != plain(value)
+        ]
 
 
 def _is_int(value: object) -> bool:

@@ -4,7 +4,20 @@ One call, :func:`train`, builds the dataset, the sampler, the model and the opti
 :class:`~idkl_lib.config.TrainConfig`, trains with the reference recipe (SPEC.md §3: Adam, MultiStepLR stepped per
 epoch, optional linear warm-up), checkpoints atomically after every epoch and, with ``resume=True``, continues a
 killed run so that the result equals an uninterrupted run (every epoch re-seeds its RNGs from ``(seed, epoch)``, so
-an epoch replayed after a kill draws the same batches, augmentations and dropout masks).
+an epoch replayed after a kill draws the same batches, augmentations and dropout masks; with ``deterministic=True``
+the resumed weights are bit-identical to an uninterrupted run's, which ``tests/test_train.py`` checks, including
+after a SIGKILL in the middle of an epoch).
+
+Guarantees:
+
+* The checkpoint is only ever replaced by a complete file (temporary file + rename); temporaries left by a process
+  killed while saving are removed by the next run in that folder.
+* Loss values are checked for NaN/inf at every log flush (every ``log_every`` steps and at the end of every epoch),
+  and the weights at the end of every epoch, before the epoch's checkpoint is written: a diverged run stops with
+  :class:`NonFiniteLossError` and the checkpoint on disk stays the last good one.
+* A resumed run must use the configuration stored in the checkpoint (only
+  :attr:`~idkl_lib.config.TrainConfig.RESUMABLE_CHANGES`, such as ``epochs``, may differ); otherwise ``ValueError``.
+* Evaluations during training (``eval_every``) are reported only; the final checkpoint is the last epoch's.
 
 Multi-GPU: launch the same entry point with ``torchrun --nproc_per_node N -m idkl_lib.train ...``; each process
 trains on its own share of the identity batches (DistributedDataParallel, gradients averaged), rank 0 writes
@@ -22,6 +35,7 @@ import argparse
 import dataclasses
 import math
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -29,13 +43,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from .checkpoint import capture_rng_state, load_checkpoint, load_model_state, save_checkpoint
-from .config import LossWeights, TrainConfig
+from .config import ARCHS, LossWeights, TrainConfig
 from .data import CrossModalityIdentitySampler, ImageDataset, VIDataset, build_dataset, build_transforms
 from .eval import evaluate_dataset
 from .eval.features import extract_features
@@ -48,13 +63,27 @@ CHECKPOINT_NAME = "checkpoint.pth"
 
 
 class NonFiniteLossError(RuntimeError):
-    """Raised when a loss term becomes NaN or infinite; the last good checkpoint is left in place."""
+    """Training diverged: a loss term, or a weight of the model, became NaN or infinite.
 
-    def __init__(self, step: int, terms: Sequence[str], checkpoint: Path | None) -> None:
-        self.step, self.terms, self.checkpoint = step, list(terms), checkpoint
+    Loss terms are checked at every log flush, the model's parameters and buffers at the end of every epoch; both
+    checks run before the epoch's checkpoint is written, so the checkpoint on disk is the last good one.
+
+    Attributes:
+        step: Global step (1-based) of the first non-finite loss; for ``kind="weights"``, the epoch's last step.
+        terms: The non-finite loss terms (``kind="loss"``) or model tensors (``kind="weights"``).
+        checkpoint: The last good checkpoint, or None if this call has none (a fresh run in its first epoch).
+        kind: ``"loss"`` or ``"weights"``.
+    """
+
+    def __init__(self, step: int, terms: Sequence[str], checkpoint: Path | None, kind: str = "loss") -> None:
+        self.step, self.terms, self.checkpoint, self.kind = step, list(terms), checkpoint, kind
         kept = f"the last good checkpoint is kept at {checkpoint}" if checkpoint else "no checkpoint was written yet"
+        shown = ", ".join(self.terms[:10]) + (f" and {len(self.terms) - 10} more" if len(self.terms) > 10 else "")
+        what = f"loss became non-finite at step {step} in term(s) {shown}"
+        if kind == "weights":
+            what = f"the model's weights became non-finite by step {step} (a NaN/inf gradient): {shown}"
         super().__init__(
-            f"loss became non-finite at step {step} in term(s) {', '.join(terms)}; training stopped and {kept}. "
+            f"{what}; training stopped and {kept}. "
             "Lower the learning rate, enable grad_clip, or switch amp to 'bf16'/'off', then resume."
         )
 
@@ -65,11 +94,15 @@ class TrainResult:
 
     Attributes:
         model: The trained model (unwrapped from DDP), in eval mode.
-        history: One dict per logged step: ``step``, ``epoch``, ``lr``, ``total`` and every weighted loss term.
-        metrics: Evaluation results of the final evaluation (``{protocol name: ProtocolResult.as_dict()}``), or {}.
+        history: One dict per training step (also the steps before a resume): ``step``, ``epoch`` (1-based),
+            ``lr``, ``total`` and every weighted loss term; on rank 0 of a distributed run, rank 0's losses.
+        metrics: Evaluation results of the final evaluation (``{protocol name: ProtocolResult.as_dict()}``), or {}
+            (``final_eval=False``, or a rank other than 0).
         checkpoint: Path of the final checkpoint.
-        images_per_second: Mean training throughput over the epochs run in this call.
+        images_per_second: Mean training throughput over the epochs run in this call (NaN if none ran).
         epochs_run: Epochs trained in this call (fewer than ``cfg.epochs`` after a resume).
+        eval_history: The ``eval_every`` evaluations, ``[{"epoch": e, "metrics": {...}}, ...]`` (reported only,
+            never used to pick a checkpoint).
     """
 
     model: IDKLModel
@@ -93,6 +126,29 @@ def _amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
     if cfg.amp in ("auto", "bf16"):
         return torch.bfloat16
     return torch.float16
+
+
+def _reduce_scalar(value: float, op: str, device: torch.device, world: int) -> float:
+    """``value`` reduced (``"min"`` or ``"max"``) over all processes: one all-reduce, so that all ranks decide alike."""
+    if world <= 1:
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MIN if op == "min" else dist.ReduceOp.MAX)
+    return float(tensor.item())
+
+
+def _non_finite_tensors(model: nn.Module) -> list[str]:
+    """Names of the model's floating-point parameters and buffers holding a NaN or an infinity (one sync)."""
+    named = [(name, t) for name, t in model.state_dict().items() if t.is_floating_point()]
+    finite = torch.stack([torch.isfinite(t).all() for _, t in named]).cpu().tolist()
+    return [name for (name, _), ok in zip(named, finite, strict=True) if not ok]
+
+
+def _remove_stale_temporaries(out_dir: Path) -> None:
+    """Delete temporaries of :func:`~idkl_lib.utils.io.atomic_write` left by a process killed while saving."""
+    for name in (CHECKPOINT_NAME, "metrics.json"):
+        for tmp in out_dir.glob(f".{name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
 
 
 def _distributed() -> tuple[int, int]:
@@ -120,7 +176,7 @@ def build_loader(cfg: TrainConfig, dataset: VIDataset, epoch: int, rank: int = 0
     transform = build_transforms(
         cfg.height, cfg.width, train=cfg.augment, random_erasing=cfg.random_erasing, channel_augment=cfg.channel_augment
     )
-    generator = torch.Generator().manual_seed(_epoch_seed(cfg, epoch) + rank)
+    generator = torch.Generator().manual_seed(_epoch_seed(cfg, epoch, rank))
     return DataLoader(
         ImageDataset(dataset.train, transform),
         batch_size=cfg.p * cfg.k,
@@ -134,8 +190,9 @@ def build_loader(cfg: TrainConfig, dataset: VIDataset, epoch: int, rank: int = 0
     )
 
 
-def _epoch_seed(cfg: TrainConfig, epoch: int) -> int:
-    return cfg.seed * 1_000_003 + epoch
+def _epoch_seed(cfg: TrainConfig, epoch: int, rank: int = 0) -> int:
+    """The seed of ``epoch`` on process ``rank``: a 32-bit hash of ``(seed, epoch, rank)`` (valid for every seed)."""
+    return int(np.random.SeedSequence([cfg.seed, epoch, rank]).generate_state(1)[0])
 
 
 def evaluate_model(
@@ -166,12 +223,25 @@ def train(
 ) -> TrainResult:
     """Train IDKL as configured by ``cfg`` and return the model, loss history and final metrics.
 
+    After every epoch ``<out_dir>/checkpoint.pth`` is replaced atomically (model, optimiser, scheduler, scaler,
+    epoch, step, config, loss history). With ``final_eval`` the final model is evaluated with the dataset's standard
+    protocols and ``<out_dir>/metrics.json`` is written: ``{"final": {protocol: result}, "during_training":
+    [{"epoch": e, "metrics": {...}}, ...]}``; the ``eval_every`` evaluations are for learning curves only and
+    never select a checkpoint (no model selection on test data).
+
     Args:
         cfg: Training configuration (validated on construction).
         dataset: An already parsed dataset; parsed from ``cfg.dataset`` / ``cfg.data_root`` when omitted.
-        resume: ``True`` continues from ``<out_dir>/checkpoint.pth`` if it exists; a path resumes from that file.
+        resume: ``True`` continues from ``<out_dir>/checkpoint.pth`` if it exists (else starts afresh); a path
+            resumes from that file. Without resume an existing checkpoint in ``out_dir`` is overwritten.
         progress: Show a tqdm bar with the running losses.
         on_log: Called with every logged history row (e.g. to update a live plot in a notebook).
+
+    Raises:
+        NonFiniteLossError: A loss term or a weight became NaN/inf; the last good checkpoint is kept.
+        ValueError: The resumed checkpoint was trained with another configuration (the message lists the fields),
+            or ``p`` is not divisible by the number of processes.
+        FileNotFoundError: ``resume`` names a missing file, or the dataset is missing.
     """
     rank, world = _distributed()
     device = resolve_device(cfg.device)
@@ -197,8 +267,16 @@ def train(
 
     start_epoch, step, history, eval_history = 0, 0, [], []
     source = ckpt_path if resume is True else (Path(resume) if resume else None)
+    last_good: Path | None = None  # the checkpoint a divergence falls back to
     if source is not None and source.exists():
         state = load_checkpoint(source)
+        changed = cfg.resume_mismatches(state["config"])
+        if changed:
+            raise ValueError(
+                f"cannot resume from {source}: it was trained with another configuration ({'; '.join(changed)}). "
+                f"Only {', '.join(TrainConfig.RESUMABLE_CHANGES)} may change on resume; use the checkpoint's values, "
+                "or a new out_dir for a new run"
+            )
         load_model_state(model, state["model_state"])
         optimizer.load_state_dict(state["optimizer_state"])
         scheduler.load_state_dict(state["scheduler_state"])
@@ -206,6 +284,7 @@ def train(
         start_epoch, step = int(state["epoch"]), int(state["step"])
         history = list(state.get("extra", {}).get("history", []))
         eval_history = list(state.get("extra", {}).get("eval_history", []))
+        last_good = source
     elif resume and resume is not True:
         raise FileNotFoundError(f"resume checkpoint {source} does not exist; pass resume=True to use {ckpt_path}")
 
@@ -218,25 +297,29 @@ def train(
             find_unused_parameters=len(weights.active()) < len(weights.names()),
         )
 
+    if rank == 0:
+        _remove_stale_temporaries(out_dir)
     images_seen, train_time = 0, 0.0
-    last_good = ckpt_path if ckpt_path.exists() else None
     for epoch in range(start_epoch, cfg.epochs):
-        seed_everything(_epoch_seed(cfg, epoch) + rank, deterministic=cfg.deterministic)
+        seed_everything(_epoch_seed(cfg, epoch, rank), deterministic=cfg.deterministic)
         loader = build_loader(local, dataset, epoch, rank, world)
         ddp_model.train()
         epoch_start = time.perf_counter()
         step = _train_epoch(
             ddp_model, loader, optimizer, scaler, weights, cfg, device, amp, epoch, step, history, on_log, progress,
-            last_good, rank,
+            last_good, rank, world,
         )  # fmt: skip
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         train_time += time.perf_counter() - epoch_start
         images_seen += len(loader) * loader.batch_size * world  # type: ignore[operator]
+        # a NaN/inf gradient in the epoch's last step leaves a finite loss but broken weights: never save those
+        broken = _non_finite_tensors(model)
+        if _reduce_scalar(float(bool(broken)), "max", device, world) > 0:
+            raise NonFiniteLossError(step, broken or ["(on another process)"], last_good, kind="weights")
         scheduler.step()
         if rank == 0 and cfg.eval_every > 0 and (epoch + 1) % cfg.eval_every == 0 and epoch + 1 < cfg.epochs:
-            metrics = evaluate_model(model, dataset, cfg, device)
-            eval_history.append({"epoch": epoch + 1, "metrics": metrics})
+            eval_history.append({"epoch": epoch + 1, "metrics": evaluate_model(model, dataset, cfg, device)})
         if rank == 0:
             save_checkpoint(
                 ckpt_path,
@@ -258,11 +341,13 @@ def train(
     metrics: dict[str, Any] = {}
     if rank == 0 and cfg.final_eval:
         metrics = evaluate_model(model, dataset, cfg, device)
+    if rank == 0 and (cfg.final_eval or eval_history):
         atomic_write_json(out_dir / "metrics.json", {"final": metrics, "during_training": eval_history})
-    if rank == 0 and not ckpt_path.exists():  # epochs already complete and nothing written in this call
+    if rank == 0 and not ckpt_path.exists():  # resumed from another file, all epochs done, nothing written here
         raise RuntimeError(f"no checkpoint at {ckpt_path} after training; check out_dir")
     ips = images_seen / train_time if train_time > 0 else math.nan
-    return TrainResult(model, history, metrics, ckpt_path, ips, cfg.epochs - start_epoch, eval_history)
+    epochs_run = max(0, cfg.epochs - start_epoch)
+    return TrainResult(model, history, metrics, ckpt_path, ips, epochs_run, eval_history)
 
 
 def _train_epoch(
@@ -281,6 +366,7 @@ def _train_epoch(
     progress: bool,
     last_good: Path | None,
     rank: int,
+    world: int,
 ) -> int:
     """One pass over ``loader``; appends logged rows to ``history`` and returns the global step count."""
     bar = None
@@ -288,35 +374,37 @@ def _train_epoch(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False)
-    pending: list[tuple[int, dict[str, Tensor]]] = []
-    for images, pids, _cams, modality, _idx in loader:
-        images = images.to(device, non_blocking=True)
-        if cfg.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        pids = pids.to(device, non_blocking=True)
-        modality = modality.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-            out = model(images, modality)
-        terms = compute_losses(out, pids, modality, weights, margin=cfg.margin)  # fp32 inside
-        loss = torch.stack(list(terms.values())).sum()
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if cfg.grad_clip:
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
-        step += 1
-        pending.append((step, {"total": loss.detach(), **{k: v.detach() for k, v in terms.items()}}))
-        if len(pending) >= cfg.log_every or step % len(loader) == 0:
-            _flush(pending, epoch, optimizer, history, on_log, bar, last_good)
-            pending = []
+    try:
+        pending: list[tuple[int, dict[str, Tensor]]] = []
+        for images, pids, _cams, modality, _idx in loader:
+            images = images.to(device, non_blocking=True)
+            if cfg.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            pids = pids.to(device, non_blocking=True)
+            modality = modality.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+                out = model(images, modality)
+            terms = compute_losses(out, pids, modality, weights, margin=cfg.margin)  # fp32 inside
+            loss = torch.stack(list(terms.values())).sum()
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if cfg.grad_clip:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            step += 1
+            pending.append((step, {"total": loss.detach(), **{k: v.detach() for k, v in terms.items()}}))
+            if len(pending) >= cfg.log_every:  # every rank flushes at the same steps (equal batch counts)
+                _flush(pending, epoch, optimizer, history, on_log, bar, last_good, world)
+                pending = []
+            if bar is not None:
+                bar.update(1)
+        if pending:  # always before the epoch's checkpoint is written
+            _flush(pending, epoch, optimizer, history, on_log, bar, last_good, world)
+    finally:
         if bar is not None:
-            bar.update(1)
-    if pending:
-        _flush(pending, epoch, optimizer, history, on_log, bar, last_good)
-    if bar is not None:
-        bar.close()
+            bar.close()
     return step
 
 
@@ -328,15 +416,26 @@ def _flush(
     on_log: Callable[[dict[str, float]], None] | None,
     bar: Any,
     last_good: Path | None,
+    world: int = 1,
 ) -> None:
-    """Move the pending loss tensors to the host in one transfer, check them, and log them."""
+    """Move the pending loss tensors to the host in one transfer, check them, and log them.
+
+    In a distributed run the ranks agree (one all-reduce) on the first non-finite step of any of them, so that all
+    stop together instead of the others waiting forever in the next gradient all-reduce.
+    """
     names = list(pending[0][1])
-    values = torch.stack([torch.stack([row[n].float() for n in names]) for _, row in pending]).cpu()
+    stacked = torch.stack([torch.stack([row[n].float() for n in names]) for _, row in pending])
+    values = stacked.cpu()
     finite = torch.isfinite(values)
-    if not bool(finite.all()):
-        bad_row = int((~finite).any(1).nonzero()[0])
-        bad_terms = [n for n, ok in zip(names, finite[bad_row].tolist(), strict=True) if not ok and n != "total"]
-        raise NonFiniteLossError(pending[bad_row][0], bad_terms or ["total"], last_good)
+    bad_rows = (~finite).any(1).nonzero().flatten().tolist()
+    local_first = float(pending[bad_rows[0]][0]) if bad_rows else math.inf
+    first = _reduce_scalar(local_first, "min", stacked.device, world)
+    if first < math.inf:
+        terms = ["(on another process)"]
+        if first == local_first:
+            row = finite[bad_rows[0]].tolist()
+            terms = [n for n, ok in zip(names, row, strict=True) if not ok and n != "total"] or ["total"]
+        raise NonFiniteLossError(int(first), terms, last_good)
     lr = optimizer.param_groups[0]["lr"]
     for (step, _), row in zip(pending, values.tolist(), strict=True):
         entry = {"step": float(step), "epoch": float(epoch + 1), "lr": lr, **dict(zip(names, row, strict=True))}
@@ -350,46 +449,119 @@ def _flush(
 # ----------------------------------------------------------------------------------------------- command line
 
 
-def _parse_bool_or_path(text: str) -> bool | str:
-    low = text.lower()
+def _parse_bool(text: str) -> bool:
+    low = text.strip().lower()
     if low in ("true", "1", "yes"):
         return True
     if low in ("false", "0", "no"):
         return False
-    return text
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _parse_bool_or_path(text: str) -> bool | str:
+    try:
+        return _parse_bool(text)
+    except argparse.ArgumentTypeError:
+        return text
+
+
+def _parse_optional_int(text: str) -> int | None:
+    if text.strip().lower() in ("none", "null", ""):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or none, got {text!r}") from None
+
+
+def _field_help() -> dict[str, str]:
+    """``{field: description}`` from the ``Attributes:`` section of :class:`TrainConfig`'s docstring."""
+    helps: dict[str, str] = {}
+    name = None
+    for line in (TrainConfig.__doc__ or "").split("Attributes:", 1)[-1].splitlines():
+        match = re.match(r"^ {8}(\w+): (.*)$", line)
+        if match:
+            name, helps[match[1]] = match[1], match[2]
+        elif name and line.startswith(" " * 12):
+            helps[name] += " " + line.strip()
+    return {key: text.replace("%", "%%") for key, text in helps.items()}
+
+
+_CHOICES: dict[str, Sequence[str]] = {
+    "dataset": TrainConfig.DATASETS,
+    "arch": ARCHS,
+    "amp": TrainConfig.AMP_MODES,
+    "loss_preset": LossWeights.PRESETS,
+}
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
     """An argument parser with one ``--option`` per :class:`TrainConfig` field (defaults from the dataclass)."""
-    parser = argparse.ArgumentParser(prog="python -m idkl_lib.train", description="Train IDKL on a VI-ReID dataset.")
+    parser = argparse.ArgumentParser(
+        prog="python -m idkl_lib.train",
+        description="Train IDKL on a VI-ReID dataset (one option per TrainConfig field; bad values exit with code 2).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    helps = _field_help()
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
-        default = f.default if f.default is not dataclasses.MISSING else None
-        if f.name == "pretrained":
-            parser.add_argument(flag, type=_parse_bool_or_path, default=default, help="true, false or a .pth path")
-        elif f.name == "milestones":
-            parser.add_argument(flag, type=int, nargs="+", default=list(default or ()), help="epochs where lr x gamma")
-        elif isinstance(default, bool):
-            parser.add_argument(flag, type=_parse_bool_or_path, default=default, help="true or false")
-        elif isinstance(default, int | float | str) or default is None:
-            kind = type(default) if default is not None else str
-            parser.add_argument(flag, type=kind, default=default)
+        kind = str(f.type)
+        options: dict[str, Any] = {"default": f.default, "help": helps.get(f.name, "")}
+        if kind == "bool":
+            options.update(type=_parse_bool, metavar="{true,false}")
+        elif kind == "bool | str":
+            options.update(type=_parse_bool_or_path, metavar="{true,false,PATH}")
+        elif kind == "int | None":
+            options.update(type=_parse_optional_int, metavar="{INT,none}")
+        elif kind == "tuple[int, ...]":
+            options.update(type=int, nargs="*", default=list(f.default), metavar="EPOCH")  # type: ignore[arg-type]
+        else:
+            options.update(type={"int": int, "float": float, "str": str}[kind], choices=_CHOICES.get(f.name))
+        parser.add_argument(flag, **options)
     parser.add_argument("--resume", action="store_true", help="continue from <out-dir>/checkpoint.pth if present")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (batch logs)")
     return parser
 
 
+def _flag_names(message: str) -> str:
+    """``TrainConfig.loss_overrides=...`` -> ``--loss-overrides=...``: name the command-line option."""
+    return re.sub(r"TrainConfig\.(\w+)", lambda m: "--" + m[1].replace("_", "-"), message)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the process exit code."""
-    args = vars(build_arg_parser().parse_args(argv))
+    """Command-line entry point; returns the process exit code.
+
+    Exit codes: 0 success; 2 a bad parameter (unknown option, invalid value, unavailable device, missing dataset,
+    a checkpoint that does not fit: the message names the option, no traceback); 1 training diverged
+    (:class:`NonFiniteLossError`; the last good checkpoint is kept and named).
+    """
+    parser = build_arg_parser()
+    args = vars(parser.parse_args(argv))
     resume, no_progress = args.pop("resume"), args.pop("no_progress")
     args["milestones"] = tuple(args["milestones"])
     try:
-        cfg = TrainConfig(**{k: v for k, v in args.items() if v is not None})
-        result = train(cfg, resume=resume, progress=not no_progress)
-    except (ValueError, FileNotFoundError, NonFiniteLossError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        cfg = TrainConfig(**args)
+    except ValueError as exc:
+        parser.error(_flag_names(str(exc)))  # exits with code 2
+    try:
+        resolve_device(cfg.device)
+    except ValueError as exc:
+        parser.error(f"--device: {exc}")
+    try:
+        dataset = load_dataset(cfg)
+    except (ValueError, FileNotFoundError) as exc:
+        parser.error(f"--data-root {cfg.data_root}: {exc}")
+    try:
+        result = train(cfg, dataset=dataset, resume=resume, progress=not no_progress)
+    except NonFiniteLossError as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 1
+    except (ValueError, FileNotFoundError) as exc:  # e.g. a checkpoint trained with another configuration
+        print(f"{parser.prog}: error: {_flag_names(str(exc))}", file=sys.stderr)
         return 2
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
     for name, res in result.metrics.items():
         mean = res.get("mean", res)
         print(f"{name}: " + "  ".join(f"{k} {v:.2f}" for k, v in mean.items() if isinstance(v, float)))
