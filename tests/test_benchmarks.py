@@ -1,0 +1,81 @@
+"""Smoke test of benchmarks/: each script runs at its ``--quick`` sizes in a subprocess and writes a valid JSON result.
+
+No timing is asserted (speed targets are read from the benchmarks' printed ratios, never from tests).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_benchmark(name: str, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", f"benchmarks.{name}", "--quick", "--threads", "1", "--out", str(out), *extra]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+
+
+def check_result(done: subprocess.CompletedProcess[str], out: Path, name: str) -> dict[str, object]:
+    assert done.returncode == 0, f"{name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    assert out.is_file(), f"{name} wrote no result file:\n{done.stdout[-2000:]}"
+    result = json.loads(out.read_text())
+    assert result["benchmark"] == name and result["quick"] is True
+    assert {"machine", "settings", "results", "summary"} <= set(result)
+    assert result["machine"]["cpu_model"] and result["machine"]["torch"]
+    assert f"[{name}] " in done.stdout  # the printed summary line
+    assert not list(out.parent.glob(f".{out.name}.*.tmp")), "atomic write left a temporary file"
+    return result
+
+
+def test_bench_train_step_quick(tmp_path: Path) -> None:
+    out = tmp_path / "train_step.json"
+    result = check_result(run_benchmark("bench_train_step", out), out, "bench_train_step")
+    res = result["results"]
+    assert res["images_per_s"]["idkl"] > 0 and res["images_per_s"]["bare"] > 0  # type: ignore[index]
+    assert 0 < res["loss_block"]["share_of_step_direct"]  # type: ignore[index]
+    assert res["flops"]["counted_flop_ratio"] > 1  # type: ignore[index]
+
+
+def test_bench_losses_quick(tmp_path: Path) -> None:
+    out = tmp_path / "losses.json"
+    result = check_result(run_benchmark("bench_losses", out), out, "bench_losses")
+    res = result["results"]
+    assert res["agreement"]["float64_total_rel_diff"] < 1e-10  # type: ignore[index]
+    assert set(res["per_term_fwd_bwd"]) >= {"id", "tri_sh", "tgsa_inter", "csa2_intra"}  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_bench_eval_quick(tmp_path: Path) -> None:
+    out = tmp_path / "eval.json"
+    result = check_result(run_benchmark("bench_eval", out), out, "bench_eval")
+    sysu = result["results"]["sysu_all_search"]  # type: ignore[index]
+    for shots in ("single_shot", "multi_shot"):
+        assert sysu[shots]["max_abs_diff_float64"] <= 1e-9
+    assert len(result["results"]["evaluate_rank_scaling"]) == 2  # type: ignore[index]
+
+
+@pytest.mark.slow
+def test_bench_features_quick(tmp_path: Path) -> None:
+    out = tmp_path / "features.json"
+    result = check_result(run_benchmark("bench_features", out), out, "bench_features")
+    assert result["results"]["images_per_s"]["loader"] > 0  # type: ignore[index]
+
+
+def test_bench_gpu_train_dry_run_on_cpu(tmp_path: Path) -> None:
+    out = tmp_path / "gpu_train.json"
+    result = check_result(run_benchmark("bench_gpu_train", out, "--device", "cpu", "--dry-run"), out, "bench_gpu_train")
+    assert result["settings"]["dry_run"] is True  # type: ignore[index]
+    assert result["results"]["train_images_per_s"] > 0  # type: ignore[index]
+
+
+def test_bench_gpu_train_without_gpu_explains_and_writes_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "gpu_train.json"
+    cmd = [sys.executable, "-m", "benchmarks.bench_gpu_train", "--device", "cpu", "--out", str(out)]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0 and "needs --device cuda" in done.stdout
+    assert not out.exists()
