@@ -5,15 +5,26 @@ files and every split file in the official layout (SPEC.md §5), so :func:`parse
 :func:`parse_llcm` and the evaluation protocols run on it unchanged.
 
 Rendering. Each identity is a person-like figure (head, neck, torso, arms, legs, shoes) with its own body shape
-(head size, torso length, shoulder and hip width, limb thickness), clothing (upper/lower colours and a pattern:
-plain, stripes of a given orientation and frequency, checks or dots; long or short sleeves; trousers, shorts or a
-skirt), hair, accessories (hat, shoulder bag or backpack) and a body-heat level. Visible cameras render colour
-under a per-camera white balance, brightness and background scene. Infrared cameras render a thermal-like
-grayscale: skin shows the body heat, each garment/accessory shows ``heat x emissivity`` where the emissivities are
-per-identity random numbers drawn independently of the colours, so colour is lost while shape, pattern texture and
-body heat survive. Every image adds jitter (position, scale, lean, limb spread, facing flip, front/back view),
-background shift and clutter, blur and noise. Everything is drawn from ``numpy`` generators seeded by
-``(seed, purpose, ids...)``, so the same arguments give byte-identical files.
+(head size, torso length, shoulder and hip width, limb thickness), clothing (a two-tone upper/lower layout: light over
+dark, dark over light or both mid-tone; each garment plain or with a bold, coarse pattern: stripes of a given
+orientation and frequency, checks or dots; long or short sleeves; trousers, shorts or a skirt), hair and accessories
+(hat, shoulder bag or backpack, each either very dark or very light). Visible cameras render colour under a per-camera
+white balance, brightness and background scene. Infrared cameras render a grayscale in which colour is lost but what
+survives infrared imaging stays the same cue in both modalities:
+
+* every colour is built from a hue and a luminance (:func:`_colour`); the infrared brightness of a surface follows
+  its visible *luminance* (75%, as near-infrared reflectance of dyed fabric partly does) plus a per-material factor
+  (25%), never its hue (:func:`_nir`), so the upper/lower two-tone layout, the pattern (its type, orientation,
+  frequency, and a contrast of the same sign: a print shares the fabric factor) and light/dark accessories survive;
+* skin shows a body-heat level that is almost the same for everyone, so there is no infrared-only identity cue
+  (an earlier version drew garment infrared brightness per identity independently of anything visible; models then
+  memorised it on the training identities and did not transfer to unseen ones);
+* shape and proportions (head, torso, shoulders, hips, limbs, skirt, sleeves, hair, hat, bag) are drawn identically.
+
+Patterns are coarse (4-8 cycles per person height) so that they survive 64-pixel-high images. Every image adds
+jitter (position, scale, lean, limb spread, facing flip, front/back view), background shift and clutter, camera and
+per-image exposure (infrared included, so absolute brightness is no shortcut), blur and noise. Everything is drawn from
+``numpy`` generators seeded by ``(seed, purpose, ids...)``, so the same arguments give byte-identical files.
 """
 
 from __future__ import annotations
@@ -33,7 +44,7 @@ from ..utils.io import atomic_write_json, atomic_write_text
 from .sysu_perm import write_rand_perm_cam
 
 MARKER = ".synthetic.json"
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 LAYOUTS: tuple[str, ...] = ("sysu", "regdb", "llcm")
 DEFAULT_IMAGES_PER_CAMERA: dict[str, int] = {"sysu": 4, "regdb": 10, "llcm": 4}
 SYSU_NUM_TRIALS = 10
@@ -60,7 +71,7 @@ class _Garment:
     phase: float
     rgb_a: np.ndarray  # (3,) base colour
     rgb_b: np.ndarray  # (3,) pattern colour
-    ir_a: float  # thermal brightness = heat x emissivity, independent of the colours
+    ir_a: float  # infrared brightness: follows the luminance of rgb_a (see _nir), never its hue
     ir_b: float
 
 
@@ -86,64 +97,89 @@ class _Identity:
     ir: dict[str, float]  # same keys -> thermal brightness (skin = body heat)
 
 
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
 def _hsv(h: float, s: float, v: float) -> np.ndarray:
     k = (np.array([5.0, 3.0, 1.0]) + h * 6.0) % 6.0
     return (v - v * s * np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0)).astype(np.float32)
 
 
-def _garment(rng: np.random.Generator, heat: float, patterns: list[float], val: tuple[float, float]) -> _Garment:
-    v = rng.uniform(*val)
-    v2 = float(np.clip(v + (1 if v < 0.5 else -1) * rng.uniform(0.3, 0.55), 0.05, 0.98))
-    e_a = rng.uniform(0.35, 0.95)  # pattern contrast in infrared: at least 0.18 x heat, whatever the colours
-    e_b = e_a + (1 if e_a < 0.6 else -1) * rng.uniform(0.18, 0.4)
+def _colour(hue: float, sat: float, lum: float) -> np.ndarray:
+    """An RGB colour of hue ``hue`` and luminance exactly ``lum``: a grey of that luminance plus ``sat`` x the largest
+    chroma of that hue that stays in gamut (chroma has zero luminance, so the hue never changes the brightness)."""
+    pure = _hsv(hue, 1.0, 1.0)
+    chroma = pure - float(pure @ _LUMA)
+    room = np.where(chroma > 0, (1.0 - lum) / np.maximum(chroma, 1e-6), lum / np.maximum(-chroma, 1e-6))
+    return np.clip(lum + sat * float(room.min()) * chroma, 0.0, 1.0).astype(np.float32)
+
+
+def _nir(lum: float, fabric: float) -> float:
+    """Infrared brightness of a surface: mostly its visible luminance (near-infrared reflectance of dyed fabric follows
+    its visible brightness), partly a per-material factor, never its hue."""
+    return float(0.12 + 0.78 * (0.75 * lum + 0.25 * fabric))
+
+
+def _garment(rng: np.random.Generator, patterns: list[float], lum: float) -> _Garment:
+    v = float(lum)
+    room_up, room_down = 0.95 - v, v - 0.05
+    step = rng.uniform(0.4, 0.65)
+    v2 = float(np.clip(v + step if room_up >= room_down else v - step, 0.05, 0.95))  # bold pattern contrast
+    fabric = rng.uniform()  # shared by base and pattern (a print on one fabric): the contrast keeps its sign
+    pattern = int(rng.choice(len(patterns), p=patterns))
     return _Garment(
-        pattern=int(rng.choice(len(patterns), p=patterns)),
-        freq=rng.uniform(9.0, 22.0),
+        pattern=pattern,
+        freq=rng.uniform(3.5, 5.5) if pattern == 3 else rng.uniform(4.0, 8.0),  # coarse: survives 64-pixel images
         angle=float(rng.choice([0.0, np.pi / 2, np.pi / 4, -np.pi / 4])),
         phase=rng.uniform(0.0, 2 * np.pi),
-        rgb_a=_hsv(rng.uniform(), rng.uniform(0.25, 0.95), v),
-        rgb_b=_hsv(rng.uniform(), rng.uniform(0.0, 0.9), v2),
-        ir_a=heat * e_a,
-        ir_b=heat * e_b,
+        rgb_a=_colour(rng.uniform(), rng.uniform(0.2, 0.95), v),
+        rgb_b=_colour(rng.uniform(), rng.uniform(0.0, 0.9), v2),
+        ir_a=_nir(v, fabric),
+        ir_b=_nir(v2, fabric),
     )
 
 
 def _make_identity(seed: int, pid: int) -> _Identity:
     rng = _rng(seed, _K_IDENTITY, pid)
-    heat = rng.uniform(0.6, 0.95)
-    shoulder = rng.uniform(0.1, 0.155)
-    head_r = rng.uniform(0.058, 0.078)
-    torso_len = rng.uniform(0.27, 0.36)
+    heat = rng.uniform(0.78, 0.92)  # skin: nearly the same for everyone, so it is no identity shortcut
+    shoulder = rng.uniform(0.085, 0.175)
+    head_r = rng.uniform(0.052, 0.085)
+    torso_len = rng.uniform(0.24, 0.38)
     hip_y = 2.05 * head_r + 0.01 + torso_len
-    lower_style = rng.choice(3, p=[0.6, 0.25, 0.15])  # trousers, shorts, skirt
-    hem = 0.95 if lower_style == 0 else hip_y + (0.985 - hip_y) * rng.uniform(0.35, 0.55)
-    skin = _hsv(rng.uniform(0.02, 0.09), rng.uniform(0.25, 0.6), rng.uniform(0.35, 0.95))
-    rgb = {
-        "skin": skin,
-        "hair": _hsv(rng.uniform(0.0, 0.12), rng.uniform(0.2, 0.8), rng.uniform(0.05, 0.7)),
-        "hat": _hsv(rng.uniform(), rng.uniform(0.2, 0.9), rng.uniform(0.15, 0.95)),
-        "bag": _hsv(rng.uniform(), rng.uniform(0.1, 0.9), rng.uniform(0.1, 0.9)),
-        "shoe": _hsv(rng.uniform(), rng.uniform(0.0, 0.5), rng.uniform(0.05, 0.6)),
+    lower_style = rng.choice(3, p=[0.5, 0.28, 0.22])  # trousers, shorts, skirt
+    hem = 0.95 if lower_style == 0 else hip_y + (0.985 - hip_y) * rng.uniform(0.3, 0.55)
+    # two-tone layout: the upper and lower garments are a light/dark pair (either way round) or both mid-tone
+    layout = rng.choice(3)
+    light, dark = rng.uniform(0.62, 0.92), rng.uniform(0.06, 0.3)
+    up_lum, low_lum = (light, dark) if layout == 0 else (dark, light) if layout == 1 else rng.uniform(0.3, 0.6, 2)
+    lum = {
+        "skin": rng.uniform(0.3, 0.85),
+        "hair": rng.uniform(0.04, 0.55),
+        "hat": rng.choice([rng.uniform(0.05, 0.2), rng.uniform(0.75, 0.95)]),
+        "bag": rng.choice([rng.uniform(0.03, 0.15), rng.uniform(0.8, 0.97)]),
+        "shoe": rng.uniform(0.05, 0.6),
     }
-    emissivity = {"hair": (0.35, 0.6), "hat": (0.2, 0.6), "bag": (0.08, 0.45), "shoe": (0.2, 0.55)}
-    ir = {"skin": heat, **{k: heat * rng.uniform(*r) for k, r in emissivity.items()}}
+    hue = {"skin": rng.uniform(0.02, 0.09), "hair": rng.uniform(0.0, 0.12)}
+    sat = {"skin": rng.uniform(0.25, 0.6), "hair": rng.uniform(0.2, 0.8)}
+    rgb = {k: _colour(hue.get(k, rng.uniform()), sat.get(k, rng.uniform(0.1, 0.9)), float(v)) for k, v in lum.items()}
+    ir = {"skin": heat, **{k: _nir(float(lum[k]), rng.uniform()) for k in ("hair", "hat", "bag", "shoe")}}
     return _Identity(
         head_r=head_r,
         torso_len=torso_len,
         shoulder=shoulder,
-        hip=shoulder * rng.uniform(0.72, 1.0),
-        leg_r=rng.uniform(0.033, 0.055),
-        leg_sep=rng.uniform(0.45, 0.62),
-        arm_r=rng.uniform(0.024, 0.038),
-        sleeve=1.0 if rng.uniform() < 0.6 else rng.uniform(0.3, 0.5),
+        hip=shoulder * rng.uniform(0.65, 1.05),
+        leg_r=rng.uniform(0.028, 0.062),
+        leg_sep=rng.uniform(0.4, 0.7),
+        arm_r=rng.uniform(0.02, 0.042),
+        sleeve=1.0 if rng.uniform() < 0.55 else rng.uniform(0.25, 0.45),
         hem=float(hem),
         skirt=bool(lower_style == 2),
         long_hair=bool(rng.uniform() < 0.35),
-        hat=bool(rng.uniform() < 0.25),
-        bag=int(rng.choice(3, p=[0.45, 0.3, 0.25])),
+        hat=bool(rng.uniform() < 0.3),
+        bag=int(rng.choice(3, p=[0.4, 0.3, 0.3])),
         bag_side=int(rng.choice([-1, 1])),
-        upper=_garment(rng, heat, [0.3, 0.4, 0.15, 0.15], (0.2, 0.95)),
-        lower=_garment(rng, heat, [0.6, 0.2, 0.2, 0.0], (0.1, 0.8)),
+        upper=_garment(rng, [0.25, 0.45, 0.15, 0.15], float(up_lum)),
+        lower=_garment(rng, [0.6, 0.2, 0.2, 0.0], float(low_lum)),
         rgb=rgb,
         ir=ir,
     )
@@ -310,13 +346,13 @@ def _draw_person(
         c.paint(np.maximum(_ellipse(X, Y, 0.0, cy - 0.35 * r, 1.1 * a, 0.75 * r), Y - (cy - 0.2 * r)), col("hat"))
     if ident.bag == 1:  # shoulder bag with a strap across the chest
         s = ident.bag_side
-        x0, x1 = sorted((s * (sh - 0.01), s * (sh + 0.08)))
-        c.paint(_box(X, Y, x0, x1, hip - 0.07, hip + 0.06), col("bag"))
-        d, _ = _capsule(X, Y, (-s * 0.7 * sh, neck + 0.02), (s * (sh + 0.03), hip - 0.07), 0.012)
+        x0, x1 = sorted((s * (sh - 0.02), s * (sh + 0.1)))
+        c.paint(_box(X, Y, x0, x1, hip - 0.1, hip + 0.07), col("bag"))
+        d, _ = _capsule(X, Y, (-s * 0.7 * sh, neck + 0.02), (s * (sh + 0.03), hip - 0.1), 0.018)
         c.paint(d, col("bag"))
     elif ident.bag == 2:  # backpack: straps seen from the front, the pack from behind
         for side in (-1.0, 1.0):
-            d, _ = _capsule(X, Y, (side * 0.55 * sh, neck), (side * 0.6 * sh, hip - 0.1), 0.014)
+            d, _ = _capsule(X, Y, (side * 0.55 * sh, neck), (side * 0.6 * sh, hip - 0.1), 0.02)
             c.paint(d, col("bag"), 1 - back4)
         c.paint(_box(X, Y, -0.8 * sh, 0.8 * sh, neck + 0.03, neck + 0.7 * ident.torso_len), col("bag"), back4)
 
@@ -357,6 +393,8 @@ def _render(
     _draw_person(_Canvas(img, X, Y, hp[..., None], shade), ident, cam.infrared, back, abduct, spread)
 
     img = img * cam.gain * per_image(0.85, 1.15)[..., None] + cam.offset
+    if cam.infrared:  # per-image exposure: absolute infrared brightness is no reliable identity cue
+        img += per_image(-0.05, 0.05)[..., None]
     sigmas = (cam.blur + rng.uniform(0.0, 0.5, n)) * height / 128.0
     for i in range(n):
         img[i] = gaussian_filter(img[i], sigma=(sigmas[i], sigmas[i], 0.0), mode="nearest")
