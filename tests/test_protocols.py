@@ -117,6 +117,32 @@ def test_sysu_onehot_features_score_100(sysu: VIDataset) -> None:
     assert results["sysu/indoor-search/multi-shot"].settings["gallery_sizes"] == [60, 60, 60]
 
 
+def test_sysu_trial_columns_only_match_the_full_distance_matrix(sysu: VIDataset) -> None:
+    # evaluate_sysu computes distances to the trials' gallery columns only, evaluate_dataset to the union of the four
+    # protocols' columns: every trial must equal evaluate_rank on the full query x gallery matrix
+    rng = np.random.default_rng(3)
+    q = rng.standard_normal((len(sysu.query), 6))
+    g = rng.standard_normal((len(sysu.gallery), 6))
+    table = read_rand_perm_cam(sysu.meta["rand_perm_cam"])
+    qn, gn = q / np.linalg.norm(q, axis=1, keepdims=True), g / np.linalg.norm(g, axis=1, keepdims=True)
+    full = np.sqrt(np.maximum(2.0 - 2.0 * qn @ gn.T, 1e-12))
+    q_pids = np.array([s.pid for s in sysu.query])
+    q_cams = np.array([2 if s.camid == 3 else s.camid for s in sysu.query])
+    g_pids = np.array([s.pid for s in sysu.gallery])
+    g_cams = np.array([s.camid for s in sysu.gallery])
+    shared = evaluate_dataset(sysu, q, g, num_trials=4)
+    for mode, shots in (("all", 1), ("all", 10), ("indoor", 1), ("indoor", 10)):
+        alone = evaluate_sysu(sysu, q, g, mode, shots, num_trials=4)
+        assert shared[alone.name].settings == alone.settings
+        trials = sysu_gallery_trials(sysu.gallery, table, mode, shots, num_trials=4)
+        for idx, a, b in zip(trials, alone.trials, shared[alone.name].trials, strict=True):
+            ref = evaluate_rank(full[:, idx], q_pids, g_pids[idx], q_cams, g_cams[idx])
+            for res in (a, b):
+                np.testing.assert_allclose(res.cmc, ref.cmc, rtol=0, atol=1e-12)
+                assert res.mAP == pytest.approx(ref.mAP, rel=1e-9)
+                assert res.mINP == pytest.approx(ref.mINP, rel=1e-9)
+
+
 def test_sysu_camera3_queries_never_see_camera2(sysu: VIDataset) -> None:
     # cam-3 queries: v(id) = 0.6 e_id + 0.8 e_x. Cam-2 gallery images of id b look exactly like v(next(b)), i.e.
     # like a cam-3 query of *another* identity (distance 0). Other gallery images are e_id (distance^2 0.8 to

@@ -130,6 +130,59 @@ def test_matches_naive_reference(seed: int, cmc_mode: str, camera_filter: str) -
     assert res.num_queries == expected[3]
 
 
+@pytest.mark.parametrize("seed", [10, 11, 12])
+@pytest.mark.parametrize("camera_filter", ["all", "same_identity"])
+@pytest.mark.parametrize("chunk_size", [1, 7, 64, 256])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+def test_first_match_counting_path_matches_naive_with_ties(
+    seed: int, camera_filter: str, chunk_size: int, dtype: type
+) -> None:
+    # integer-valued distances with few levels: most true matches tie with kept items of other identities and with
+    # dropped items, so the stable gallery-order rule decides every rank; a few identities have many images (more
+    # match slots per query than one comparison block)
+    rng = np.random.default_rng(seed)
+    nq, ng = 53, 211
+    g_pids = np.concatenate([rng.integers(0, 15, ng - 40), np.full(40, 3)])
+    rng.shuffle(g_pids)
+    q_pids = rng.integers(0, 17, nq)
+    q_cams, g_cams = rng.integers(1, 4, nq), rng.integers(1, 5, ng)
+    dist = rng.integers(0, 6, (nq, ng)).astype(dtype)
+    expected = _naive(dist, q_pids, g_pids, q_cams, g_cams, 20, "first_match", camera_filter)
+    res = evaluate_rank(dist, q_pids, g_pids, q_cams, g_cams, 20, "first_match", camera_filter, chunk_size=chunk_size)
+    np.testing.assert_allclose(res.cmc, expected[0], rtol=0, atol=1e-12)
+    assert res.mAP == pytest.approx(expected[1], rel=1e-12)
+    assert res.mINP == pytest.approx(expected[2], rel=1e-12)
+    assert res.num_queries == expected[3]
+    # the sort-based unique-ids path computes AP and INP its own way: same values
+    res_u = evaluate_rank(dist, q_pids, g_pids, q_cams, g_cams, 20, "unique_ids", camera_filter, chunk_size=chunk_size)
+    assert res_u.mAP == pytest.approx(res.mAP, rel=1e-12)
+    assert res_u.mINP == pytest.approx(res.mINP, rel=1e-12)
+
+
+@pytest.mark.parametrize("camera_filter", ["all", "same_identity"])
+def test_first_match_counting_path_on_real_valued_and_extreme_distances(camera_filter: str) -> None:
+    rng = np.random.default_rng(5)
+    nq, ng = 40, 300
+    q_pids, g_pids = rng.integers(0, 20, nq), rng.integers(0, 20, ng)
+    q_cams, g_cams = rng.integers(1, 3, nq), rng.integers(1, 4, ng)
+    cases = [
+        rng.random((nq, ng)).astype(np.float32),  # (almost) no ties
+        np.round(rng.random((nq, ng)), 1) - 0.5,  # negative values and ties
+        np.where(rng.random((nq, ng)) < 0.5, -0.0, 0.0),  # -0.0 and 0.0 compare equal: gallery order
+        np.zeros((nq, ng)),  # everything tied: pure gallery order
+        np.where(rng.random((nq, ng)) < 0.5, np.iinfo(np.int64).max, 3).astype(np.int64),  # dtype maximum
+        rng.integers(0, 3, (nq, ng)).astype(np.uint8),
+        rng.integers(0, 4, (nq, ng)).astype(np.float16),
+    ]
+    for dist in cases:
+        expected = _naive(dist, q_pids, g_pids, q_cams, g_cams, 20, "first_match", camera_filter)
+        res = evaluate_rank(dist, q_pids, g_pids, q_cams, g_cams, camera_filter=camera_filter, chunk_size=9)
+        np.testing.assert_allclose(res.cmc, expected[0], rtol=0, atol=1e-12)
+        assert res.mAP == pytest.approx(expected[1], rel=1e-12)
+        assert res.mINP == pytest.approx(expected[2], rel=1e-12)
+        assert res.num_queries == expected[3]
+
+
 def test_torch_and_numpy_inputs_agree_and_are_not_mutated() -> None:
     rng = np.random.default_rng(7)
     dist = rng.random((9, 14))

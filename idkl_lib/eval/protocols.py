@@ -165,9 +165,13 @@ def _distance(x: Tensor, y: Tensor, metric: DistanceMetric) -> np.ndarray:
 
 
 class _Retrieval:
-    """Query and gallery features of one search direction, with the distances shared by its trials."""
+    """Query and gallery features of one search direction, with the distances shared by its trials.
 
-    def __init__(self, query: Tensor, gallery: Tensor, opts: _Options) -> None:
+    ``columns`` (sorted gallery indices), when given and re-ranking is off, limits the distance matrix to the gallery
+    items the trials can select; re-ranking needs the distances to the whole gallery and ignores it.
+    """
+
+    def __init__(self, query: Tensor, gallery: Tensor, opts: _Options, columns: np.ndarray | None = None) -> None:
         if query.shape[1] != gallery.shape[1]:
             raise ValueError(
                 f"query and gallery features differ in width ({query.shape[1]} vs {gallery.shape[1]}); "
@@ -178,18 +182,29 @@ class _Retrieval:
         if opts.normalize:
             query, gallery = F.normalize(query, dim=1), F.normalize(gallery, dim=1)
         self.query, self.gallery, self.opts = query, gallery, opts
+        self._columns = None if columns is None or opts.rerank is not None else np.asarray(columns, dtype=np.int64)
         self._q_g: np.ndarray | None = None
         self._q_q: np.ndarray | None = None
 
     def q_g(self) -> np.ndarray:
+        """Distances to the whole gallery, or to ``columns`` only (in that order) when they were given."""
         if self._q_g is None:
             metric = self.opts.metric if self.opts.rerank is None else _rerank_metric(self.opts.metric)
-            self._q_g = _distance(self.query, self.gallery, metric)
+            gallery = self.gallery
+            if self._columns is not None:
+                gallery = gallery[torch.as_tensor(self._columns, device=gallery.device)]
+            self._q_g = _distance(self.query, gallery, metric)
         return self._q_g
 
     def distances(self, gallery_index: np.ndarray, cross_modal: bool) -> np.ndarray:
         """(Q, len(gallery_index)) distances to the selected gallery items (re-ranked if asked)."""
-        q_g = self.q_g()[:, gallery_index]
+        if self._columns is None:
+            q_g = self.q_g()[:, gallery_index]
+        else:
+            at = np.searchsorted(self._columns, gallery_index)
+            if at.size and (at.max() >= self._columns.size or not np.array_equal(self._columns[at], gallery_index)):
+                raise RuntimeError("internal error: a trial selects gallery items outside the computed columns")
+            q_g = self.q_g()[:, at]
         cfg = self.opts.rerank
         if cfg is None:
             return q_g
@@ -370,14 +385,16 @@ def evaluate_sysu(
     g = _features(gallery_feats, dataset.gallery, "gallery_feats", "dataset.gallery")
     if perm_table is None:
         perm_table = _load_perm_table(dataset)
-    return _sysu_protocol(dataset, _Retrieval(q, g, opts), perm_table, mode, shots, num_trials)
+    trials_index = sysu_gallery_trials(dataset.gallery, perm_table, mode, shots, num_trials)
+    # only the gallery columns the trials select (the whole gallery when re-ranking)
+    retrieval = _Retrieval(q, g, opts, columns=np.unique(np.concatenate(trials_index)))
+    return _sysu_protocol(dataset, retrieval, trials_index, mode, shots)
 
 
 def _sysu_protocol(
-    dataset: VIDataset, retrieval: _Retrieval, perm_table: PermTable, mode: SysuMode, shots: int, num_trials: int
+    dataset: VIDataset, retrieval: _Retrieval, trials_index: list[np.ndarray], mode: SysuMode, shots: int
 ) -> ProtocolResult:
     opts = retrieval.opts
-    trials_index = sysu_gallery_trials(dataset.gallery, perm_table, mode, shots, num_trials)
     q_pids, q_cams = _ids(dataset.query)
     g_pids, g_cams = _ids(dataset.gallery)
     q_cams = np.where(q_cams == 3, 2, q_cams)  # cameras 2 and 3 share a location (a new array; records untouched)
@@ -655,10 +672,16 @@ def evaluate_dataset(
         q = _features(query_feats, dataset.query, "query_feats", "dataset.query")
         g = _features(gallery_feats, dataset.gallery, "gallery_feats", "dataset.gallery")
         table = _load_perm_table(dataset)
-        retrieval = _Retrieval(q, g, opts)
         sysu_runs: tuple[tuple[SysuMode, int], ...] = (("all", 1), ("all", 10), ("indoor", 1), ("indoor", 10))
-        for mode, shots in sysu_runs:
-            results.append(_sysu_protocol(dataset, retrieval, table, mode, shots, num_trials))
+        runs = [
+            (mode, shots, sysu_gallery_trials(dataset.gallery, table, mode, shots, num_trials))
+            for mode, shots in sysu_runs
+        ]
+        # one distance matrix over the union of the columns all the trials select (the whole gallery when re-ranking)
+        columns = np.unique(np.concatenate([idx for _, _, trials in runs for idx in trials]))
+        retrieval = _Retrieval(q, g, opts, columns=columns)
+        for mode, shots, trials_index in runs:
+            results.append(_sysu_protocol(dataset, retrieval, trials_index, mode, shots))
     elif dataset.name == "regdb":
         regdb_directions: tuple[RegDBDirection, ...] = ("thermal_to_visible", "visible_to_thermal")
         for regdb_direction in regdb_directions:

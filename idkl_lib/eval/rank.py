@@ -13,8 +13,11 @@ Every protocol in :mod:`idkl_lib.eval.protocols` ends here. Conventions (SPEC.md
 * AP: mean over the true matches of (number of true matches up to it) / (its 1-based rank), on the kept list.
 * INP (AGW, Ye et al. TPAMI 2021): number of true matches / rank of the last (hardest) true match.
 
-The work is vectorised over chunks of queries (one ``argsort`` per chunk, boolean keep/match matrices, ranks among
-kept items by cumulative sums), so memory stays ``O(chunk_size * G)``.
+The work is vectorised over chunks of queries, so memory stays ``O(chunk_size * G)``. First-match CMC, AP and INP
+only need the rank of each *true match* among the kept items, ``1 + #{kept g: d[g] < d[j] or (d[g] == d[j] and
+g < j)}`` (exactly the stable sort's order), so that mode never sorts a row: it compares the kept distances with the
+query's few match distances, ``O(G * matches)`` per query instead of ``O(G log G)`` with a large constant. The
+``"unique_ids"`` CMC needs every identity's first position and keeps one stable ``argsort`` per chunk.
 """
 
 from __future__ import annotations
@@ -137,6 +140,160 @@ def _as_distmat(distmat: np.ndarray | torch.Tensor) -> np.ndarray:
     return arr
 
 
+# Ranks of true matches are counted in blocks of this many match slots per query, so the (chunk, slots, G) boolean
+# comparison stays within about 16 bytes per distance-matrix cell of the chunk.
+_SLOT_BLOCK = 16
+
+_ChunkResult = tuple[np.ndarray, float, float]  # first-hit rank per valid query, AP sum, INP sum
+
+
+def _masks(
+    q_pids: np.ndarray, g_pids: np.ndarray, q_cams: np.ndarray, g_cams: np.ndarray, camera_filter: CameraFilter
+) -> tuple[np.ndarray, np.ndarray]:
+    """(c, G) ``keep`` and ``match`` (true match and kept) masks, in whatever gallery order the ids are given."""
+    same_cam = g_cams[None, :] == q_cams[:, None] if g_cams.ndim == 1 else g_cams == q_cams[:, None]
+    same_pid = g_pids[None, :] == q_pids[:, None] if g_pids.ndim == 1 else g_pids == q_pids[:, None]
+    keep = ~(same_cam & same_pid) if camera_filter == "same_identity" else ~same_cam
+    return keep, same_pid & keep
+
+
+def _ap_inp(match_ranks: np.ndarray, num_match: np.ndarray) -> tuple[float, float]:
+    """AP and INP sums from (c, m) ascending 1-based kept ranks of each query's true matches (padding after)."""
+    slots = np.arange(match_ranks.shape[1])
+    real = slots[None, :] < num_match[:, None]
+    precision = np.where(real, (slots + 1)[None, :] / match_ranks, 0.0)
+    ap = float((precision.sum(axis=1) / num_match).sum())
+    last = match_ranks[np.arange(num_match.size), num_match - 1]
+    return ap, float((num_match / last).sum())
+
+
+def _pack_with_position(dist: np.ndarray) -> np.ndarray | None:
+    """(c, G) int64 keys ordered like (distance, gallery position), or None for 64-bit distances.
+
+    Float16/32 distances map to order-preserving int32 (sign-magnitude bits flipped for negatives; ``+ 0.0`` first
+    so that -0.0 and 0.0, equal for a sort, get one key); integers that fit in int32 are taken as they are. The value
+    fills the high 32 bits and the gallery position the low 32, so ``<`` on the keys is the stable sort's order.
+    """
+    if dist.dtype in (np.float16, np.float32):
+        bits = (dist.astype(np.float32) + np.float32(0.0)).view(np.int32)
+        value = np.where(bits < 0, bits ^ np.int32(0x7FFFFFFF), bits).astype(np.int64)
+    elif np.issubdtype(dist.dtype, np.integer) and np.can_cast(dist.dtype, np.int32):
+        value = dist.astype(np.int64)
+    else:
+        return None
+    value <<= 32
+    value |= np.arange(dist.shape[1], dtype=np.int64)
+    return value
+
+
+def _match_ranks(dist: np.ndarray, keep: np.ndarray, match: np.ndarray, num_match: np.ndarray) -> np.ndarray:
+    """(c, max(num_match)) ascending 1-based ranks among kept items of every row's true matches, without a sort.
+
+    The rank of true match ``j`` is ``1 + #{kept g: d[g] < d[j] or (d[g] == d[j] and g < j)}`` (stable order):
+    one broadcast comparison of the kept items against each row's matches, ``O(G * matches)`` per row. Float16/32 and
+    small-integer distances compare packed (distance, position) keys once; 64-bit distances are compared twice
+    ("<" and "<="), and matches tied with another kept item (rare with real features) are recounted exactly.
+    Padding slots (rows with fewer matches) hold ``G + 1`` and sort last. Every row needs ``num_match >= 1``.
+    """
+    num_rows, num_g = dist.shape
+    width = int(num_match.max())
+    rows, cols = np.nonzero(match)  # row-major, so the matches of a row are contiguous
+    slot = np.arange(rows.size) - (np.cumsum(num_match) - num_match)[rows]
+    packed = _pack_with_position(dist)
+    if packed is not None:  # one strict comparison of (distance, gallery position) keys: exact, ties included
+        keys = np.zeros((num_rows, width), dtype=np.int64)
+        keys[rows, slot] = packed[rows, cols]
+        kept = np.where(keep, packed, np.iinfo(np.int64).max)  # above every packed key
+        ranks = np.full((num_rows, width), num_g + 1, dtype=np.int64)
+        below = np.empty((num_rows, width), dtype=np.int64)
+        for s in range(0, width, _SLOT_BLOCK):
+            block = keys[:, s : s + _SLOT_BLOCK, None]
+            below[:, s : s + _SLOT_BLOCK] = np.count_nonzero(kept[:, None, :] < block, axis=2)
+        ranks[rows, slot] = below[rows, slot] + 1
+        return np.sort(ranks, axis=1)
+    # 64-bit distances: count "<" and "<=" separately, then settle the rare ties with the gallery order
+    keys = np.zeros((num_rows, width), dtype=dist.dtype)
+    keys[rows, slot] = dist[rows, cols]
+    # dropped items get a distance no key is above (finite keys: +inf; integers: the dtype's maximum, which a key may
+    # equal: then the "<=" count flags a tie and the exact recount below, which reads ``keep``, settles it)
+    far = np.inf if np.issubdtype(dist.dtype, np.floating) else np.iinfo(dist.dtype).max
+    kept = np.where(keep, dist, np.asarray(far, dtype=dist.dtype))
+    below = np.empty((num_rows, width), dtype=np.int64)
+    at_or_below = np.empty((num_rows, width), dtype=np.int64)
+    for s in range(0, width, _SLOT_BLOCK):
+        block = keys[:, s : s + _SLOT_BLOCK, None]
+        below[:, s : s + _SLOT_BLOCK] = np.count_nonzero(kept[:, None, :] < block, axis=2)
+        at_or_below[:, s : s + _SLOT_BLOCK] = np.count_nonzero(kept[:, None, :] <= block, axis=2)
+    ranks = np.full((num_rows, width), num_g + 1, dtype=np.int64)
+    ranks[rows, slot] = below[rows, slot] + 1
+    tied = at_or_below[rows, slot] - below[rows, slot] > 1  # another kept item has exactly this distance
+    if tied.any():
+        t_rows, t_slots, t_cols = rows[tied], slot[tied], cols[tied]
+        position = np.arange(num_g)
+        for s in range(0, t_rows.size, num_rows):  # at most one chunk's worth of (pairs, G) at a time
+            r, k, j = t_rows[s : s + num_rows], t_slots[s : s + num_rows], t_cols[s : s + num_rows]
+            equal_before = (dist[r] == keys[r, k][:, None]) & keep[r] & (position[None, :] <= j[:, None])
+            ranks[r, k] = below[r, k] + np.count_nonzero(equal_before, axis=1)
+    return np.sort(ranks, axis=1)
+
+
+def _chunk_first_match(
+    dist: np.ndarray,
+    q_pids: np.ndarray,
+    g_pids: np.ndarray,
+    q_cams: np.ndarray,
+    g_cams: np.ndarray,
+    camera_filter: CameraFilter,
+) -> _ChunkResult | None:
+    """First-match CMC, AP and INP of a chunk of queries from the ranks of their true matches only (no sort)."""
+    keep, match = _masks(q_pids, g_pids, q_cams, g_cams, camera_filter)
+    num_match = match.sum(axis=1)
+    valid = num_match > 0
+    if not valid.any():
+        return None
+    if not valid.all():
+        dist, keep, match, num_match = dist[valid], keep[valid], match[valid], num_match[valid]
+    ranks = _match_ranks(dist, keep, match, num_match)
+    ap, inp = _ap_inp(ranks, num_match)
+    return ranks[:, 0], ap, inp
+
+
+def _chunk_unique_ids(
+    dist: np.ndarray,
+    q_pids: np.ndarray,
+    g_pids: np.ndarray,
+    q_cams: np.ndarray,
+    g_cams: np.ndarray,
+    camera_filter: CameraFilter,
+    q_codes: np.ndarray,
+    by_code: np.ndarray,
+    code_starts: np.ndarray,
+) -> _ChunkResult | None:
+    """Identity-level CMC, AP and INP of a chunk of queries from a full stable sort of their rows."""
+    num_g = dist.shape[1]
+    order = np.argsort(dist, axis=1, kind="stable")  # (c, G)
+    keep, match = _masks(q_pids, g_pids[order], q_cams, g_cams[order], camera_filter)
+    num_match = match.sum(axis=1)
+    valid = num_match > 0
+    if not valid.any():
+        return None
+    order, keep, match, num_match = order[valid], keep[valid], match[valid], num_match[valid]
+    rows = np.arange(order.shape[0])
+    kept_rank = np.cumsum(keep, axis=1, dtype=np.int32)  # 1-based rank among kept items (read where kept)
+    # First kept rank of every identity: scatter kept ranks back to gallery order, min-reduce per identity.
+    ranks_sorted = np.where(keep, kept_rank, num_g + 1)
+    ranks_by_item = np.empty_like(ranks_sorted)
+    np.put_along_axis(ranks_by_item, order, ranks_sorted, axis=1)
+    first_rank = np.minimum.reduceat(ranks_by_item[:, by_code], code_starts, axis=1)  # (c, U)
+    true_first = first_rank[rows, q_codes[valid]]
+    hit_rank = (first_rank <= true_first[:, None]).sum(axis=1)
+    match_count = np.cumsum(match, axis=1, dtype=np.int32)
+    precision_at_match = np.where(match, match_count / np.maximum(kept_rank, 1), 0.0)
+    last_pos = num_g - 1 - np.argmax(match[:, ::-1], axis=1)
+    ap = float((precision_at_match.sum(axis=1) / num_match).sum())
+    return hit_rank, ap, float((num_match / kept_rank[rows, last_pos]).sum())
+
+
 def evaluate_rank(
     distmat: np.ndarray | torch.Tensor,
     q_pids: np.ndarray | torch.Tensor | Sequence[int],
@@ -194,9 +351,10 @@ def evaluate_rank(
     max_rank = int(max_rank)
 
     # Identity codes 0..U-1 for the de-duplicated CMC; a query identity absent from the gallery gets -1.
-    uniq_ids, g_codes = np.unique(g_pids_a, return_inverse=True)
-    g_codes = g_codes.reshape(-1)
+    q_codes = by_code = code_starts = np.empty(0, dtype=np.int64)
     if cmc_mode == "unique_ids":
+        uniq_ids, g_codes = np.unique(g_pids_a, return_inverse=True)
+        g_codes = g_codes.reshape(-1)
         q_pos = np.clip(np.searchsorted(uniq_ids, q_pids_a), 0, uniq_ids.size - 1)
         q_codes = np.where(uniq_ids[q_pos] == q_pids_a, q_pos, -1)
         by_code = np.argsort(g_codes, kind="stable")
@@ -208,39 +366,29 @@ def evaluate_rank(
     num_valid = 0
     for start in range(0, num_q, chunk_size):
         stop = min(start + chunk_size, num_q)
-        order = np.argsort(dist[start:stop], axis=1, kind="stable")  # (c, G)
-        same_cam = g_cams_a[order] == q_cams_a[start:stop, None]
-        same_pid = g_pids_a[order] == q_pids_a[start:stop, None]
-        keep = ~(same_cam & same_pid) if camera_filter == "same_identity" else ~same_cam
-        match = same_pid & keep
-        num_match = match.sum(axis=1)
-        valid = num_match > 0
-        if not valid.any():
-            continue
-        order, keep, match, num_match = order[valid], keep[valid], match[valid], num_match[valid]
-        rows = np.arange(order.shape[0])
-        kept_rank = np.cumsum(keep, axis=1, dtype=np.int32)  # 1-based rank among kept items (read where kept)
-        match_count = np.cumsum(match, axis=1, dtype=np.int32)
-
-        first_pos = np.argmax(match, axis=1)
-        last_pos = num_g - 1 - np.argmax(match[:, ::-1], axis=1)
         if cmc_mode == "first_match":
-            hit_rank = kept_rank[rows, first_pos]
+            chunk = _chunk_first_match(
+                dist[start:stop], q_pids_a[start:stop], g_pids_a, q_cams_a[start:stop], g_cams_a, camera_filter
+            )
         else:
-            # First kept rank of every identity: scatter kept ranks back to gallery order, min-reduce per identity.
-            sentinel = num_g + 1
-            ranks_sorted = np.where(keep, kept_rank, sentinel)
-            ranks_by_item = np.empty_like(ranks_sorted)
-            np.put_along_axis(ranks_by_item, order, ranks_sorted, axis=1)
-            first_rank = np.minimum.reduceat(ranks_by_item[:, by_code], code_starts, axis=1)  # (c, U)
-            true_first = first_rank[rows, q_codes[start:stop][valid]]
-            hit_rank = (first_rank <= true_first[:, None]).sum(axis=1)
+            chunk = _chunk_unique_ids(
+                dist[start:stop],
+                q_pids_a[start:stop],
+                g_pids_a,
+                q_cams_a[start:stop],
+                g_cams_a,
+                camera_filter,
+                q_codes[start:stop],
+                by_code,
+                code_starts,
+            )
+        if chunk is None:
+            continue
+        hit_rank, ap, inp = chunk
         rank_hist += np.bincount(np.minimum(hit_rank, max_rank + 1) - 1, minlength=max_rank + 1)
-
-        precision_at_match = np.where(match, match_count / np.maximum(kept_rank, 1), 0.0)
-        ap_sum += float((precision_at_match.sum(axis=1) / num_match).sum())
-        inp_sum += float((num_match / kept_rank[rows, last_pos]).sum())
-        num_valid += int(valid.sum())
+        ap_sum += ap
+        inp_sum += inp
+        num_valid += hit_rank.size
 
     if num_valid == 0:
         raise ValueError(
