@@ -896,9 +896,11 @@ def _matplotlib_png(fig: go.Figure, width: int | None, height: int | None, scale
             ax.axis("off")
             header = [_plain(h) for h in trace.header.values]
             cols = [[_plain(v) for v in col] for col in trace.cells.values]
+            lengths = [max(len(text) for text in [h, *col]) + 2 for h, col in zip(header, cols, strict=True)]
             tab = ax.table(
                 cellText=[list(r) for r in zip(*cols, strict=True)],
                 colLabels=header,
+                colWidths=[n / sum(lengths) for n in lengths],  # columns as wide as their longest text
                 loc="upper center",
                 cellLoc="center",
             )
@@ -950,10 +952,10 @@ def _matplotlib_png(fig: go.Figure, width: int | None, height: int | None, scale
             ax.set_yscale("log")
         if xa.type == "log":
             ax.set_xscale("log")
-        if ya.range is not None:
-            ax.set_ylim(*ya.range)
+        if ya.range is not None:  # plotly gives the range of a log axis in log10 units
+            ax.set_ylim(*(10.0**v for v in ya.range) if ya.type == "log" else ya.range)
         if xa.range is not None:
-            ax.set_xlim(*xa.range)
+            ax.set_xlim(*(10.0**v for v in xa.range) if xa.type == "log" else xa.range)
         if xa.showticklabels is False:
             ax.set_xticks([])
         if ya.showticklabels is False:
@@ -1037,30 +1039,39 @@ def _mpl_scatter(ax: Any, trace: Any) -> None:
 
 
 def _mpl_bars(ax: Any, traces: list[Any], barmode: str) -> None:
+    horizontal = all(t.orientation == "h" for t in traces)  # categories on y, values on x
+
+    def categories(t: Any) -> Any:
+        return t.y if horizontal else t.x
+
     cats: list[Any] = []
     for t in traces:
-        cats.extend(v for v in t.x if v not in cats)
+        cats.extend(v for v in categories(t) if v not in cats)
     pos = {c: i for i, c in enumerate(cats)}
     n = len(traces)
     width = 0.8 / (1 if barmode in ("stack", "overlay", "relative") else n)
     bottom = np.zeros(len(cats))
     for j, t in enumerate(traces):
-        xs = np.array([pos[v] for v in t.x], dtype=np.float64)
-        ys = np.asarray(t.y, dtype=np.float64)
+        xs = np.array([pos[v] for v in categories(t)], dtype=np.float64)
+        ys = np.asarray(t.x if horizontal else t.y, dtype=np.float64)
         offset = 0.0 if width >= 0.8 else (j - (n - 1) / 2) * width
         base = bottom[xs.astype(int)] if barmode == "stack" else 0.0
-        ax.bar(
-            xs + offset,
-            ys,
-            width=width,
-            bottom=base,
-            label=t.name if t.showlegend is not False else None,
-            color=_mpl_color(t.marker.color) if t.marker and t.marker.color else None,
-        )
+        style = {
+            "label": t.name if t.showlegend is not False else None,
+            "color": _mpl_color(t.marker.color) if t.marker and t.marker.color else None,
+        }
+        if horizontal:
+            ax.barh(xs + offset, ys, height=width, left=base, **style)
+        else:
+            ax.bar(xs + offset, ys, width=width, bottom=base, **style)
         if barmode == "stack":
             bottom[xs.astype(int)] += ys
-    ax.set_xticks(range(len(cats)))
-    ax.set_xticklabels([str(c) for c in cats], rotation=0)
+    if horizontal:
+        ax.set_yticks(range(len(cats)))
+        ax.set_yticklabels([str(c) for c in cats])
+    else:
+        ax.set_xticks(range(len(cats)))
+        ax.set_xticklabels([str(c) for c in cats], rotation=0)
 
 
 def _mpl_heatmap(mfig: Any, ax: Any, trace: Any, yaxis: Any) -> None:

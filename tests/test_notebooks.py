@@ -1,0 +1,242 @@
+"""The numbered notebooks: a static check of their anatomy (fast, always runs) and one papermill run of the whole
+sequence with the pipeline's ``ci`` preset (marked ``notebooks``; ``make test-unit`` leaves it out).
+
+The executed run goes through :func:`idkl_lib.pipeline.run_pipeline`, once for all notebooks, so 03-05 read the
+checkpoints that 02 wrote, exactly as in ``make demo``; every step's ``metrics.json`` keys and the report folder are
+checked afterwards.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from pathlib import Path
+
+import nbformat
+import papermill
+import pytest
+
+from idkl_lib.pipeline import DEFAULT_STEPS, PRESETS, PipelineError, PipelineResult, Step, run_pipeline
+
+NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
+SHARED_DEFAULTS = ("dataset", "data_root", "synthetic_layout", "synthetic_ids", "synthetic_images", "regdb_trial",
+                   "run_dir", "device", "cpu_threads", "seed")  # fmt: skip
+"""Parameters that mean the same thing in every notebook declaring them, so they share their default value."""
+
+EXPECTED_KEYS: dict[str, set[str]] = {
+    "01_data_exploration": {"dataset", "parsed_as", "root", "statistics", "card", "image_size", "num_images"},
+    "02_train": {
+        "run_tag",
+        "loss_preset",
+        "loss_weights",
+        "device",
+        "epochs",
+        "epochs_run",
+        "steps",
+        "images_per_second",
+        "final_losses",
+        "batch_losses",
+        "mean_distance",
+        "alignment_kl",
+        "eval",
+        "checkpoint",
+        "history",
+    },
+    "03_evaluate": {
+        "checkpoint",
+        "checkpoint_epoch",
+        "arch",
+        "loss_preset",
+        "feature",
+        "flip",
+        "protocols",
+        "cmc",
+        "untrained",
+        "rank_view",
+    },
+    "04_gradcam": {"checkpoint", "baseline_checkpoint", "cam_method", "queries", "views"},
+    "05_embeddings": {"checkpoint", "baseline_checkpoint", "num_points", "views"},
+}
+EXPECTED_KEYS["02_train_baseline"] = EXPECTED_KEYS["02_train"]
+METRIC_NAMES = {"R1", "R5", "R10", "R20", "mAP", "mINP"}
+
+
+def _ids(path: Path) -> str:
+    return path.stem
+
+
+def _code_cells(nb: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
+    return [cell for cell in nb.cells if cell.cell_type == "code"]
+
+
+def _parameters_cell(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    return next(cell for cell in nb.cells if "parameters" in cell.metadata.get("tags", []))
+
+
+def _declared(nb: nbformat.NotebookNode) -> dict[str, object]:
+    """Names and literal values assigned in the parameters cell (via the Python parser, not papermill's)."""
+    declared: dict[str, object] = {}
+    for node in ast.parse(_parameters_cell(nb).source).body:
+        assert isinstance(node, ast.Assign | ast.AnnAssign), f"not an assignment: {ast.unparse(node)}"
+        target = node.targets[0] if isinstance(node, ast.Assign) else node.target
+        assert isinstance(target, ast.Name) and node.value is not None
+        declared[target.id] = ast.literal_eval(node.value)  # raises on anything that is not a plain literal
+    return declared
+
+
+# ---------------------------------------------------------------------------------------------- static checks
+
+
+def test_the_five_notebooks_exist() -> None:
+    assert [p.stem for p in NOTEBOOKS] == [
+        "01_data_exploration",
+        "02_train",
+        "03_evaluate",
+        "04_gradcam",
+        "05_embeddings",
+    ]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids)
+def test_notebook_anatomy(path: Path) -> None:
+    nb = nbformat.read(str(path), as_version=4)
+    nbformat.validate(nb)
+    tagged = [cell for cell in nb.cells if "parameters" in cell.metadata.get("tags", [])]
+    assert len(tagged) == 1 and tagged[0].cell_type == "code", "exactly one code cell tagged 'parameters'"
+    kernelspec = nb.metadata.get("kernelspec", {})
+    assert kernelspec.get("name") == "python3" and kernelspec.get("language") == "python"
+    assert nb.metadata.get("language_info", {}).get("name") == "python"
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith(f"# {path.stem[:2]} ·")
+    for cell in _code_cells(nb):
+        assert cell.outputs == [] and cell.execution_count is None, "outputs are stripped before committing"
+    source = "\n".join(cell.source for cell in _code_cells(nb))
+    ast.parse("\n".join(line for line in source.splitlines() if not line.lstrip().startswith("%")))
+    assert not re.search(r"^\s*(def|class|async\s+def)\s", source, re.M), "helpers belong in idkl_lib, not here"
+    assert "sys.path" not in source, "notebooks import the installed idkl_lib"
+    assert "write_metrics" in _code_cells(nb)[-1].source, "the last cell writes metrics.json"
+    assert "save_figure" in _code_cells(nb)[-1].source, "the last cell writes the figures"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids)
+def test_parameters_are_documented_literals(path: Path) -> None:
+    nb = nbformat.read(str(path), as_version=4)
+    declared = _declared(nb)
+    assert {"run_dir", "step_dir", "dataset", "data_root", "seed"} <= set(declared)
+    lines = [line for line in _parameters_cell(nb).source.splitlines() if line.strip()]
+    assert all(re.search(r"\S\s+#\s+\S", line) for line in lines), "every parameter has a trailing comment"
+    # papermill's own parser (--help-notebook, pipeline) must see every name: it skips lines with a second "="
+    inspected = papermill.inspect_notebook(str(path))
+    assert set(inspected) == set(declared)
+    assert all(inspected[name]["help"] for name in inspected)
+
+
+def test_shared_parameters_have_one_meaning() -> None:
+    declared = {path.stem: _declared(nbformat.read(str(path), as_version=4)) for path in NOTEBOOKS}
+    for name in SHARED_DEFAULTS:
+        values = {stem: params[name] for stem, params in declared.items() if name in params}
+        assert len(set(map(repr, values.values()))) == 1, f"{name} defaults differ: {values}"
+    for stem, params in declared.items():
+        assert params["step_dir"] == f"{params['run_dir']}/{stem}", f"{stem}: step_dir default"
+    everything = set().union(*declared.values())
+    for preset, values in PRESETS.items():
+        assert set(values) <= everything, f"preset {preset!r} sets names no notebook declares"
+    for step in DEFAULT_STEPS:
+        assert set(step.params) <= set(declared[step.notebook])
+
+
+# ---------------------------------------------------------------------------------------------- executed run
+
+
+@pytest.fixture(scope="module")
+def ci_run(tmp_path_factory: pytest.TempPathFactory) -> PipelineResult:
+    """The whole pipeline with the ``ci`` preset, the synthetic dataset written into a temporary folder."""
+    root = tmp_path_factory.mktemp("notebooks")
+    return run_pipeline(
+        root / "run",
+        preset="ci",
+        params={"data_root": str(root / "data")},
+        notebooks_dir=NOTEBOOKS_DIR,
+        verbose=False,
+    )
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("step", [step.name for step in DEFAULT_STEPS])
+def test_every_step_writes_its_metrics(ci_run: PipelineResult, step: str) -> None:
+    metrics = json.loads((ci_run.run_dir / step / "metrics.json").read_text())
+    assert EXPECTED_KEYS[step] <= set(metrics), f"missing: {EXPECTED_KEYS[step] - set(metrics)}"
+    assert ci_run.metrics[step] == json.loads(json.dumps(metrics))
+    figures = list((ci_run.run_dir / step / "figures").glob("*.png"))
+    assert figures and all((f.with_suffix(".html")).is_file() for f in figures)
+    executed = nbformat.read(str(ci_run.run_dir / f"{step}.ipynb"), as_version=4)
+    errors = [out for cell in _code_cells(executed) for out in cell.outputs if out.output_type == "error"]
+    assert not errors
+    html = (ci_run.run_dir / f"{step}.html").read_text(encoding="utf-8")
+    assert "Plotly.newPlot" in html, "figures are embedded in the HTML export"
+    assert html.count("window.PlotlyConfig") == 1, "plotly.js is embedded exactly once per notebook"
+
+
+@pytest.mark.notebooks
+def test_step_contents(ci_run: PipelineResult) -> None:
+    m = ci_run.metrics
+    assert m["01_data_exploration"]["card"]["passed"] is True
+    assert m["01_data_exploration"]["statistics"]["num_train_ids"] == PRESETS["ci"]["synthetic_ids"]
+    assert m["02_train"]["loss_preset"] == "sysu" and m["02_train_baseline"]["loss_preset"] == "baseline"
+    assert set(m["02_train_baseline"]["loss_weights"]) == {"id", "id_sp", "tri_sh", "tri_sp"}
+    assert (ci_run.run_dir / "02_train" / "checkpoint.pth").is_file()
+    assert (ci_run.run_dir / "02_train_baseline" / "checkpoint.pth").is_file()
+    assert m["02_train"]["epochs_run"] == PRESETS["ci"]["epochs"]
+    protocols = m["03_evaluate"]["protocols"]
+    assert set(protocols) == {
+        f"sysu/{mode}-search/{shot}" for mode in ("all", "indoor") for shot in ("single-shot", "multi-shot")
+    }
+    assert all(METRIC_NAMES <= set(row) for row in protocols.values())
+    assert m["03_evaluate"]["checkpoint"] == str(ci_run.run_dir / "02_train" / "checkpoint.pth")
+    assert set(m["03_evaluate"]["untrained"]) == {f"untrained · {name}" for name in protocols}
+    assert set(m["04_gradcam"]["views"]) == {"shared (w/o distillation)", "specific (IDKL)", "enhanced shared (IDKL)"}
+    assert m["04_gradcam"]["baseline_checkpoint"] == str(ci_run.run_dir / "02_train_baseline" / "checkpoint.pth")
+    assert set(m["05_embeddings"]["views"]) == {"shared", "specific", "enhanced"}
+    assert all("silhouette_modality" in v and "cross_ratio" in v for v in m["05_embeddings"]["views"].values())
+
+
+@pytest.mark.notebooks
+def test_report_folder(ci_run: PipelineResult) -> None:
+    run = ci_run.run_dir
+    assert ci_run.index_html == run / "index.html" and ci_run.index_html.is_file()
+    index = ci_run.index_html.read_text(encoding="utf-8")
+    environment = json.loads((run / "environment.json").read_text())
+    assert environment["idkl_lib_version"] and "git_commit" in environment and environment["preset"] == "ci"
+    params = json.loads((run / "params.json").read_text())
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "done"
+    for step in DEFAULT_STEPS:
+        assert (run / f"{step.name}.ipynb").is_file() and (run / f"{step.name}.html").is_file()
+        assert step.name in index and status["steps"][step.name]["state"] == "done"
+        assert params[step.name]["step_dir"] == str(run / step.name)
+        assert params[step.name]["dataset"] == "synthetic" and params[step.name]["seed"] == PRESETS["ci"]["seed"]
+    assert params["02_train_baseline"]["run_tag"] == "baseline"
+    assert json.loads((run / "metrics.json").read_text()).keys() == {s.name for s in DEFAULT_STEPS}
+
+
+@pytest.mark.notebooks
+def test_a_failing_notebook_stops_the_pipeline_and_names_the_cell(tmp_path: Path) -> None:
+    steps = (Step("01_data_exploration"), Step("02_train"))
+    with pytest.raises(PipelineError) as info:
+        run_pipeline(
+            tmp_path / "run",
+            preset=None,
+            params={"dataset": "sysu", "data_root": str(tmp_path / "no-such-dataset")},
+            steps=steps,
+            notebooks_dir=NOTEBOOKS_DIR,
+            verbose=False,
+        )
+    err = info.value
+    assert err.step == "01_data_exploration" and err.ename == "FileNotFoundError"
+    assert "no-such-dataset" in err.evalue and err.exec_count is not None
+    assert err.executed_notebook is not None and err.executed_notebook.is_file()
+    partial = nbformat.read(str(err.executed_notebook), as_version=4)
+    assert any(out.output_type == "error" for out in partial.cells[err.cell_index].outputs)
+    status = json.loads((tmp_path / "run" / "status.json").read_text())
+    assert status["state"] == "failed" and status["steps"].get("02_train") is None

@@ -1,0 +1,411 @@
+"""Tests for idkl_lib.workbench (the notebooks' glue) and idkl_lib.viz.method (the one-batch walkthrough)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+import torch
+
+from idkl_lib import workbench as wb
+from idkl_lib.checkpoint import save_checkpoint
+from idkl_lib.config import LossWeights, ModelConfig, TrainConfig
+from idkl_lib.data import INFRARED, VISIBLE, VIDataset, dataset_statistics
+from idkl_lib.losses import check_batch_layout, compute_losses
+from idkl_lib.models import build_model
+from idkl_lib.viz import figure_to_png, method
+
+H, W = 64, 32  # model input size used with the tiny 32 x 16 fixture images
+
+
+def tiny_model(num_classes: int = 12, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return build_model(ModelConfig(num_classes=num_classes, arch="resnet18", base_width=8))
+
+
+# ---------------------------------------------------------------------------------------------- parameters
+
+
+def test_check_params_accepts_good_values_and_returns_them() -> None:
+    params = dict(dataset="synthetic", device="auto", seed=0, height=64, width=32, p=4, k=4, w_tgsa_inter=None)
+    assert wb.check_params(**params) == params
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "fragment"),
+    [
+        ("dataset", "market", "must be one of"),
+        ("height", 60, "multiple of 16"),
+        ("k", 3, "even integer"),
+        ("device", "gpu", "'auto', 'cpu'"),
+        ("epochs", 0, ">= 1"),
+        ("seed", True, "integer"),
+        ("w_id", -1.0, ">= 0"),
+        ("lr", float("nan"), "positive number"),
+        ("loss_preset", "paper", "must be one of"),
+    ],
+)
+def test_check_params_names_the_bad_parameter(name: str, value: object, fragment: str) -> None:
+    with pytest.raises(wb.ParameterError, match=rf"{name}=.*{fragment}"):
+        wb.check_params(**{name: value})
+
+
+def test_check_params_reports_every_problem_and_unknown_names() -> None:
+    with pytest.raises(wb.ParameterError) as info:
+        wb.check_params(p=1, k=5, colour="red")
+    text = str(info.value)
+    assert "p=1" in text and "k=5" in text and "colour: no rule" in text
+
+
+def test_check_params_real_dataset_needs_a_root() -> None:
+    with pytest.raises(wb.ParameterError, match="data_root is empty"):
+        wb.check_params(dataset="sysu", data_root="")
+
+
+def test_loss_overrides_feed_train_config() -> None:
+    text = wb.loss_overrides(tgsa_inter=0.3, csa1_inter=0, id=None)
+    assert text == "tgsa_inter=0.3,csa1_inter=0.0"
+    weights = TrainConfig(loss_overrides=text, loss_preset="sysu").loss_weights()
+    assert weights.tgsa_inter == 0.3 and weights.csa1_inter == 0.0 and weights.id == LossWeights().id
+    assert wb.loss_overrides(id=None) == ""
+    with pytest.raises(wb.ParameterError, match="unknown loss term"):
+        wb.loss_overrides(tgsa=1.0)
+
+
+def test_resolve_resume(tmp_path: Path) -> None:
+    assert wb.resolve_resume("", tmp_path) is False
+    assert wb.resolve_resume("auto", tmp_path) is True
+    ckpt = tmp_path / "c.pth"
+    ckpt.write_bytes(b"x")
+    assert wb.resolve_resume(str(ckpt), tmp_path) == ckpt
+    with pytest.raises(wb.ParameterError, match="resume="):
+        wb.resolve_resume(str(tmp_path / "missing.pth"), tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------- paths, metrics
+
+
+def test_checkpoint_path_conventions(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="02_train.ipynb first"):
+        wb.checkpoint_path(tmp_path)
+    with pytest.raises(FileNotFoundError, match="loss_preset='baseline'"):
+        wb.checkpoint_path(tmp_path, step="02_train_baseline")
+    with pytest.raises(FileNotFoundError, match="parameter checkpoint="):
+        wb.checkpoint_path(tmp_path, str(tmp_path / "nope.pth"))
+    default = tmp_path / "02_train" / "checkpoint.pth"
+    default.parent.mkdir()
+    default.write_bytes(b"x")
+    assert wb.checkpoint_path(tmp_path) == default
+    assert wb.step_path(tmp_path, "03_evaluate") == tmp_path / "03_evaluate"
+
+
+def test_write_metrics_makes_plain_json(tmp_path: Path) -> None:
+    metrics = {
+        "a": np.float32(0.5),
+        "b": torch.tensor([1, 2]),
+        "c": float("nan"),
+        "d": {"e": np.arange(2), "f": (1, np.int64(2))},
+        "g": tmp_path,
+    }
+    path = wb.write_metrics(tmp_path / "step", metrics)
+    assert path == tmp_path / "step" / "metrics.json"
+    loaded = json.loads(path.read_text())
+    assert loaded == {"a": 0.5, "b": [1, 2], "c": None, "d": {"e": [0, 1], "f": [1, 2]}, "g": str(tmp_path)}
+
+
+# ---------------------------------------------------------------------------------------------- datasets
+
+
+@pytest.fixture(scope="module")
+def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.mark.parametrize("layout", ["sysu", "regdb"])
+def test_prepare_synthetic_dataset_matches_its_card(synthetic_root: Path, layout: str) -> None:
+    ds = wb.prepare_dataset("synthetic", synthetic_root, synthetic_layout=layout, synthetic_ids=4, synthetic_images=2)
+    assert ds.name == layout and ds.num_train_ids == 4
+    assert ds.root == wb.synthetic_root(synthetic_root, layout, 4, 2).resolve()
+    card = wb.dataset_card(dataset_statistics(ds), wb.expected_statistics("synthetic", layout, 4, 2))
+    assert card and all(row["ok"] for row in card), card
+    marker = (ds.root / ".synthetic.json").stat().st_mtime_ns
+    again = wb.prepare_dataset(
+        "synthetic", synthetic_root, synthetic_layout=layout, synthetic_ids=4, synthetic_images=2
+    )
+    assert again.train == ds.train and (ds.root / ".synthetic.json").stat().st_mtime_ns == marker
+
+
+def test_prepare_dataset_errors_name_the_problem(tmp_path: Path) -> None:
+    with pytest.raises(wb.ParameterError, match="synthetic_layout="):
+        wb.prepare_dataset("synthetic", tmp_path, synthetic_layout="market")
+    with pytest.raises(FileNotFoundError, match="SYSU"):
+        wb.prepare_dataset("sysu", tmp_path / "missing")
+
+
+def test_dataset_card_flags_differences(sysu_dataset: VIDataset) -> None:
+    stats = dataset_statistics(sysu_dataset)
+    card = wb.dataset_card(stats, {"num_train_ids": 12, "query.images": 999})
+    assert [row["ok"] for row in card] == [True, False]
+    assert card[1]["found"] == len(sysu_dataset.query)
+    assert set(wb.expected_statistics("sysu")) == set(wb.EXPECTED_STATISTICS["sysu"])
+    fig = wb.dataset_card_figure(card, "card")
+    assert isinstance(fig, go.Figure) and fig.layout.title.text == "card"
+    assert "✗ differs" in fig.data[0].cells.values[3]
+    table = wb.statistics_table(stats, "splits")
+    assert table.data[0].cells.values[0] == ["train", "train", "query", "gallery"]
+
+
+def test_image_sizes_and_identity_rows(sysu_dataset: VIDataset) -> None:
+    sizes, modality = wb.image_sizes(sysu_dataset.train, max_images=10, seed=1)
+    assert sizes.shape == (10, 2) and set(map(tuple, sizes)) == {(32, 16)}
+    assert set(modality) <= {VISIBLE, INFRARED}
+    rows, labels = wb.identity_camera_rows(sysu_dataset.train, 0, per_camera=2)
+    assert labels[0].endswith("VIS") and labels[-1].endswith("IR") and len(labels) == 6
+    assert all(len(r) == 2 and {s.pid for s in r} == {0} for r in rows)
+    with pytest.raises(ValueError, match="identity 999"):
+        wb.identity_camera_rows(sysu_dataset.train, 999)
+    assert wb.subsample(sysu_dataset.train, 1000) == list(sysu_dataset.train)
+    assert len(wb.subsample(sysu_dataset.train, 5, seed=3)) == 5
+
+
+# ---------------------------------------------------------------------------------------------- models
+
+
+def test_load_trained_model_rebuilds_from_the_stored_config(tmp_path: Path) -> None:
+    model = tiny_model(num_classes=5)
+    cfg = TrainConfig(arch="resnet18", base_width=8, pretrained=False, height=64, width=32, p=2, k=2)
+    path = save_checkpoint(
+        tmp_path / "checkpoint.pth", model_state=model.state_dict(), epoch=3, step=30, config=cfg.to_dict(),
+        extra={"num_classes": 5},
+    )  # fmt: skip
+    loaded, loaded_cfg, state = wb.load_trained_model(path, "cpu")
+    assert loaded_cfg == cfg and state["epoch"] == 3 and not loaded.training
+    x = torch.randn(2, 3, 64, 32)
+    model.eval()
+    torch.testing.assert_close(loaded.embed(x), model.embed(x))
+
+
+def test_feature_views_cover_the_papers_three_features() -> None:
+    assert [v.name for v in wb.FEATURE_VIEWS] == ["shared", "specific", "enhanced"]
+    assert {(v.model, v.which) for v in wb.FEATURE_VIEWS} == {
+        ("baseline", "shared"),
+        ("idkl", "specific"),
+        ("idkl", "shared"),
+    }
+    with pytest.raises(KeyError, match="baseline"):
+        wb.model_for_view(wb.FEATURE_VIEWS[0], {"idkl": tiny_model()})
+
+
+# ---------------------------------------------------------------------------------------------- training glue
+
+
+def test_set_cpu_threads() -> None:
+    before = torch.get_num_threads()
+    try:
+        assert wb.set_cpu_threads(1) == 1
+        assert wb.set_cpu_threads(0) == 1  # 0 leaves the current setting alone
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(wb.ParameterError, match="cpu_threads=-1"):
+        wb.set_cpu_threads(-1)
+
+
+def test_live_loss_plot_redraws_one_display(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, dict]] = []
+
+    class Handle:
+        def update(self, obj: object, **kw: object) -> None:
+            calls.append(("update", kw))
+
+    def fake_display(obj: object, **kw: object) -> Handle:
+        calls.append(("display", kw))
+        return Handle()
+
+    monkeypatch.setattr("IPython.display.display", fake_display)
+    plot = wb.LiveLossPlot("losses", every=2, smoothing=0.0, min_interval=0.0)
+    for step in range(1, 6):
+        plot({"step": step, "epoch": 1, "lr": 0.1, "total": 3.0 / step, "id": 2.0 / step})
+    assert [c[0] for c in calls] == ["display", "update"] and calls[0][1]["display_id"] is True
+    fig = plot.figure()
+    assert [t.name for t in fig.data] == ["id", "total"] and len(fig.data[0].x) == 5
+    throttled = wb.LiveLossPlot("losses", min_interval=3600.0)
+    for step in range(1, 6):
+        throttled({"step": step, "total": 1.0})
+    assert len(calls) == 3  # the first row draws, the rest wait for the interval
+
+
+def test_loss_figure_clips_the_log_axis() -> None:
+    history = [{"step": 1, "epoch": 1, "total": 100.0, "ip": 1.0}, {"step": 2, "epoch": 1, "total": 10.0, "ip": 0.0}]
+    fig = wb.loss_figure(history, "losses", smoothing=0.0)
+    assert fig.layout.yaxis.type == "log" and tuple(fig.layout.yaxis.range) == pytest.approx((-3.0, 2.2))
+    assert wb.loss_figure(history, "losses", log_y=False).layout.yaxis.range is None
+
+
+def test_final_losses_average_the_last_epoch() -> None:
+    history = [
+        {"step": 1, "epoch": 1, "lr": 0.1, "total": 9.0},
+        {"step": 2, "epoch": 2, "lr": 0.1, "total": 4.0},
+        {"step": 3, "epoch": 2, "lr": 0.1, "total": 2.0},
+    ]
+    assert wb.final_losses(history) == {"total": 3.0}
+    assert wb.final_losses([]) == {}
+
+
+# ---------------------------------------------------------------------------------------------- evaluation glue
+
+
+def test_rank_view_sysu_uses_one_protocol_trial(sysu_dataset: VIDataset) -> None:
+    q = torch.randn(len(sysu_dataset.query), 8)
+    g = torch.randn(len(sysu_dataset.gallery), 8)
+    view = wb.rank_view(sysu_dataset, q, g)
+    gallery = view["gallery"]
+    assert view["camera_alias"] == {3: 2} and view["name"].startswith("sysu/all-search/single-shot")
+    assert view["distmat"].shape == (len(sysu_dataset.query), len(gallery))
+    # single shot: one image per (identity, camera) among cameras 1, 2, 4, 5
+    keys = [(s.pid, s.camid) for s in gallery]
+    assert len(keys) == len(set(keys)) and {s.camid for s in gallery} <= {1, 2, 4, 5}
+    assert np.all(view["distmat"] >= 0) and np.all(view["distmat"] <= 2.0 + 1e-6)  # unit vectors
+
+
+def test_rank_view_regdb_uses_the_whole_gallery(regdb_dataset: VIDataset) -> None:
+    q = torch.randn(len(regdb_dataset.query), 8)
+    view = wb.rank_view(regdb_dataset, q, torch.randn(len(regdb_dataset.gallery), 8))
+    assert view["gallery"] == list(regdb_dataset.gallery) and view["camera_alias"] == {}
+
+
+# ---------------------------------------------------------------------------------------------- Grad-CAM glue
+
+
+def test_gradcam_pairs_cross_modality_same_identity(sysu_dataset: VIDataset) -> None:
+    pairs = wb.gradcam_pairs(sysu_dataset, num_per_modality=2, seed=0)
+    assert [q.modality for q, _ in pairs] == [INFRARED, INFRARED, VISIBLE, VISIBLE]
+    assert all(q.pid == m.pid and q.modality != m.modality for q, m in pairs)
+    assert len({q.pid for q, _ in pairs}) == 4
+    assert pairs == wb.gradcam_pairs(sysu_dataset, num_per_modality=2, seed=0)
+
+
+def test_cam_statistics_reference_values() -> None:
+    uniform = np.ones((2, 10, 10))
+    stats = wb.cam_statistics(uniform)
+    assert stats["box_mass"] == pytest.approx(stats["box_area"]) == pytest.approx(0.6)
+    assert stats["top10_mass"] == pytest.approx(0.1) and stats["mean_cam"] == 1.0
+    peaked = np.zeros((1, 10, 10))
+    peaked[0, 5, 5] = 1.0
+    assert wb.cam_statistics(peaked)["box_mass"] == 1.0 and wb.cam_statistics(peaked)["top10_mass"] == 1.0
+    assert wb.cam_statistics(np.zeros((1, 4, 4)))["box_mass"] == 0.0
+
+
+def test_view_cams_one_map_per_view_and_query() -> None:
+    models = {"idkl": tiny_model(seed=0), "baseline": tiny_model(seed=1)}
+    queries, matched = torch.randn(2, 3, H, W), torch.randn(2, 3, H, W)
+    before = {k: v.clone() for k, v in models["idkl"].state_dict().items()}
+    cams, sims = wb.view_cams(models, queries, matched)
+    assert list(cams) == [v.label for v in wb.FEATURE_VIEWS] == list(sims)
+    assert all(c.shape == (2, H, W) and c.min() >= 0 and c.max() <= 1 for c in cams.values())
+    assert all(s.shape == (2,) and np.all(np.abs(s) <= 1 + 1e-6) for s in sims.values())
+    for key, value in models["idkl"].state_dict().items():
+        torch.testing.assert_close(value, before[key])
+
+
+def test_modality_gap_figure() -> None:
+    stats = {
+        name: {"cross_same_id": 0.2, "cross_diff_id": 0.5, "silhouette_modality": 0.1, "silhouette_identity": 0.3}
+        for name in ("a", "b")
+    }
+    fig = wb.modality_gap_figure(stats, "gap")
+    assert len(fig.data) == 4 and fig.layout.title.text == "gap"
+    assert fig.layout.xaxis.title.text == "feature" and fig.layout.yaxis2.title.text == "silhouette score"
+
+
+def test_setup_notebook_renderer_survives_html_export() -> None:
+    import plotly.io as pio
+
+    old = pio.renderers.default
+    try:
+        wb.setup_notebook()
+        fig = go.Figure(go.Scatter(x=[1], y=[2]))
+        assert {"application/vnd.plotly.v1+json", "text/html"} <= set(fig._repr_mimebundle_())
+        bundle = wb._mime_bundle(fig)  # what LiveLossPlot displays: both parts, without another copy of plotly.js
+        assert set(bundle) == {"application/vnd.plotly.v1+json", "text/html"}
+        assert "PlotlyConfig" not in bundle["text/html"] and len(bundle["text/html"]) < 100_000
+    finally:
+        pio.renderers.default = old
+
+
+# ---------------------------------------------------------------------------------------------- walkthrough
+
+
+@pytest.fixture(scope="module")
+def walk(sysu_dataset: VIDataset) -> method.BatchWalkthrough:
+    batch = method.sample_batch(sysu_dataset.train, p=4, k=4, height=H, width=W, seed=0)
+    return method.walk_batch(tiny_model(sysu_dataset.num_train_ids), batch)
+
+
+def test_sample_batch_follows_the_sampler_layout(sysu_dataset: VIDataset) -> None:
+    batch = method.sample_batch(sysu_dataset.train, p=3, k=4, height=H, width=W, seed=1)
+    assert batch.images.shape == (12, 3, H, W)
+    assert check_batch_layout(batch.pids, batch.modality) == (3, 4)
+    assert [s.pid for s in batch.samples] == batch.pids.tolist()
+    assert [s.modality for s in batch.samples] == batch.modality.tolist()
+    with pytest.raises(ValueError, match="lower p"):
+        method.sample_batch(sysu_dataset.train, p=40, k=4, height=H, width=W)
+
+
+def test_walk_batch_leaves_the_model_untouched(sysu_dataset: VIDataset) -> None:
+    model = tiny_model(sysu_dataset.num_train_ids).eval()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    batch = method.sample_batch(sysu_dataset.train, p=4, k=4, height=H, width=W)
+    method.walk_batch(model, batch)
+    assert not model.training
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, state[key])  # BatchNorm running statistics included
+
+
+def test_walk_batch_diagnostics(walk: method.BatchWalkthrough) -> None:
+    b, n = 16, 8
+    assert walk.gate_in.shape == walk.gate_raw.shape == (b, H // 16, W // 16)
+    assert ((walk.gate_in > 0) & (walk.gate_in < 1)).all()
+    assert walk.gate_values["m_IN"].shape[0] == b
+    assert set(walk.affinity) == {"shared · visible", "shared · infrared", "specific · visible", "specific · infrared"}
+    for matrix in walk.affinity.values():
+        assert matrix.shape == (n, n) and np.isnan(np.diag(matrix)).all()
+        np.testing.assert_allclose(np.nansum(matrix, axis=1), 1.0, rtol=1e-5)
+    for probs in walk.set_probs.values():
+        assert probs.shape[0] == 2
+        np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
+    for probs in walk.class_probs.values():
+        np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
+    assert all(math.isfinite(v) and v >= 0 for v in (*walk.affinity_kl.values(), *walk.logit_kl.values()))
+    assert list(walk.losses) == list(LossWeights().active())
+    assert set(walk.mean_distance) == {"shared", "specific"} and all(v > 0 for v in walk.mean_distance.values())
+    # the CSA1 intra KL is the weighted loss term (weight 1), computed by the same loss function
+    assert walk.logit_kl["CSA1 intra · shared (visible ↔ infrared)"] == pytest.approx(walk.losses["csa1_intra"])
+    recomputed = compute_losses(walk.output, walk.batch.pids, walk.batch.modality, LossWeights())
+    assert walk.losses["tgsa_inter"] == pytest.approx(float(recomputed["tgsa_inter"]))
+
+
+def test_walkthrough_figures(walk: method.BatchWalkthrough) -> None:
+    figures = {
+        "images": method.batch_images_figure(walk.batch),
+        "gates": method.purifier_mask_figure(walk, num_images=3),
+        "gate_hist": method.gate_histogram_figure(walk),
+        "tgsa": method.tgsa_figure(walk),
+        "csa": method.csa_figure(walk),
+        "csa_pair": method.csa_sample_figure(walk),
+        "csa_set": method.csa_set_figure(walk),
+        "losses": method.loss_terms_figure({"untrained": walk.losses, "trained": walk.losses}),
+    }
+    for name, fig in figures.items():
+        assert isinstance(fig, go.Figure) and fig.layout.title.text, name
+        assert figure_to_png(fig, scale=0.5, engine="matplotlib").startswith(b"\x89PNG"), name  # the report's PNGs
+    assert len(figures["tgsa"].data) == 4 and "symmetric KL" in figures["tgsa"].layout.title.text
+    assert len(figures["gate_hist"].data) == 4
+    assert [t.name for t in figures["losses"].data] == ["untrained", "trained"]
+    assert figures["losses"].data[0].y[-1].startswith("id (")  # first term drawn at the top
+    assert len(figures["gates"].data) == 9  # 3 images x (image, m_IN, m_F)
+    mass = method.set_block_mass(walk)
+    assert all(m.shape == (4, 4) and np.all(m >= 0) and m.sum() <= 1 + 1e-5 for m in mass.values())
