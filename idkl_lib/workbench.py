@@ -136,76 +136,76 @@ def _is_number(value: object) -> bool:
 
 
 def _choice(*choices: object) -> Any:
-    def check(value: object) -> str | None:
+    def check(value: Any) -> str | None:
         return None if value in choices else f"must be one of {', '.join(map(repr, choices))}"
 
     return check
 
 
 def _int_at_least(minimum: int) -> Any:
-    def check(value: object) -> str | None:
-        return None if _is_int(value) and value >= minimum else f"must be an integer >= {minimum}"  # type: ignore[operator]
+    def check(value: Any) -> str | None:
+        return None if _is_int(value) and value >= minimum else f"must be an integer >= {minimum}"
 
     return check
 
 
-def _side(value: object) -> str | None:
-    if _is_int(value) and value >= 32 and value % 16 == 0:  # type: ignore[operator]
+def _side(value: Any) -> str | None:
+    if _is_int(value) and value >= 32 and value % 16 == 0:
         return None
     return "must be a multiple of 16 and >= 32 (the backbone's stride is 16)"
 
 
-def _even_k(value: object) -> str | None:
-    if _is_int(value) and value >= 2 and value % 2 == 0:  # type: ignore[operator]
+def _even_k(value: Any) -> str | None:
+    if _is_int(value) and value >= 2 and value % 2 == 0:
         return None
     return "must be an even integer >= 2 (K/2 visible + K/2 infrared images per identity)"
 
 
-def _device(value: object) -> str | None:
+def _device(value: Any) -> str | None:
     if isinstance(value, str) and (value in ("auto", "cpu", "cuda", "mps") or value.startswith("cuda:")):
         return None
     return "must be 'auto', 'cpu', 'cuda' or 'cuda:N'"
 
 
-def _positive_number(value: object) -> str | None:
-    return None if _is_number(value) and math.isfinite(value) and value > 0 else "must be a positive number"  # type: ignore[arg-type]
+def _positive_number(value: Any) -> str | None:
+    return None if _is_number(value) and math.isfinite(value) and value > 0 else "must be a positive number"
 
 
-def _weight(value: object) -> str | None:
-    if value is None or (_is_number(value) and math.isfinite(value) and value >= 0):  # type: ignore[arg-type]
+def _weight(value: Any) -> str | None:
+    if value is None or (_is_number(value) and math.isfinite(value) and value >= 0):
         return None
     return "must be None (the preset's weight) or a number >= 0"
 
 
-def _string(value: object) -> str | None:
+def _string(value: Any) -> str | None:
     return None if isinstance(value, str) else "must be a string"
 
 
-def _boolean(value: object) -> str | None:
+def _boolean(value: Any) -> str | None:
     return None if isinstance(value, bool) else "must be True or False"
 
 
-def _base_width(value: object) -> str | None:
-    return None if value is None or (_is_int(value) and value >= 4) else "must be None (= 64) or an integer >= 4"  # type: ignore[operator]
+def _base_width(value: Any) -> str | None:
+    return None if value is None or (_is_int(value) and value >= 4) else "must be None (= 64) or an integer >= 4"
 
 
-def _pretrained(value: object) -> str | None:
+def _pretrained(value: Any) -> str | None:
     return None if isinstance(value, bool | str) and value != "" else "must be True, False or the path of a .pth file"
 
 
-def _milestones(value: object) -> str | None:
-    ok = isinstance(value, list | tuple) and all(_is_int(v) and v >= 1 for v in value)  # type: ignore[operator]
-    if ok and list(value) == sorted(value):  # type: ignore[arg-type]
+def _milestones(value: Any) -> str | None:
+    ok = isinstance(value, list | tuple) and all(_is_int(v) and v >= 1 for v in value)
+    if ok and list(value) == sorted(value):
         return None
     return "must be a list of increasing epoch numbers >= 1, e.g. [55, 95]"
 
 
-def _probability(value: object) -> str | None:
-    return None if _is_number(value) and 0 <= value <= 1 else "must be a probability in [0, 1]"  # type: ignore[operator]
+def _probability(value: Any) -> str | None:
+    return None if _is_number(value) and 0 <= value <= 1 else "must be a probability in [0, 1]"
 
 
-def _fraction(value: object) -> str | None:
-    return None if _is_number(value) and 0 <= value < 1 else "must be a number in [0, 1)"  # type: ignore[operator]
+def _fraction(value: Any) -> str | None:
+    return None if _is_number(value) and 0 <= value < 1 else "must be a number in [0, 1)"
 
 
 _RULES: dict[str, Any] = {
