@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,6 +32,15 @@ def test_environment_yml_mirrors_pyproject() -> None:
 def test_product_packages_are_dependencies() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     names = {_normalise(r)[0] for r in project["dependencies"]}
-    for required in ["torch", "torchvision", "jupyterlab", "ipywidgets", "plotly", "grad-cam", "umap-learn", "papermill"]:
+    for required in [
+        "torch",
+        "torchvision",
+        "jupyterlab",
+        "ipywidgets",
+        "plotly",
+        "grad-cam",
+        "umap-learn",
+        "papermill",
+    ]:
         assert required in names, required
     assert (ROOT / "idkl_lib" / "py.typed").is_file()
