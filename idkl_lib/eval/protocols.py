@@ -237,6 +237,23 @@ class _Retrieval:
         )
 
 
+def _oriented(
+    dataset: VIDataset, query_feats: FeatureArray, gallery_feats: FeatureArray, infrared_queries: bool
+) -> tuple[Tensor, Tensor, Sequence[Sample], Sequence[Sample]]:
+    """Checked features and records as (query, gallery, query records, gallery records) for one search direction:
+    infrared -> visible (``dataset.query`` searches ``dataset.gallery``) or the swap."""
+    infrared = _features(query_feats, dataset.query, "query_feats", "dataset.query")
+    visible = _features(gallery_feats, dataset.gallery, "gallery_feats", "dataset.gallery")
+    if infrared_queries:
+        return infrared, visible, dataset.query, dataset.gallery
+    return visible, infrared, dataset.gallery, dataset.query
+
+
+def _cross_modal(opts: _Options) -> bool:
+    """Whether re-ranking uses the reference's cross-modal variant (False unless the re-rank config says so)."""
+    return False if opts.rerank is None or opts.rerank.cross_modal is None else opts.rerank.cross_modal
+
+
 def _ids(records: Sequence[Sample]) -> tuple[np.ndarray, np.ndarray]:
     return np.array([s.pid for s in records], dtype=np.int64), np.array([s.camid for s in records], dtype=np.int64)
 
@@ -465,15 +482,10 @@ def evaluate_regdb(
     if direction not in ("thermal_to_visible", "visible_to_thermal"):
         raise ValueError(f"unknown RegDB direction {direction!r}; use 'thermal_to_visible' or 'visible_to_thermal'")
     opts = _options(normalize, metric, rerank, cmc_mode, max_rank)
-    thermal = _features(query_feats, dataset.query, "query_feats", "dataset.query")
-    visible = _features(gallery_feats, dataset.gallery, "gallery_feats", "dataset.gallery")
-    if direction == "thermal_to_visible":
-        q, g, q_rec, g_rec = thermal, visible, dataset.query, dataset.gallery
-    else:
-        q, g, q_rec, g_rec = visible, thermal, dataset.gallery, dataset.query
+    q, g, q_rec, g_rec = _oriented(dataset, query_feats, gallery_feats, direction == "thermal_to_visible")
     q_pids, q_cams = _ids(q_rec)
     g_pids, g_cams = _ids(g_rec)
-    cross_modal = False if opts.rerank is None or opts.rerank.cross_modal is None else opts.rerank.cross_modal
+    cross_modal = _cross_modal(opts)
     result = _Retrieval(q, g, opts).rank(np.arange(len(g_rec)), q_pids, g_pids, q_cams, g_cams, cross_modal, "all")
     trial = dataset.meta.get("trial")
     return ProtocolResult(
@@ -602,15 +614,10 @@ def evaluate_llcm(
     if camera_filter not in ("all", "same_identity"):
         raise ValueError(f"unknown camera_filter {camera_filter!r}; use 'all' or 'same_identity'")
     opts = _options(normalize, metric, rerank, cmc_mode, max_rank)
-    infrared = _features(query_feats, dataset.query, "query_feats", "dataset.query")
-    visible = _features(gallery_feats, dataset.gallery, "gallery_feats", "dataset.gallery")
-    if direction == "ir_to_vis":
-        q, g, q_rec, g_rec = infrared, visible, dataset.query, dataset.gallery
-    else:
-        q, g, q_rec, g_rec = visible, infrared, dataset.gallery, dataset.query
+    q, g, q_rec, g_rec = _oriented(dataset, query_feats, gallery_feats, direction == "ir_to_vis")
     q_pids, q_cams = _ids(q_rec)
     g_pids, g_cams = _ids(g_rec)
-    cross_modal = False if opts.rerank is None or opts.rerank.cross_modal is None else opts.rerank.cross_modal
+    cross_modal = _cross_modal(opts)
     retrieval = _Retrieval(q, g, opts)
     name = f"llcm/{direction.replace('_', '-')}"
     if full_gallery:
