@@ -1,11 +1,11 @@
-"""The vectorised IDKL loss block against the naive per-sample loops of ``tests/naive_losses.py``.
+"""The vectorised IDKL loss block against the naive per-sample loops of ``idkl_lib/testing/naive_losses.py``.
 
 Inputs: a random :class:`~idkl_lib.models.IDKLOutput` of one SYSU-MM01 batch, B = 120 (P = 12 identities x K = 10,
 infrared / visible interleaved), 2048-d features, C = 395 classes. Both sides compute every term of the ``sysu``
 preset (SPEC.md §2.8) and backpropagate to the output tensors:
 
 * ``vectorised``: ``sum(idkl_lib.losses.compute_losses(out, pids, modality, LossWeights.preset("sysu")).values())``;
-* ``naive``: ``tests.naive_losses.naive_objective(out, pids, modality, distalign=True)`` (the reference transcribed
+* ``naive``: ``idkl_lib.testing.naive_losses.naive_objective(out, pids, modality, distalign=True)`` (the reference transcribed
   with loops over samples and identities).
 
 Before timing, the two are checked to agree (total and every input gradient) in float64 with ``assert_close``'s
@@ -35,7 +35,7 @@ from benchmarks._common import PeakMemory, base_parser, count_dispatched_ops, me
 from idkl_lib.config import LossWeights
 from idkl_lib.losses import compute_losses
 from idkl_lib.models import IDKLOutput
-from tests.naive_losses import (
+from idkl_lib.testing.naive_losses import (
     naive_ce,
     naive_centroid_loss,
     naive_entropy_margin,

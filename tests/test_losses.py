@@ -13,7 +13,7 @@ from idkl_lib import losses as L
 from idkl_lib.config import LossWeights, ModelConfig
 from idkl_lib.losses import objective, purifier
 from idkl_lib.models import IDKLOutput, build_model
-from tests.naive_losses import (
+from idkl_lib.testing.naive_losses import (
     naive_ce,
     naive_centroid_dist,
     naive_centroid_loss,

@@ -1,5 +1,6 @@
 """IDKL losses (SPEC §2) as pure, vectorised functions, and the weighted objective :func:`compute_losses`."""
 
+from ..distances import off_diagonal, pairwise_distance
 from .alignment import (
     csa1_inter_loss,
     csa1_intra_loss,
@@ -12,7 +13,6 @@ from .alignment import (
     tgsa_intra_cross_loss,
     tgsa_intra_loss,
 )
-from .distances import off_diagonal, pairwise_distance
 from .identity import identity_loss
 from .modality import (
     check_modality,

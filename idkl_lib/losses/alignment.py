@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .distances import off_diagonal, pairwise_distance
+from ..distances import off_diagonal, pairwise_distance
 from .modality import split_by_modality
 
 

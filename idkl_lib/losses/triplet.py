@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .distances import pairwise_distance
+from ..distances import pairwise_distance
 
 TRIPLET_MARGIN: float = 1.3
 """The margin of every reference configuration (``margin: 1.3``)."""

@@ -16,8 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+from idkl_lib.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 
 def load_image(path: str | os.PathLike[str], size: tuple[int, int] | None = None) -> np.ndarray:
