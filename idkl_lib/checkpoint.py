@@ -19,6 +19,7 @@ single ``checkpoint.pth`` overwritten every epoch), for resuming.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import os
@@ -28,13 +29,17 @@ import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from idkl_lib.utils.io import atomic_write
+
+if TYPE_CHECKING:
+    from idkl_lib.config import TrainConfig
+    from idkl_lib.models import IDKLModel
 
 __all__ = [
     "CHECKPOINT_FORMAT_VERSION",
@@ -44,8 +49,10 @@ __all__ = [
     "latest_checkpoint",
     "load_checkpoint",
     "load_model_state",
+    "load_trained_model",
     "restore_rng_state",
     "save_checkpoint",
+    "untrained_model",
 ]
 
 CHECKPOINT_FORMAT_VERSION = 1
@@ -360,3 +367,46 @@ def latest_checkpoint(folder: str | os.PathLike[str]) -> Path | None:
     if named:
         return max(named, key=lambda mp: (int(mp[0].group(1)), int(mp[0].group(2) or -1)))[1]
     return max(files, key=lambda p: p.stat().st_mtime_ns, default=None)
+
+
+# ------------------------------------------------------------------------------------------ rebuilding a model
+
+
+def load_trained_model(
+    checkpoint: str | os.PathLike[str], device: str | torch.device = "cpu"
+) -> tuple[IDKLModel, TrainConfig, dict[str, Any]]:
+    """Rebuild a trained model from a checkpoint written by :func:`idkl_lib.train.train`.
+
+    The architecture comes from the training configuration stored in the checkpoint; the weights are the
+    checkpoint's (no ImageNet download). The model is returned in eval mode on ``device``.
+
+    Returns:
+        ``(model, training config, checkpoint dict)``.
+
+    Raises:
+        FileNotFoundError / idkl_lib.checkpoint.CheckpointError: Missing or unreadable file.
+        ValueError: The stored configuration does not build a model matching the weights.
+    """
+    from idkl_lib.config import TrainConfig
+    from idkl_lib.models import build_model
+    from idkl_lib.utils.runtime import resolve_device
+
+    state = load_checkpoint(checkpoint)
+    cfg = TrainConfig.from_dict(state["config"])
+    num_classes = state.get("extra", {}).get("num_classes")
+    if num_classes is None:  # older checkpoints: the classifier's row count
+        num_classes = int(state["model_state"]["classifier_sh.weight"].shape[0])
+    model_cfg = cfg.model_config(int(num_classes))
+    model = build_model(dataclasses.replace(model_cfg, pretrained=False))  # the weights come from the checkpoint
+    load_model_state(model, state["model_state"])
+    return model.to(resolve_device(device)).eval(), cfg, state
+
+
+def untrained_model(cfg: TrainConfig, num_classes: int, device: str | torch.device = "cpu") -> IDKLModel:
+    """The network of ``cfg`` as training starts (same seed, same initialisation), in eval mode: the reference
+    that shows how much of a score is learned."""
+    from idkl_lib.models import build_model
+    from idkl_lib.utils.runtime import seed_everything
+
+    seed_everything(cfg.seed)
+    return build_model(cfg.model_config(num_classes)).to(device).eval()

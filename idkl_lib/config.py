@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, ClassVar
 
@@ -162,7 +162,9 @@ class LossWeights:
             if not _is_real(value) or not math.isfinite(value):
                 raise ValueError(f"LossWeights.{f.name}={value!r} must be a finite number")
             if value < 0:
-                raise ValueError(f"LossWeights.{f.name}={value!r} is negative; use 0 to switch the term off")
+                raise ValueError(
+                    f"LossWeights.{f.name}={value!r} is negative; use a weight >= 0 (0 switches the term off)"
+                )
             object.__setattr__(self, f.name, float(value))
         if not any(getattr(self, f.name) for f in fields(self)):
             raise ValueError("LossWeights has every weight at 0; at least one loss term must be switched on")
@@ -238,59 +240,114 @@ class LossWeights:
         return out
 
 
-_AMP_MODES = ("auto", "bf16", "fp16", "off")
-_DATASET_NAMES = ("sysu", "regdb", "llcm")
+AMP_MODES: tuple[str, ...] = ("auto", "bf16", "fp16", "off")
+"""Mixed-precision modes :class:`TrainConfig` accepts."""
+
+Check = Callable[[Any], "str | None"]
+
+
+def _option(default: Any, help: str, check: Check | None = None, choices: Sequence[Any] | None = None) -> Any:
+    """A :class:`TrainConfig` field: its default, its help text (the command line's ``--help``) and its rule
+    (``check(value)`` -> problem or None, or the ``choices``), in one place."""
+    if choices is not None:
+        allowed = tuple(choices)
+        check = check or (lambda value: None if value in allowed else f"must be one of {', '.join(map(str, allowed))}")
+    metadata = {"help": help, "check": check, "choices": None if choices is None else tuple(choices)}
+    if isinstance(default, dict):
+        return field(default_factory=lambda: dict(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def _at_least(low: int, why: str = "") -> Check:
+    return lambda value: None if value >= low else f"must be an integer >= {low}{why}"
+
+
+def _non_negative(value: float) -> str | None:
+    return None if value >= 0 and math.isfinite(value) else "must be a finite number >= 0 (0 switches it off)"
+
+
+def _side(value: int) -> str | None:
+    if value >= 32 and value % 16 == 0:
+        return None
+    return "image sides must be multiples of 16 and >= 32 (each side a multiple of 16: the backbone's stride is 16)"
+
+
+def _model_field(name: str) -> Check:
+    """The :class:`ModelConfig` rule of one of its fields, worded for the training field of the same name."""
+
+    def check(value: Any) -> str | None:
+        try:
+            ModelConfig(num_classes=2, **{name: value})
+        except ValueError as exc:
+            return str(exc).removeprefix(f"ModelConfig.{name}={value!r}").lstrip(": ")
+        return None
+
+    return check
+
+
+def _device(value: str) -> str | None:
+    from idkl_lib.utils.runtime import device_problem
+
+    return device_problem(value)
+
+
+def _milestones(value: tuple[int, ...]) -> str | None:
+    if all(_is_int(m) and m >= 0 for m in value) and list(value) == sorted(value):
+        return None
+    return "milestones must be increasing epoch numbers >= 0, e.g. [55, 95]"
+
+
+def parse_loss_overrides(text: str) -> dict[str, float]:
+    """``"tgsa_inter=0,csa2_inter=0.3"`` -> ``{"tgsa_inter": 0.0, "csa2_inter": 0.3}``: the command line's text form
+    of :attr:`TrainConfig.loss_overrides` (also what checkpoints of earlier versions stored).
+
+    Raises:
+        ValueError: An item is not ``name=weight``.
+    """
+    overrides: dict[str, float] = {}
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        name, sep, value = item.partition("=")
+        try:
+            overrides[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise ValueError(f"{item!r} is not 'name=weight' (e.g. 'tgsa_inter=0')")
+    return overrides
+
+
+def format_loss_overrides(overrides: Mapping[str, float]) -> str:
+    """The text form of a ``loss_overrides`` mapping (inverse of :func:`parse_loss_overrides`)."""
+    return ",".join(f"{name}={float(value)!r}" for name, value in overrides.items())
+
+
+def _loss_overrides(value: Mapping[str, float] | str) -> str | None:
+    try:
+        overrides = parse_loss_overrides(value) if isinstance(value, str) else dict(value)
+        LossWeights().replace(**overrides)
+    except (ValueError, TypeError) as exc:
+        return str(exc)
+    return None
+
+
+def _dataset_names() -> tuple[str, ...]:
+    from idkl_lib.data.registry import DATASETS
+
+    return tuple(DATASETS)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything a training run needs, validated on construction (errors name the field and the fix).
 
-    Defaults reproduce the reference SYSU-MM01 recipe (SPEC.md §3); the notebooks and the CLI
-    (``python -m idkl_lib.train --help``, one ``--option`` per field) override them.
-
-    Attributes:
-        dataset: Dataset layout: ``sysu``, ``regdb`` or ``llcm`` (a synthetic folder is named by its layout).
-        data_root: Folder holding the dataset in its official layout.
-        regdb_trial: RegDB split 1..10 (ignored for the other datasets).
-        arch: Backbone, ``resnet50`` (the paper) or ``resnet18``.
-        base_width: Stem width of a narrow, randomly initialised variant for CPU runs (e.g. 16); None = 64.
-        pretrained: ImageNet initialisation: true, false or the path of a torchvision state dict (``.pth``).
-        height: Training and test image height (multiple of 16, >= 32; reference SYSU/LLCM 384, RegDB 256).
-        width: Image width (multiple of 16, >= 32; reference 144 / 128).
-        p: Identities per batch (the global batch; divided among the processes of a distributed run).
-        k: Images per identity per batch, K/2 infrared + K/2 visible (even).
-        epochs: Total number of training epochs (resuming continues up to this number).
-        lr: Adam learning rate.
-        weight_decay: Adam's (coupled, L2) weight decay on every parameter.
-        milestones: Epochs (0-based epoch index) from which the learning rate is multiplied by ``gamma`` once more.
-        gamma: Learning-rate factor per milestone.
-        warmup_epochs: Linear warm-up: epoch ``e < warmup_epochs`` uses ``(e + 1) / warmup_epochs`` of the rate.
-        loss_preset: :meth:`LossWeights.preset` name (sysu, llcm, regdb, small_batch, baseline, no_distill).
-        loss_overrides: Comma-separated ``name=weight`` list on top of the preset, e.g. ``"tgsa_inter=0,csa2_inter=0"``.
-        margin: Triplet margin (reference 1.3).
-        amp: Mixed precision: ``auto`` (bf16 on CUDA, off on CPU), ``bf16``, ``fp16`` (with a GradScaler) or ``off``.
-        channels_last: Run the model in channels-last memory format (faster convolutions on GPUs).
-        grad_clip: Clip the global gradient norm to this value; 0 = no clipping.
-        augment: Training augmentation (flip, pad + crop, random erasing); false = the test transform.
-        random_erasing: Probability of random erasing (with ``augment``).
-        channel_augment: Channel augmentation of visible images (with ``augment``).
-        num_workers: DataLoader worker processes (0 = load in the training process).
-        seed: Base seed in [0, 2**32); every epoch re-seeds from ``(seed, epoch, rank)``.
-        deterministic: Ask torch for deterministic algorithms (bit-reproducible runs and resumes, slower on GPU).
-        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
-        out_dir: Run folder: ``checkpoint.pth`` (rewritten atomically after every epoch) and ``metrics.json``.
-        eval_every: Also evaluate on the test protocol every N epochs (0 = never), for learning curves only:
-            the result is recorded in ``metrics.json["during_training"]`` and never used to select a checkpoint
-            (the checkpoint is always the last epoch's, so no test data leaks into training, SPEC §8 pitfall 18).
-        final_eval: Evaluate the final model with the dataset's standard protocols and write ``metrics.json``.
-        eval_batch_size: Batch size of feature extraction.
-        log_every: Move the loss values to the host, check them for NaN/inf and log them every N steps
-            (and at the end of every epoch).
+    Defaults reproduce the reference SYSU-MM01 recipe (``docs/method.md``); the notebooks and the CLI
+    (``python -m idkl_lib.train --help``, one ``--option`` per field) override them. Each field carries its help text
+    and its rule in its metadata (:meth:`help`, :meth:`field_problem`): the command-line help and the notebooks'
+    parameter checks are derived from them.
     """
 
-    DATASETS: ClassVar[tuple[str, ...]] = _DATASET_NAMES
-    AMP_MODES: ClassVar[tuple[str, ...]] = _AMP_MODES
+    DATASETS: ClassVar[tuple[str, ...]] = _dataset_names()
+    AMP_MODES: ClassVar[tuple[str, ...]] = AMP_MODES
     RESUMABLE_CHANGES: ClassVar[tuple[str, ...]] = (
         "epochs",
         "data_root",
@@ -315,48 +372,135 @@ class TrainConfig:
             "int | None": (int, type(None)),
             "bool | str": (bool, str),
             "tuple[int, ...]": (tuple,),
+            "dict[str, float]": (dict, str),
         }
     )
+    _KIND_WORDS: ClassVar[Mapping[str, str]] = MappingProxyType(
+        {"int": " (an integer)", "float": " (a number)", "bool": " (True or False)", "str": " (text)"}
+    )
 
-    dataset: str = "sysu"
-    data_root: str = "data/SYSU-MM01"
-    regdb_trial: int = 1
-    arch: str = "resnet50"
-    base_width: int | None = None
-    pretrained: bool | str = True
-    height: int = 384
-    width: int = 144
-    p: int = 12
-    k: int = 10
-    epochs: int = 160
-    lr: float = 3.5e-4
-    weight_decay: float = 5e-3
-    milestones: tuple[int, ...] = (55, 95)
-    gamma: float = 0.1
-    warmup_epochs: int = 0
-    loss_preset: str = "sysu"
-    loss_overrides: str = ""
-    margin: float = 1.3
-    amp: str = "auto"
-    channels_last: bool = True
-    grad_clip: float = 0.0
-    augment: bool = True
-    random_erasing: float = 0.5
-    channel_augment: bool = False
-    num_workers: int = 4
-    seed: int = 1
-    deterministic: bool = False
-    device: str = "auto"
-    out_dir: str = "runs/default"
-    eval_every: int = 0
-    final_eval: bool = True
-    eval_batch_size: int = 64
-    log_every: int = 10
+    dataset: str = _option(
+        "sysu", "Dataset layout (a synthetic folder is named by its layout).", choices=_dataset_names()
+    )
+    data_root: str = _option("data/SYSU-MM01", "Folder holding the dataset in its official layout.")
+    regdb_trial: int = _option(
+        1,
+        "RegDB split 1..10 (ignored for the other datasets).",
+        lambda v: None if 1 <= v <= 10 else "RegDB has splits 1..10",
+    )
+    arch: str = _option("resnet50", "Backbone, resnet50 (the paper) or resnet18.", _model_field("arch"), ARCHS)
+    base_width: int | None = _option(
+        None,
+        "Stem width of a narrow, randomly initialised variant for CPU runs (e.g. 16); None = 64.",
+        _model_field("base_width"),
+    )
+    pretrained: bool | str = _option(
+        True,
+        "ImageNet initialisation: true, false or the path of a torchvision state dict (.pth).",
+        _model_field("pretrained"),
+    )
+    height: int = _option(
+        384, "Training and test image height (multiple of 16, >= 32; reference SYSU/LLCM 384, RegDB 256).", _side
+    )
+    width: int = _option(144, "Image width (multiple of 16, >= 32; reference 144 / 128).", _side)
+    p: int = _option(
+        12,
+        "Identities per batch (the global batch; divided among the processes of a distributed run).",
+        lambda v: None if v >= 2 else "P identities per batch must be >= 2 (the triplet loss needs negatives)",
+    )
+    k: int = _option(
+        10,
+        "Images per identity per batch, K/2 infrared + K/2 visible (even).",
+        lambda v: (
+            None
+            if v >= 2 and v % 2 == 0
+            else "K images per identity must be even (an even integer >= 2: K/2 visible + K/2 infrared)"
+        ),
+    )
+    epochs: int = _option(
+        160,
+        "Total number of training epochs (resuming continues up to this number).",
+        _at_least(1, " (train for at least one epoch)"),
+    )
+    lr: float = _option(
+        3.5e-4,
+        "Adam learning rate.",
+        lambda v: None if v > 0 and math.isfinite(v) else "the learning rate must be a positive number",
+    )
+    weight_decay: float = _option(5e-3, "Adam's (coupled, L2) weight decay on every parameter.", _non_negative)
+    milestones: tuple[int, ...] = _option(
+        (55, 95),
+        "Epochs (0-based epoch index) from which the learning rate is multiplied by gamma once more.",
+        _milestones,
+    )
+    gamma: float = _option(
+        0.1,
+        "Learning-rate factor per milestone.",
+        lambda v: None if 0 < v <= 1 else "the learning-rate factor per milestone must lie in (0, 1]",
+    )
+    warmup_epochs: int = _option(
+        0, "Linear warm-up: epoch e < warmup_epochs uses (e + 1) / warmup_epochs of the rate.", _at_least(0)
+    )
+    loss_preset: str = _option(
+        "sysu",
+        "LossWeights.preset name (sysu, llcm, regdb, small_batch, baseline, no_distill).",
+        choices=LossWeights.PRESETS,
+    )
+    loss_overrides: dict[str, float] = _option(
+        {},
+        "Weights on top of the preset, {name: weight}; on the command line a comma-separated name=weight list, "
+        "e.g. 'tgsa_inter=0,csa2_inter=0'.",
+        _loss_overrides,
+    )
+    margin: float = _option(1.3, "Triplet margin (reference 1.3).", _non_negative)
+    amp: str = _option(
+        "auto",
+        "Mixed precision: auto (bf16 on CUDA, off on CPU), bf16, fp16 (with a GradScaler) or off.",
+        choices=AMP_MODES,
+    )
+    channels_last: bool = _option(True, "Run the model in channels-last memory format (faster convolutions on GPUs).")
+    grad_clip: float = _option(0.0, "Clip the global gradient norm to this value; 0 = no clipping.", _non_negative)
+    augment: bool = _option(
+        True, "Training augmentation (flip, pad + crop, random erasing); false = the test transform."
+    )
+    random_erasing: float = _option(
+        0.5,
+        "Probability of random erasing (with augment).",
+        lambda v: None if 0.0 <= v <= 1.0 else "a probability in [0, 1]",
+    )
+    channel_augment: bool = _option(False, "Channel augmentation of visible images (with augment).")
+    num_workers: int = _option(4, "DataLoader worker processes (0 = load in the training process).", _at_least(0))
+    seed: int = _option(
+        1,
+        "Base seed in [0, 2**32); every epoch re-seeds from (seed, epoch, rank).",
+        lambda v: None if 0 <= v < 2**32 else "must lie in [0, 2**32)",
+    )
+    deterministic: bool = _option(
+        False, "Ask torch for deterministic algorithms (bit-reproducible runs and resumes, slower on GPU)."
+    )
+    device: str = _option("auto", "auto, cpu, cuda, cuda:N or mps.", _device)
+    out_dir: str = _option(
+        "runs/default", "Run folder: checkpoint.pth (rewritten atomically after every epoch) and metrics.json."
+    )
+    eval_every: int = _option(
+        0,
+        "Also evaluate on the test protocol every N epochs (0 = never), for learning curves only: the result is "
+        "recorded in metrics.json['during_training'] and never used to select a checkpoint (the checkpoint is "
+        "always the last epoch's, so no test data leaks into training).",
+        _at_least(0),
+    )
+    final_eval: bool = _option(
+        True, "Evaluate the final model with the dataset's standard protocols and write metrics.json."
+    )
+    eval_batch_size: int = _option(64, "Batch size of feature extraction.", _at_least(1))
+    log_every: int = _option(
+        10,
+        "Move the loss values to the host, check them for NaN/inf and log them every N steps (and at the end of "
+        "every epoch).",
+        _at_least(1),
+    )
 
     def __post_init__(self) -> None:
-        def bad(name: str, value: object, what: str) -> ValueError:
-            return ValueError(f"TrainConfig.{name}={value!r}: {what}")
-
         for name in ("data_root", "out_dir", "pretrained"):
             if isinstance(getattr(self, name), os.PathLike):  # paths are stored as str: the config is saved as JSON
                 object.__setattr__(self, name, os.fspath(getattr(self, name)))
@@ -364,48 +508,47 @@ class TrainConfig:
             object.__setattr__(self, "milestones", tuple(self.milestones))
         for f in fields(self):
             value = getattr(self, f.name)
-            kinds = self._FIELD_KINDS[str(f.type)]
-            if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-                raise bad(f.name, value, f"must be of type {f.type}")
-            if float in kinds and isinstance(value, int):  # 1 -> 1.0: one type per field in configs and JSON
-                object.__setattr__(self, f.name, float(value))
-        if self.dataset not in _DATASET_NAMES:
-            raise bad("dataset", self.dataset, f"must be one of {', '.join(_DATASET_NAMES)}")
-        if not 1 <= self.regdb_trial <= 10:
-            raise bad("regdb_trial", self.regdb_trial, "RegDB has splits 1..10")
-        if self.k < 2 or self.k % 2:
-            raise bad("k", self.k, "K images per identity must be even and >= 2 (K/2 visible + K/2 infrared)")
-        if self.p < 2:
-            raise bad("p", self.p, "P identities per batch must be >= 2 (the triplet loss needs negatives)")
-        for name in ("height", "width"):
-            value = getattr(self, name)
-            if value < 32 or value % 16:
-                raise bad(name, value, "image sides must be multiples of 16 and >= 32 (the backbone's stride is 16)")
-        if self.epochs < 1:
-            raise bad("epochs", self.epochs, "train for at least one epoch")
-        if self.lr <= 0 or not math.isfinite(self.lr):
-            raise bad("lr", self.lr, "the learning rate must be a positive number")
-        for name in ("weight_decay", "grad_clip", "margin"):
-            value = getattr(self, name)
-            if value < 0 or not math.isfinite(value):
-                raise bad(name, value, "must be a finite number >= 0 (0 switches it off)")
-        if not 0 < self.gamma <= 1:
-            raise bad("gamma", self.gamma, "the learning-rate factor per milestone must lie in (0, 1]")
-        if self.amp not in _AMP_MODES:
-            raise bad("amp", self.amp, f"must be one of {', '.join(_AMP_MODES)}")
-        for name, low in (("num_workers", 0), ("eval_every", 0), ("warmup_epochs", 0), ("log_every", 1)):
-            if getattr(self, name) < low:
-                raise bad(name, getattr(self, name), f"must be an integer >= {low}")
-        if self.eval_batch_size < 1:
-            raise bad("eval_batch_size", self.eval_batch_size, "must be an integer >= 1")
-        if not 0 <= self.seed < 2**32:
-            raise bad("seed", self.seed, "must lie in [0, 2**32)")
-        if any(not _is_int(m) or m < 0 for m in self.milestones) or list(self.milestones) != sorted(self.milestones):
-            raise bad("milestones", self.milestones, "milestones must be increasing epoch numbers >= 0")
-        if not 0.0 <= self.random_erasing <= 1.0:
-            raise bad("random_erasing", self.random_erasing, "a probability in [0, 1]")
-        self.model_config(2)  # validates arch / base_width / pretrained
-        self.loss_weights()  # validates loss_preset / loss_overrides
+            problem = self._type_problem(f.name, value) or (f.metadata["check"] or _no_check)(value)
+            if problem:
+                raise ValueError(f"TrainConfig.{f.name}={value!r}: {problem}")
+            if (
+                isinstance(value, int)
+                and not isinstance(value, bool)
+                and self._FIELD_KINDS[str(f.type)] == (int, float)
+            ):
+                object.__setattr__(self, f.name, float(value))  # 1 -> 1.0: one type per field in configs and JSON
+        if isinstance(self.loss_overrides, str):  # the command line's (and older checkpoints') text form
+            object.__setattr__(self, "loss_overrides", parse_loss_overrides(self.loss_overrides))
+        object.__setattr__(self, "loss_overrides", {k: float(v) for k, v in self.loss_overrides.items()})
+        self.model_config(2)  # validates arch / base_width / pretrained together
+
+    @classmethod
+    def _type_problem(cls, name: str, value: Any) -> str | None:
+        kind = str(cls.__dataclass_fields__[name].type)
+        kinds = cls._FIELD_KINDS[kind]
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            return f"must be of type {kind}{cls._KIND_WORDS.get(kind, '')}"
+        return None
+
+    @classmethod
+    def field_problem(cls, name: str, value: Any) -> str | None:
+        """What is wrong with ``value`` for the field ``name`` on its own (type and rule), or None if it is fine.
+
+        The notebooks' parameter checks call this, so every rule is written once, here."""
+        if isinstance(value, list) and str(cls.__dataclass_fields__[name].type).startswith("tuple"):
+            value = tuple(value)
+        return cls._type_problem(name, value) or (cls.__dataclass_fields__[name].metadata["check"] or _no_check)(value)
+
+    @classmethod
+    def help(cls) -> dict[str, str]:
+        """``{field: help text}`` (the command line's ``--help``)."""
+        return {f.name: f.metadata["help"] for f in fields(cls)}
+
+    @classmethod
+    def from_dict(cls, config: Mapping[str, Any]) -> TrainConfig:
+        """A config from :meth:`to_dict` output, e.g. a checkpoint's ``config``: unknown keys (from other versions)
+        are dropped and older forms (milestones as a list, loss overrides as text) are accepted."""
+        return cls(**{key: value for key, value in config.items() if key in cls.__dataclass_fields__})
 
     def model_config(self, num_classes: int) -> ModelConfig:
         """The :class:`ModelConfig` for a dataset with ``num_classes`` training identities."""
@@ -421,26 +564,8 @@ class TrainConfig:
 
     def loss_weights(self) -> LossWeights:
         """``LossWeights.preset(loss_preset)`` with ``loss_overrides`` applied."""
-        try:
-            weights = LossWeights.preset(self.loss_preset)
-        except ValueError as exc:
-            raise ValueError(f"TrainConfig.loss_preset={self.loss_preset!r}: {exc}") from None
-        overrides: dict[str, float] = {}
-        for item in filter(None, (s.strip() for s in self.loss_overrides.split(","))):
-            name, sep, value = item.partition("=")
-            try:
-                overrides[name.strip()] = float(value)
-            except ValueError:
-                sep = ""
-            if not sep:
-                raise ValueError(
-                    f"TrainConfig.loss_overrides={self.loss_overrides!r}: {item!r} is not 'name=weight' "
-                    "(e.g. 'tgsa_inter=0')"
-                )
-        try:
-            return weights.replace(**overrides) if overrides else weights
-        except ValueError as exc:
-            raise ValueError(f"TrainConfig.loss_overrides={self.loss_overrides!r}: {exc}") from None
+        weights = LossWeights.preset(self.loss_preset)
+        return weights.replace(**self.loss_overrides) if self.loss_overrides else weights
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of the fields (stored in checkpoints and reports)."""
@@ -455,14 +580,20 @@ class TrainConfig:
         Returns ``["name: saved value -> this value", ...]``.
         """
 
-        def plain(value: object) -> object:  # tuples come back from a checkpoint as lists
+        def plain(name: str, value: object) -> object:  # tuples come back from a checkpoint as lists
+            if name == "loss_overrides" and isinstance(value, str):  # older checkpoints stored the text form
+                return parse_loss_overrides(value)
             return list(value) if isinstance(value, tuple | list) else value
 
         return [
             f"{name}: {saved[name]!r} -> {value!r}"
             for name, value in self.to_dict().items()
-            if name in saved and name not in self.RESUMABLE_CHANGES and plain(saved[name]) != plain(value)
+            if name in saved and name not in self.RESUMABLE_CHANGES and plain(name, saved[name]) != plain(name, value)
         ]
+
+
+def _no_check(value: Any) -> None:
+    return None
 
 
 def _is_int(value: object) -> bool:

@@ -63,7 +63,6 @@ import argparse
 import datetime as _dt
 import hashlib
 import json
-import math
 import re
 import shutil
 import sys
@@ -80,6 +79,17 @@ import yaml
 from papermill.exceptions import PapermillExecutionError
 
 from idkl_lib import reports
+from idkl_lib.config import TrainConfig
+from idkl_lib.runs import (
+    BASELINE_STEP,
+    ENVIRONMENT_NAME,
+    FIGURES_DIR,
+    METRICS_NAME,
+    PARAMS_NAME,
+    STATUS_NAME,
+    TRAIN_STEP,
+    jsonable,
+)
 from idkl_lib.utils.io import atomic_write_json, atomic_write_text
 
 __all__ = [
@@ -94,53 +104,28 @@ __all__ = [
     "run_pipeline",
 ]
 
-# Notebook parameters per preset (names as declared in the notebooks' ``parameters`` cells; a notebook only receives
-# the names it declares). Names that no notebook declares are ignored with a warning.
+# Presets are short override sets on one set of defaults (nanoGPT's ``config/*.py`` style): the notebooks' own
+# parameter cells, which are the CPU demo. A notebook only receives the names it declares; a name that no notebook
+# declares is an error.
+_PUBLISHED_RECIPE = ("dataset", "arch", "base_width", "pretrained", "height", "width", "p", "k", "epochs", "lr")
+_PUBLISHED_RECIPE += ("milestones", "augment", "random_erasing", "seed")
 PRESETS: dict[str, dict[str, Any]] = {
-    # `make demo`: the synthetic SYSU-layout dataset (192 training identities, so that matching across modalities has
-    # to generalise), a narrow randomly initialised ResNet-18 at 128 x 64 and one CPU thread (fastest for this size);
-    # about five minutes on an idle 2-core CPU, uses a GPU when there is one. Both trainings (IDKL and the baseline of
-    # notebooks 04/05) get the same budget.
-    "demo": {
-        "dataset": "synthetic",
-        "synthetic_layout": "sysu",
-        "synthetic_ids": 192,
-        "synthetic_images": 2,
-        "device": "auto",
-        "cpu_threads": 1,
-        "arch": "resnet18",
-        "base_width": 8,
-        "pretrained": False,
-        "height": 128,
-        "width": 64,
-        "p": 8,
-        "k": 4,
-        "epochs": 20,
-        "lr": 0.01,
-        "milestones": [16],
-        "augment": False,
-        "random_erasing": 0.0,
-        "num_workers": 0,
-        "seed": 0,
-    },
+    # `make demo`: the notebooks' defaults: the synthetic SYSU-layout dataset (192 training identities, so that matching
+    # across modalities has to generalise), a narrow randomly initialised ResNet-18 at 128 x 64 and one CPU thread
+    # (fastest for this size); about five minutes on an idle 2-core CPU, uses a GPU when there is one. Both trainings
+    # (IDKL and the baseline of notebooks 04/05) get the same budget.
+    "demo": {},
     # Tests: the smallest sizes that still exercise every code path (each notebook well under a minute on a CPU).
     "ci": {
         "dataset": "synthetic",
-        "synthetic_layout": "sysu",
         "synthetic_ids": 8,
-        "synthetic_images": 2,
         "device": "cpu",
-        "cpu_threads": 1,
-        "arch": "resnet18",
-        "base_width": 8,
-        "pretrained": False,
         "height": 64,
         "width": 32,
         "p": 2,
         "k": 2,
         "epochs": 1,
         "log_every": 1,
-        "num_workers": 0,
         "seed": 0,
         "num_trials": 2,
         "max_size_images": 50,
@@ -149,25 +134,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         "max_points": 100,
         "umap_neighbors": 5,
     },
-    # The published recipe on a real dataset and a GPU (SPEC.md §3); set data_root with -p data_root /path.
+    # The published recipe (TrainConfig's defaults, docs/method.md) on a real dataset and a GPU; set data_root with
+    # -p data_root /path.
     "full": {
-        "dataset": "sysu",
+        **jsonable({name: getattr(TrainConfig(), name) for name in _PUBLISHED_RECIPE}),
         "device": "cuda",
         "cpu_threads": 0,
-        "arch": "resnet50",
-        "base_width": 64,
-        "pretrained": True,
-        "height": 384,
-        "width": 144,
-        "p": 12,
-        "k": 10,
-        "epochs": 160,
-        "lr": 3.5e-4,
-        "milestones": [55, 95],
-        "augment": True,
-        "random_erasing": 0.5,
         "num_workers": 8,
-        "seed": 1,
     },
 }
 
@@ -199,8 +172,8 @@ class Step:
 
 DEFAULT_STEPS: tuple[Step, ...] = (
     Step("01_data_exploration"),
-    Step("02_train"),
-    Step("02_train", "02_train_baseline", {"loss_preset": "baseline", "run_tag": "baseline"}),
+    Step(TRAIN_STEP),
+    Step(TRAIN_STEP, BASELINE_STEP, {"loss_preset": "baseline", "run_tag": "baseline"}),
     Step("03_evaluate"),
     Step("04_gradcam"),
     Step("05_embeddings"),
@@ -344,18 +317,6 @@ def _read_json(path: Path) -> Any:
         return None
 
 
-def _finite(obj: Any, where: str) -> Any:
-    """Replace NaN/inf (not valid JSON) by None, warning once per value."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        warnings.warn(f"{where} is {obj}; stored as null in the run's metrics.json", stacklevel=3)
-        return None
-    if isinstance(obj, dict):
-        return {key: _finite(value, f"{where}.{key}") for key, value in obj.items()}
-    if isinstance(obj, list):
-        return [_finite(value, f"{where}[{i}]") for i, value in enumerate(obj)]
-    return obj
-
-
 def _check_kernel(kernel_name: str) -> None:
     from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
@@ -483,7 +444,7 @@ class _Run:
         self.kernel_name = kernel_name
         self.log_output = log_output
         self.verbose = verbose
-        previous = _read_json(run_dir / "status.json")
+        previous = _read_json(run_dir / STATUS_NAME)
         old_steps = previous.get("steps", {}) if isinstance(previous, dict) else {}
         self.status: dict[str, Any] = {
             "schema": _STATUS_SCHEMA,
@@ -495,12 +456,12 @@ class _Run:
             "steps": {name: entry for name, entry in old_steps.items() if isinstance(entry, dict)},
             "failure": None,
         }
-        old_params = _read_json(run_dir / "params.json")
+        old_params = _read_json(run_dir / PARAMS_NAME)
         self.params: dict[str, Any] = old_params if isinstance(old_params, dict) else {}
         self.metrics: dict[str, Any] = {}
 
     def save_status(self) -> None:
-        atomic_write_json(self.run_dir / "status.json", self.status)
+        atomic_write_json(self.run_dir / STATUS_NAME, self.status)
 
     def finish(self, state: str, failure: PipelineError | None = None) -> Path:
         """Write status, environment, run metrics and the index; return the index path."""
@@ -509,9 +470,9 @@ class _Run:
         self.status["failure"] = None if failure is None else failure.to_dict()
         self.environment["finished"] = self.status["finished"]
         self.save_status()
-        atomic_write_json(self.run_dir / "environment.json", self.environment)
+        atomic_write_json(self.run_dir / ENVIRONMENT_NAME, self.environment)
         self.metrics = self.collect_metrics()
-        atomic_write_json(self.run_dir / "metrics.json", self.metrics)
+        atomic_write_json(self.run_dir / METRICS_NAME, self.metrics)
         return reports.write_index(self.run_dir)
 
     def echo(self, text: str, end: str = "\n") -> None:
@@ -529,7 +490,7 @@ class _Run:
         previous = self.status["steps"].get(step.name)
         if skip_if_fresh and _is_fresh(previous, params_hash, nb_hash, self.run_dir, step.name):
             self.echo(f"{prefix} ... skipped (finished earlier with the same parameters)")
-            metrics = _read_json(self.run_dir / step.name / "metrics.json") or {}
+            metrics = _read_json(self.run_dir / step.name / METRICS_NAME) or {}
             return StepResult(step.name, notebook, "skipped", 0.0, params, metrics, executed, html)
 
         entry: dict[str, Any] = {"notebook": str(notebook), "state": "running", "params_hash": params_hash}
@@ -554,15 +515,15 @@ class _Run:
         entry.update(state="done", finished=_now(), duration_s=round(duration, 3))
         self.save_status()
         self.echo(f"{prefix + ' ' if self.log_output else ''}done in {duration:.1f} s")
-        metrics = _read_json(self.run_dir / step.name / "metrics.json") or {}
+        metrics = _read_json(self.run_dir / step.name / METRICS_NAME) or {}
         return StepResult(step.name, notebook, "done", duration, params, metrics, executed, html_written or html)
 
     def collect_metrics(self) -> dict[str, Any]:
         collected: dict[str, Any] = {}
         for step in self.steps:
-            metrics = _read_json(self.run_dir / step.name / "metrics.json")
+            metrics = _read_json(self.run_dir / step.name / METRICS_NAME)
             if metrics is not None:
-                collected[step.name] = _finite(metrics, f"{step.name}/metrics.json")
+                collected[step.name] = jsonable(metrics, f"{step.name}/{METRICS_NAME}")
         return collected
 
 
@@ -573,7 +534,7 @@ def _is_fresh(entry: Mapping[str, Any] | None, params_hash: str, nb_hash: str, r
         and entry.get("state") == "done"
         and entry.get("params_hash") == params_hash
         and entry.get("notebook_hash") == nb_hash
-        and (run_dir / name / "metrics.json").is_file()
+        and (run_dir / name / METRICS_NAME).is_file()
         and (run_dir / f"{name}.ipynb").is_file()
     )
 
@@ -597,8 +558,8 @@ def _execute_step(
     """Run one notebook; raise PipelineError on a notebook error or a missing metrics.json."""
     step_dir = run_dir / step.name
     step_dir.mkdir(parents=True, exist_ok=True)
-    (step_dir / "metrics.json").unlink(missing_ok=True)
-    shutil.rmtree(step_dir / "figures", ignore_errors=True)
+    (step_dir / METRICS_NAME).unlink(missing_ok=True)
+    shutil.rmtree(step_dir / FIGURES_DIR, ignore_errors=True)
     executed = run_dir / f"{step.name}.ipynb"
     html_path = run_dir / f"{step.name}.html"
     html_path.unlink(missing_ok=True)  # a stale export must not pass for this run's
@@ -639,7 +600,7 @@ def _execute_step(
             evalue=str(exc),
         ) from exc
     html = _export_html(executed, html_path)
-    if not (step_dir / "metrics.json").is_file():
+    if not (step_dir / METRICS_NAME).is_file():
         raise PipelineError(
             f"step {step.name!r}: notebook {notebook} finished without writing {step_dir / 'metrics.json'}; "
             "every notebook must write metrics.json into step_dir (see the idkl_lib.pipeline docstring)",
@@ -734,8 +695,8 @@ def run_pipeline(
     }
     run = _Run(run_dir, steps, preset, environment, kernel_name, log_output, verbose)
     run.params.update(resolved)
-    atomic_write_json(run_dir / "params.json", run.params)
-    atomic_write_json(run_dir / "environment.json", environment)
+    atomic_write_json(run_dir / PARAMS_NAME, run.params)
+    atomic_write_json(run_dir / ENVIRONMENT_NAME, environment)
     run.save_status()
 
     results: list[StepResult] = []

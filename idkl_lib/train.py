@@ -50,16 +50,15 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from .checkpoint import capture_rng_state, load_checkpoint, load_model_state, save_checkpoint
-from .config import ARCHS, LossWeights, TrainConfig
+from .config import LossWeights, TrainConfig, format_loss_overrides
 from .data import CrossModalityIdentitySampler, ImageDataset, VIDataset, build_dataset, build_transforms
 from .eval import evaluate_dataset
 from .eval.features import extract_features
 from .losses import compute_losses
 from .models import IDKLModel, build_model
+from .runs import CHECKPOINT_NAME, METRICS_NAME
 from .utils.io import atomic_write_json
 from .utils.runtime import resolve_device, seed_everything, seed_worker
-
-CHECKPOINT_NAME = "checkpoint.pth"
 
 
 class NonFiniteLossError(RuntimeError):
@@ -146,7 +145,7 @@ def _non_finite_tensors(model: nn.Module) -> list[str]:
 
 def _remove_stale_temporaries(out_dir: Path) -> None:
     """Delete temporaries of :func:`~idkl_lib.utils.io.atomic_write` left by a process killed while saving."""
-    for name in (CHECKPOINT_NAME, "metrics.json"):
+    for name in (CHECKPOINT_NAME, METRICS_NAME):
         for tmp in out_dir.glob(f".{name}.*.tmp"):
             tmp.unlink(missing_ok=True)
 
@@ -164,8 +163,7 @@ def _distributed() -> tuple[int, int]:
 
 def load_dataset(cfg: TrainConfig) -> VIDataset:
     """Parse the dataset named by ``cfg`` (RegDB gets its split number ``cfg.regdb_trial``)."""
-    kwargs: dict[str, Any] = {"trial": cfg.regdb_trial} if cfg.dataset == "regdb" else {}
-    return build_dataset(cfg.dataset, cfg.data_root, **kwargs)
+    return build_dataset(cfg.dataset, cfg.data_root, trial=cfg.regdb_trial)
 
 
 def build_loader(cfg: TrainConfig, dataset: VIDataset, epoch: int, rank: int = 0, world: int = 1) -> DataLoader:
@@ -300,15 +298,14 @@ def train(
     if rank == 0:
         _remove_stale_temporaries(out_dir)
     images_seen, train_time = 0, 0.0
+    run = _EpochState(ddp_model, optimizer, scaler, weights, cfg, device, amp, history, on_log, progress, rank, world)
     for epoch in range(start_epoch, cfg.epochs):
         seed_everything(_epoch_seed(cfg, epoch, rank), deterministic=cfg.deterministic)
         loader = build_loader(local, dataset, epoch, rank, world)
         ddp_model.train()
         epoch_start = time.perf_counter()
-        step = _train_epoch(
-            ddp_model, loader, optimizer, scaler, weights, cfg, device, amp, epoch, step, history, on_log, progress,
-            last_good, rank, world,
-        )  # fmt: skip
+        run.step, run.last_good = step, last_good
+        step = _train_epoch(run, loader, epoch)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         train_time += time.perf_counter() - epoch_start
@@ -342,7 +339,7 @@ def train(
     if rank == 0 and cfg.final_eval:
         metrics = evaluate_model(model, dataset, cfg, device)
     if rank == 0 and (cfg.final_eval or eval_history):
-        atomic_write_json(out_dir / "metrics.json", {"final": metrics, "during_training": eval_history})
+        atomic_write_json(out_dir / METRICS_NAME, {"final": metrics, "during_training": eval_history})
     if rank == 0 and not ckpt_path.exists():  # resumed from another file, all epochs done, nothing written here
         raise RuntimeError(f"no checkpoint at {ckpt_path} after training; check out_dir")
     ips = images_seen / train_time if train_time > 0 else math.nan
@@ -350,25 +347,32 @@ def train(
     return TrainResult(model, history, metrics, ckpt_path, ips, epochs_run, eval_history)
 
 
-def _train_epoch(
-    model: nn.Module,
-    loader: DataLoader,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
-    weights: LossWeights,
-    cfg: TrainConfig,
-    device: torch.device,
-    amp: torch.dtype | None,
-    epoch: int,
-    step: int,
-    history: list[dict[str, float]],
-    on_log: Callable[[dict[str, float]], None] | None,
-    progress: bool,
-    last_good: Path | None,
-    rank: int,
-    world: int,
-) -> int:
-    """One pass over ``loader``; appends logged rows to ``history`` and returns the global step count."""
+@dataclass
+class _EpochState:
+    """What every training epoch works with: the objects built once per :func:`train` call, the running step count
+    and the checkpoint a divergence falls back to."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    weights: LossWeights
+    cfg: TrainConfig
+    device: torch.device
+    amp: torch.dtype | None
+    history: list[dict[str, float]]
+    on_log: Callable[[dict[str, float]], None] | None
+    progress: bool
+    rank: int
+    world: int
+    step: int = 0
+    last_good: Path | None = None
+
+
+def _train_epoch(run: _EpochState, loader: DataLoader, epoch: int) -> int:
+    """One pass over ``loader``; appends logged rows to ``run.history`` and returns the global step count."""
+    model, optimizer, scaler, weights, cfg = run.model, run.optimizer, run.scaler, run.weights, run.cfg
+    device, amp, step, history, on_log = run.device, run.amp, run.step, run.history, run.on_log
+    progress, last_good, rank, world = run.progress, run.last_good, run.rank, run.world
     bar = None
     if progress and rank == 0:
         from tqdm.auto import tqdm
@@ -474,27 +478,6 @@ def _parse_optional_int(text: str) -> int | None:
         raise argparse.ArgumentTypeError(f"expected an integer or none, got {text!r}") from None
 
 
-def _field_help() -> dict[str, str]:
-    """``{field: description}`` from the ``Attributes:`` section of :class:`TrainConfig`'s docstring."""
-    helps: dict[str, str] = {}
-    name = None
-    for line in (TrainConfig.__doc__ or "").split("Attributes:", 1)[-1].splitlines():
-        match = re.match(r"^ {8}(\w+): (.*)$", line)
-        if match:
-            name, helps[match[1]] = match[1], match[2]
-        elif name and line.startswith(" " * 12):
-            helps[name] += " " + line.strip()
-    return {key: text.replace("%", "%%") for key, text in helps.items()}
-
-
-_CHOICES: dict[str, Sequence[str]] = {
-    "dataset": TrainConfig.DATASETS,
-    "arch": ARCHS,
-    "amp": TrainConfig.AMP_MODES,
-    "loss_preset": LossWeights.PRESETS,
-}
-
-
 def build_arg_parser() -> argparse.ArgumentParser:
     """An argument parser with one ``--option`` per :class:`TrainConfig` field (defaults from the dataclass)."""
     parser = argparse.ArgumentParser(
@@ -502,11 +485,11 @@ def build_arg_parser() -> argparse.ArgumentParser:
         description="Train IDKL on a VI-ReID dataset (one option per TrainConfig field; bad values exit with code 2).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    helps = _field_help()
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         kind = str(f.type)
-        options: dict[str, Any] = {"default": f.default, "help": helps.get(f.name, "")}
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+        options: dict[str, Any] = {"default": default, "help": f.metadata["help"].replace("%", "%%")}
         if kind == "bool":
             options.update(type=_parse_bool, metavar="{true,false}")
         elif kind == "bool | str":
@@ -514,9 +497,11 @@ def build_arg_parser() -> argparse.ArgumentParser:
         elif kind == "int | None":
             options.update(type=_parse_optional_int, metavar="{INT,none}")
         elif kind == "tuple[int, ...]":
-            options.update(type=int, nargs="*", default=list(f.default), metavar="EPOCH")  # type: ignore[arg-type]
+            options.update(type=int, nargs="*", default=list(default), metavar="EPOCH")
+        elif kind == "dict[str, float]":  # the text form, parsed by TrainConfig (name=weight,...)
+            options.update(type=str, default=format_loss_overrides(default), metavar="NAME=WEIGHT,...")
         else:
-            options.update(type={"int": int, "float": float, "str": str}[kind], choices=_CHOICES.get(f.name))
+            options.update(type={"int": int, "float": float, "str": str}[kind], choices=f.metadata["choices"])
         parser.add_argument(flag, **options)
     parser.add_argument("--resume", action="store_true", help="continue from <out-dir>/checkpoint.pth if present")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (batch logs)")

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from idkl_lib.data.records import Sample, VIDataset
-from idkl_lib.viz import plots
+from idkl_lib.viz import export, plots
 from idkl_lib.viz.images import add_border, decode_data_uri, denormalize, load_image, png_data_uri, to_uint8
 from idkl_lib.viz.ranklist import first_match_ranks, ranked_gallery, ranklist_figure, save_ranklist_png
 
@@ -27,6 +27,12 @@ def _write_images(folder: Path, specs: list[tuple[int, int, int]], size: tuple[i
         Image.fromarray(arr).convert("L" if mod == 1 else "RGB").save(path)
         out.append(Sample(str(path), pid, cam, mod))
     return out
+
+
+@pytest.fixture
+def needs_chrome() -> None:
+    if not export.png_export_available():
+        pytest.skip("PNG export needs Chrome/Chromium for kaleido (apt-get install chromium, or plotly_get_chrome)")
 
 
 def _png(data: bytes) -> np.ndarray:
@@ -245,16 +251,18 @@ def test_ranklist_figure_marks_true_and_false_matches(tmp_path: Path) -> None:
     assert "first true match at rank 2" in fig.layout.title.text
     multi = ranklist_figure(dist.repeat(2, 1).view(2, 5), query * 2, gallery, [0, 1], topk=2, image_size=(64, 32))
     assert sum(t.type == "image" for t in multi.data) == 6 and "2 queries" in multi.layout.title.text
-    png = save_ranklist_png(dist, query, gallery, 0, tmp_path / "out" / "rank.png", topk=3, engine="matplotlib")
-    assert _png(png.read_bytes()).std() > 10
+    if export.png_export_available():
+        png = save_ranklist_png(dist, query, gallery, 0, tmp_path / "out" / "rank.png", topk=3)
+        assert _png(png.read_bytes()).std() > 10
 
 
 # -- saving -----------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("needs_chrome")
 def test_save_figure_writes_offline_html_and_png(tmp_path: Path) -> None:
     fig = plots.cmc_curves({"a": np.linspace(0.5, 1.0, 10), "b": np.linspace(0.2, 0.9, 10)})
-    paths = plots.save_figure(fig, tmp_path / "figs", "cmc", engine="matplotlib")
+    paths = plots.save_figure(fig, tmp_path / "figs", "cmc")
     html = paths["html"].read_text()
     assert paths["html"].name == "cmc.html" and 'src="plotly.min.js"' in html and "cdn.plot.ly" not in html
     assert (tmp_path / "figs" / "plotly.min.js").stat().st_size > 1_000_000
@@ -269,11 +277,28 @@ def test_save_figure_writes_offline_html_and_png(tmp_path: Path) -> None:
         plots.save_figure(fig, tmp_path, "a/b")
 
 
-@pytest.mark.filterwarnings("ignore:kaleido could not export PNG")
-def test_png_auto_engine_returns_a_png_with_or_without_chrome() -> None:
+def test_without_chrome_html_is_written_and_one_short_message_says_how_to_get_pngs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class ChromeNotFoundError(RuntimeError):
+        pass
+
+    def no_browser(*args: object, **kwargs: object) -> bytes:
+        raise ChromeNotFoundError('{"error": "Kaleido requires Google Chrome to be installed", "json": "..."}')
+
+    monkeypatch.setattr(export, "_STATE", {})
+    monkeypatch.setattr(plots.go.Figure, "to_image", no_browser)
     fig = plots.heatmap(np.eye(4), "I", "j", "i")
-    arr = _png(plots.figure_to_png(fig, width=300, height=200, scale=1.0))
-    assert arr.shape[:2] == (200, 300)
+    with pytest.warns(export.PNGExportWarning) as caught:
+        first = plots.save_figure(fig, tmp_path, "a")
+        second = plots.save_figure(fig, tmp_path, "b")
+    assert len(caught) == 1  # one message per process
+    message = str(caught[0].message)
+    assert "chromium" in message and "plotly_get_chrome" in message and "{" not in message and len(message) < 300
+    assert set(first) == set(second) == {"html"} and first["html"].is_file()
+    assert not list(tmp_path.glob("*.png"))
+    with pytest.raises(export.PNGExportUnavailable, match="plotly_get_chrome"):
+        plots.figure_to_png(fig)
 
 
 _BUILDERS = {
@@ -286,10 +311,11 @@ _BUILDERS = {
 }
 
 
+@pytest.mark.usefixtures("needs_chrome")
 @pytest.mark.parametrize("name", sorted(_BUILDERS))
-def test_matplotlib_rendering_of_every_trace_type(name: str) -> None:
+def test_png_export_of_every_trace_type(name: str) -> None:
     fig = _BUILDERS[name]()
-    arr = _png(plots.figure_to_png(fig, scale=1.0, engine="matplotlib"))
+    arr = _png(plots.figure_to_png(fig, scale=1.0))
     width = fig.layout.width or 700
     height = fig.layout.height or 500
     assert arr.shape[:2] == (height, width)

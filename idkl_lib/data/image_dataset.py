@@ -114,3 +114,11 @@ class ImageDataset(Dataset):
         sample = self.samples[used]
         tensor = self.transform(image) if self.transform is not None else to_tensor(image)
         return tensor, sample.pid, sample.camid, sample.modality, used
+
+
+def load_images(samples: Sequence[Sample], height: int, width: int) -> torch.Tensor:
+    """The test-time model inputs of some records (for figures and Grad-CAM): ``(N, 3, H, W)`` normalised tensors."""
+    from .transforms import build_transforms
+
+    transform = build_transforms(height, width, train=False)
+    return torch.stack([transform(load_rgb(s.path)) for s in samples])

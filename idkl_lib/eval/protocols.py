@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -30,9 +30,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..data.records import Sample, VIDataset
+from ..data.registry import DATASETS
 from ..data.sysu_perm import PermTable, read_rand_perm_cam
-from ..losses.distances import Metric as DistanceMetric
-from ..losses.distances import pairwise_distance
+from ..distances import Metric as DistanceMetric
+from ..distances import pairwise_distance
 from .rank import CameraFilter, CMCMode, RankResult, evaluate_rank
 from .rerank import RerankConfig, k_reciprocal_rerank
 
@@ -258,6 +259,13 @@ def _ids(records: Sequence[Sample]) -> tuple[np.ndarray, np.ndarray]:
     return np.array([s.pid for s in records], dtype=np.int64), np.array([s.camid for s in records], dtype=np.int64)
 
 
+def camera_ids(records: Sequence[Sample], alias: Mapping[int, int] | None = None) -> np.ndarray:
+    """The camera ids the camera rule sees: each record's ``camid`` with ``alias`` applied (a new array; the
+    records are untouched). SYSU-MM01 counts camera 3 as camera 2 (``DATASETS["sysu"].camera_alias``)."""
+    alias = alias or {}
+    return np.array([alias.get(s.camid, s.camid) for s in records], dtype=np.int64)
+
+
 def _check_dataset(dataset: VIDataset, expected: str) -> None:
     if dataset.name != expected:
         raise ValueError(f"this protocol is for {expected!r} datasets, got dataset.name={dataset.name!r}")
@@ -412,9 +420,9 @@ def _sysu_protocol(
     dataset: VIDataset, retrieval: _Retrieval, trials_index: list[np.ndarray], mode: SysuMode, shots: int
 ) -> ProtocolResult:
     opts = retrieval.opts
-    q_pids, q_cams = _ids(dataset.query)
+    q_pids, _ = _ids(dataset.query)
     g_pids, g_cams = _ids(dataset.gallery)
-    q_cams = np.where(q_cams == 3, 2, q_cams)  # cameras 2 and 3 share a location (a new array; records untouched)
+    q_cams = camera_ids(dataset.query, DATASETS["sysu"].camera_alias)  # cams 2 and 3 share a location
     cross_modal = True if opts.rerank is None or opts.rerank.cross_modal is None else opts.rerank.cross_modal
     trials = tuple(retrieval.rank(idx, q_pids, g_pids, q_cams, g_cams, cross_modal, "all") for idx in trials_index)
     shot_name = _SHOT_NAMES.get(shots, f"{shots}-shot")
@@ -671,59 +679,69 @@ def evaluate_dataset(
 
     The keyword options are passed to every protocol (``num_trials``/``seed``/``full_gallery`` where they apply).
     """
-    results: list[ProtocolResult] = []
-    if dataset.name == "sysu":
-        # one validation and one distance matrix (and re-ranking cache) shared by the four SYSU protocols
-        _check_dataset(dataset, "sysu")
-        opts = _options(normalize, metric, rerank, cmc_mode, max_rank)
-        q = _features(query_feats, dataset.query, "query_feats", "dataset.query")
-        g = _features(gallery_feats, dataset.gallery, "gallery_feats", "dataset.gallery")
-        table = _load_perm_table(dataset)
-        sysu_runs: tuple[tuple[SysuMode, int], ...] = (("all", 1), ("all", 10), ("indoor", 1), ("indoor", 10))
-        runs = [
-            (mode, shots, sysu_gallery_trials(dataset.gallery, table, mode, shots, num_trials))
-            for mode, shots in sysu_runs
-        ]
-        # one distance matrix over the union of the columns all the trials select (the whole gallery when re-ranking)
-        columns = np.unique(np.concatenate([idx for _, _, trials in runs for idx in trials]))
-        retrieval = _Retrieval(q, g, opts, columns=columns)
-        for mode, shots, trials_index in runs:
-            results.append(_sysu_protocol(dataset, retrieval, trials_index, mode, shots))
-    elif dataset.name == "regdb":
-        regdb_directions: tuple[RegDBDirection, ...] = ("thermal_to_visible", "visible_to_thermal")
-        for regdb_direction in regdb_directions:
-            results.append(
-                evaluate_regdb(
-                    dataset,
-                    query_feats,
-                    gallery_feats,
-                    regdb_direction,
-                    normalize=normalize,
-                    metric=metric,
-                    rerank=rerank,
-                    cmc_mode=cmc_mode,
-                    max_rank=max_rank,
-                )
-            )
-    elif dataset.name == "llcm":
-        llcm_directions: tuple[LLCMDirection, ...] = ("ir_to_vis", "vis_to_ir")
-        for llcm_direction in llcm_directions:
-            results.append(
-                evaluate_llcm(
-                    dataset,
-                    query_feats,
-                    gallery_feats,
-                    llcm_direction,
-                    num_trials,
-                    seed,
-                    full_gallery,
-                    normalize=normalize,
-                    metric=metric,
-                    rerank=rerank,
-                    cmc_mode=cmc_mode,
-                    max_rank=max_rank,
-                )
-            )
-    else:
-        raise ValueError(f"no evaluation protocol for dataset {dataset.name!r}; expected 'sysu', 'regdb' or 'llcm'")
+    if dataset.name not in _STANDARD_PROTOCOLS:
+        raise ValueError(
+            f"no evaluation protocol for dataset {dataset.name!r}; expected one of {', '.join(_STANDARD_PROTOCOLS)}"
+        )
+    options = dict(normalize=normalize, metric=metric, rerank=rerank, cmc_mode=cmc_mode, max_rank=max_rank)
+    results = _STANDARD_PROTOCOLS[dataset.name](
+        dataset, query_feats, gallery_feats, options, num_trials=num_trials, seed=seed, full_gallery=full_gallery
+    )
     return {r.name: r for r in results}
+
+
+def _sysu_standard(
+    dataset: VIDataset, query_feats: FeatureArray, gallery_feats: FeatureArray, options: dict, **protocol: Any
+) -> list[ProtocolResult]:
+    """All- and indoor-search, single- and multi-shot, sharing one validation, one distance matrix and one
+    re-ranking cache."""
+    _check_dataset(dataset, "sysu")
+    opts = _options(**options)
+    q = _features(query_feats, dataset.query, "query_feats", "dataset.query")
+    g = _features(gallery_feats, dataset.gallery, "gallery_feats", "dataset.gallery")
+    table = _load_perm_table(dataset)
+    sysu_runs: tuple[tuple[SysuMode, int], ...] = (("all", 1), ("all", 10), ("indoor", 1), ("indoor", 10))
+    runs = [
+        (mode, shots, sysu_gallery_trials(dataset.gallery, table, mode, shots, protocol["num_trials"]))
+        for mode, shots in sysu_runs
+    ]
+    # one distance matrix over the union of the columns all the trials select (the whole gallery when re-ranking)
+    columns = np.unique(np.concatenate([idx for _, _, trials in runs for idx in trials]))
+    retrieval = _Retrieval(q, g, opts, columns=columns)
+    return [_sysu_protocol(dataset, retrieval, trials_index, mode, shots) for mode, shots, trials_index in runs]
+
+
+def _regdb_standard(
+    dataset: VIDataset, query_feats: FeatureArray, gallery_feats: FeatureArray, options: dict, **protocol: Any
+) -> list[ProtocolResult]:
+    """Thermal -> visible and visible -> thermal on this split."""
+    directions: tuple[RegDBDirection, ...] = ("thermal_to_visible", "visible_to_thermal")
+    return [evaluate_regdb(dataset, query_feats, gallery_feats, direction, **options) for direction in directions]
+
+
+def _llcm_standard(
+    dataset: VIDataset, query_feats: FeatureArray, gallery_feats: FeatureArray, options: dict, **protocol: Any
+) -> list[ProtocolResult]:
+    """IR -> VIS and VIS -> IR (``num_trials`` official trials from ``seed``, or ``full_gallery``)."""
+    directions: tuple[LLCMDirection, ...] = ("ir_to_vis", "vis_to_ir")
+    return [
+        evaluate_llcm(
+            dataset,
+            query_feats,
+            gallery_feats,
+            direction,
+            protocol["num_trials"],
+            protocol["seed"],
+            protocol["full_gallery"],
+            **options,
+        )
+        for direction in directions
+    ]
+
+
+_STANDARD_PROTOCOLS: dict[str, Callable[..., list[ProtocolResult]]] = {
+    "sysu": _sysu_standard,
+    "regdb": _regdb_standard,
+    "llcm": _llcm_standard,
+}
+"""The standard protocol set of each dataset of :data:`idkl_lib.data.DATASETS` (described in its ``protocol``)."""

@@ -25,10 +25,21 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["environment_info", "git_state", "resolve_device", "seed_everything", "seed_worker"]
+__all__ = ["device_problem", "environment_info", "git_state", "resolve_device", "seed_everything", "seed_worker"]
 
 _DEVICE_RE = re.compile(r"^(cpu|cuda|mps)(?::(\d+))?$")
 _GIT_TIMEOUT_S = 5.0
+
+
+def device_problem(device: object) -> str | None:
+    """What is wrong with a device string (not whether this machine has it), or None: the accepted forms are
+    ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` and ``"mps"``."""
+    if not isinstance(device, str):
+        return f"device must be a string such as 'auto', 'cpu' or 'cuda', got {device!r}"
+    text = device.strip().lower()
+    if text == "auto" or _DEVICE_RE.match(text):
+        return None
+    return "is not a device: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -52,7 +63,7 @@ def resolve_device(device: str | torch.device) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     match = _DEVICE_RE.match(text)
     if match is None:
-        raise ValueError(f"device={device!r} is not a device: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+        raise ValueError(f"device={device!r} {device_problem(device)}")
     kind, index = match.group(1), match.group(2)
     if kind == "cuda":
         if not torch.cuda.is_available():

@@ -3,7 +3,7 @@
 Importing this package is light: ``umap`` (numba), ``pytorch_grad_cam`` (OpenCV), ``sklearn`` and ``matplotlib``
 are imported inside the functions that need them. All figures are plotly figures sharing one look
 (:data:`MODALITY_COLORS`: visible = blue, infrared = orange; Okabe-Ito colours; Viridis maps); save them with
-:func:`save_figure` (offline HTML + PNG).
+:func:`save_figure` (offline HTML, and PNG with kaleido when a Chrome/Chromium is installed).
 """
 
 from idkl_lib.viz.embeddings import embedding_scatter, modality_gap_stats, sample_hover, umap_embed

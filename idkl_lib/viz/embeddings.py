@@ -7,14 +7,14 @@ importing :mod:`idkl_lib.viz` stays fast. Modality convention: 0 = visible, 1 = 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from idkl_lib.data.records import INFRARED, VISIBLE, Sample
-from idkl_lib.viz.plots import MODALITY_COLORS, MODALITY_SYMBOLS, modality_name, style_figure
+from idkl_lib.viz.theme import MODALITY_COLORS, MODALITY_SYMBOLS, OKABE_ITO, modality_name, style_figure
 
 IDENTITY_PALETTE: tuple[str, ...] = (
     *("#332288", "#88CCEE", "#44AA99", "#117733", "#999933", "#DDCC77", "#CC6677", "#882255", "#AA4499"),
@@ -241,4 +241,52 @@ def embedding_scatter(
     return style_figure(fig, title, legend_title_text="modality", width=1100, height=520)
 
 
-__all__ = ["IDENTITY_PALETTE", "embedding_scatter", "modality_gap_stats", "sample_hover", "umap_embed"]
+__all__ = [
+    "IDENTITY_PALETTE",
+    "embedding_scatter",
+    "modality_gap_figure",
+    "modality_gap_stats",
+    "sample_hover",
+    "umap_embed",
+]
+
+
+def modality_gap_figure(stats: Mapping[str, Mapping[str, float]], title: str = "Modality gap per feature") -> go.Figure:
+    """Bars of the modality-gap numbers of :func:`idkl_lib.viz.modality_gap_stats`, one group per feature.
+
+    Left: mean cosine distance of visible-infrared pairs of the same identity and of different identities (a small
+    same/different ratio = the modalities are bridged). Right: silhouette by modality (0 or below = mixed) and by
+    identity (higher = identities form clusters).
+    """
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        subplot_titles=["cross-modality distance (cosine)", "silhouette"],
+        horizontal_spacing=0.12,
+    )
+    names = list(stats)
+    panels = (
+        (1, "cross_same_id", "same identity"),
+        (1, "cross_diff_id", "different identities"),
+        (2, "silhouette_modality", "by modality"),
+        (2, "silhouette_identity", "by identity"),
+    )
+    for i, (col, key, label) in enumerate(panels):
+        fig.add_trace(
+            go.Bar(
+                x=names,
+                y=[stats[n][key] for n in names],
+                name=label,
+                marker={"color": OKABE_ITO[i]},
+                text=[f"{stats[n][key]:.3f}" for n in names],
+                textposition="outside",
+            ),
+            row=1,
+            col=col,
+        )
+        fig.update_xaxes(title_text="feature", row=1, col=col)
+    fig.update_yaxes(title_text="mean cosine distance", row=1, col=1)
+    fig.update_yaxes(title_text="silhouette score", row=1, col=2)
+    return style_figure(fig, title, barmode="group", legend_title_text="quantity", width=1100, height=480)

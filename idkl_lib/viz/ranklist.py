@@ -1,8 +1,9 @@
 """Rank lists: a query image followed by its top-k gallery images, true matches framed green, false ones red.
 
-The gallery is filtered the way the evaluation protocol does it (SPEC.md §4.3): every gallery image taken by the
-query's camera is removed, whatever its identity. SYSU-MM01 also treats camera 3 as camera 2 (same location); pass
-``camera_alias={3: 2}`` to reproduce that. Distances are "lower = more similar".
+The gallery is filtered by the evaluation protocol's camera rule (:class:`idkl_lib.eval.views.RankView`; pass the
+view's ``camera_filter`` and ``camera_alias``): ``"all"`` removes every gallery image taken by the query's camera
+(SYSU-MM01, which also counts camera 3 as camera 2, and RegDB), ``"same_identity"`` only those of the query's identity
+(LLCM). This module draws; it never ranks or filters itself. Distances are "lower = more similar".
 """
 
 from __future__ import annotations
@@ -15,17 +16,19 @@ import numpy as np
 import plotly.graph_objects as go
 
 from idkl_lib.data.records import INFRARED, Sample
+from idkl_lib.eval.rank import CameraFilter
+from idkl_lib.eval.views import RankView
 from idkl_lib.utils.io import atomic_write_bytes
+from idkl_lib.viz.export import figure_to_png
 from idkl_lib.viz.images import add_border, load_image
-from idkl_lib.viz.plots import MATCH_COLOR, MISMATCH_COLOR, figure_to_png, image_grid
+from idkl_lib.viz.plots import image_grid
+from idkl_lib.viz.theme import MATCH_COLOR, MISMATCH_COLOR
 
 QUERY_COLOR = "#555555"
-
-
-def _as_numpy(x: object) -> np.ndarray:
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()  # type: ignore[union-attr]
-    return np.asarray(x, dtype=np.float64)
+_RULE_TEXT = {
+    "all": "; same-camera gallery images excluded",
+    "same_identity": "; same-camera images of the query's identity excluded",
+}
 
 
 def ranked_gallery(
@@ -35,32 +38,25 @@ def ranked_gallery(
     query_index: int,
     exclude_same_camera: bool = True,
     camera_alias: Mapping[int, int] | None = None,
+    camera_filter: CameraFilter = "all",
 ) -> np.ndarray:
-    """Gallery indices in ranking order for one query, after the protocol's same-camera removal.
+    """Gallery indices in ranking order for one query, after the protocol's camera rule
+    (:meth:`idkl_lib.eval.views.RankView.ranked`).
 
     Args:
         distmat: ``(Q, G)`` query-gallery distances (numpy or torch); not modified.
         query: ``Q`` query records.
         gallery: ``G`` gallery records.
         query_index: Row of ``distmat``.
-        exclude_same_camera: Drop gallery images whose camera equals the query's.
+        exclude_same_camera: Apply the camera rule.
         camera_alias: Camera ids treated as another camera for that rule (SYSU-MM01: ``{3: 2}``).
+        camera_filter: ``"all"`` (every same-camera image, SYSU/RegDB) or ``"same_identity"`` (LLCM).
 
     Returns:
         ``int64 (G',)`` gallery indices sorted by increasing distance (ties keep gallery order).
     """
-    dist = _as_numpy(distmat)
-    if dist.shape != (len(query), len(gallery)):
-        raise ValueError(f"distmat shape {dist.shape} != (len(query), len(gallery)) = ({len(query)}, {len(gallery)})")
-    if not 0 <= query_index < len(query):
-        raise IndexError(f"query_index {query_index} out of range for {len(query)} queries")
-    order = np.argsort(dist[query_index], kind="stable")
-    if exclude_same_camera:
-        alias = dict(camera_alias or {})
-        qcam = alias.get(query[query_index].camid, query[query_index].camid)
-        gcams = np.array([alias.get(g.camid, g.camid) for g in gallery])
-        order = order[gcams[order] != qcam]
-    return order.astype(np.int64)
+    view = RankView.from_records(distmat, query, gallery, exclude_same_camera, camera_alias, camera_filter)
+    return view.ranked(query_index)
 
 
 def first_match_ranks(
@@ -69,8 +65,10 @@ def first_match_ranks(
     gallery: Sequence[Sample],
     exclude_same_camera: bool = True,
     camera_alias: Mapping[int, int] | None = None,
+    camera_filter: CameraFilter = "all",
 ) -> np.ndarray:
-    """Rank (1-based) of the first true match of every query after same-camera removal; 0 when there is none.
+    """Rank (1-based) of the first true match of every query after the camera rule; 0 when there is none
+    (:meth:`idkl_lib.eval.views.RankView.first_match_ranks`).
 
     Handy for picking queries to show, e.g. ``np.flatnonzero(first_match_ranks(...) != 1)`` are rank-1 failures.
     Image-level ranks (not the identity-deduplicated CMC ranks, which can only be smaller or equal).
@@ -79,28 +77,16 @@ def first_match_ranks(
         distmat: ``(Q, G)`` distances.
         query: ``Q`` query records.
         gallery: ``G`` gallery records.
-        exclude_same_camera: Apply the protocol's same-camera removal.
+        exclude_same_camera: Apply the protocol's camera rule.
         camera_alias: Camera ids treated as another camera (SYSU-MM01: ``{3: 2}``).
+        camera_filter: ``"all"`` or ``"same_identity"`` (see :func:`ranked_gallery`).
 
     Returns:
         ``int64 (Q,)``.
     """
-    dist = _as_numpy(distmat)
-    if dist.shape != (len(query), len(gallery)):
-        raise ValueError(f"distmat shape {dist.shape} != (len(query), len(gallery)) = ({len(query)}, {len(gallery)})")
-    alias = dict(camera_alias or {})
-    qpid = np.array([q.pid for q in query])
-    gpid = np.array([g.pid for g in gallery])
-    qcam = np.array([alias.get(q.camid, q.camid) for q in query])
-    gcam = np.array([alias.get(g.camid, g.camid) for g in gallery])
-    keep = gcam[None, :] != qcam[:, None] if exclude_same_camera else np.ones(dist.shape, dtype=bool)
-    order = np.argsort(dist, axis=1, kind="stable")
-    keep_sorted = np.take_along_axis(keep, order, axis=1)
-    match_sorted = (gpid[order] == qpid[:, None]) & keep_sorted
-    position = np.cumsum(keep_sorted, axis=1)  # 1-based rank among kept items
-    has = match_sorted.any(axis=1)
-    first = np.argmax(match_sorted, axis=1)
-    return np.where(has, position[np.arange(len(query)), first], 0).astype(np.int64)
+    return RankView.from_records(
+        distmat, query, gallery, exclude_same_camera, camera_alias, camera_filter
+    ).first_match_ranks()
 
 
 def _modality_tag(sample: Sample) -> str:
@@ -117,6 +103,7 @@ def ranklist_figure(
     exclude_same_camera: bool = True,
     camera_alias: Mapping[int, int] | None = None,
     title: str | None = None,
+    camera_filter: CameraFilter = "all",
 ) -> go.Figure:
     """The query image then its top-k gallery images; one row per query when several indices are given.
 
@@ -133,16 +120,18 @@ def ranklist_figure(
         exclude_same_camera: Apply the protocol's same-camera removal (see :func:`ranked_gallery`).
         camera_alias: Camera ids treated as another camera (SYSU-MM01: ``{3: 2}``).
         title: Figure title (default describes the query and its first true match).
+        camera_filter: The protocol's camera rule (``RankView.camera_filter``; LLCM: ``"same_identity"``).
     """
     indices = [int(query_index)] if isinstance(query_index, (int, np.integer)) else [int(i) for i in query_index]
     if not indices:
         raise ValueError("query_index is empty")
+    view = RankView.from_records(distmat, query, gallery, exclude_same_camera, camera_alias, camera_filter)
     border = max(2, image_size[0] // 32)
     images, captions, row_labels, first_hits = [], [], [], []
     for qi in indices:
         q = query[qi]
-        order = ranked_gallery(distmat, query, gallery, qi, exclude_same_camera, camera_alias)
-        dist_row = _as_numpy(distmat)[qi]
+        order = view.ranked(qi)
+        dist_row = view.distmat[qi]
         matches = np.array([gallery[g].pid == q.pid for g in order], dtype=bool)
         first_hits.append(int(np.argmax(matches)) + 1 if matches.any() else None)
         row = [add_border(load_image(q.path, image_size), QUERY_COLOR, border)]
@@ -166,7 +155,7 @@ def ranklist_figure(
     subtitle = (
         f"border: <span style='color:{MATCH_COLOR}'>✓ same identity</span>, "
         f"<span style='color:{MISMATCH_COLOR}'>✗ different identity</span>"
-        + ("; same-camera gallery images excluded" if exclude_same_camera else "")
+        + (_RULE_TEXT[camera_filter] if exclude_same_camera else "")
     )
     return image_grid(
         images,
@@ -189,12 +178,11 @@ def save_ranklist_png(
     exclude_same_camera: bool = True,
     camera_alias: Mapping[int, int] | None = None,
     scale: float = 2.0,
-    engine: str = "auto",
 ) -> Path:
-    """Write :func:`ranklist_figure` as a PNG (atomically); see :func:`idkl_lib.viz.plots.figure_to_png` for
-    ``engine``. Returns the path."""
+    """Write :func:`ranklist_figure` as a PNG (atomically) with :func:`idkl_lib.viz.export.figure_to_png` (needs a
+    Chrome or Chromium). Returns the path."""
     fig = ranklist_figure(distmat, query, gallery, query_index, topk, image_size, exclude_same_camera, camera_alias)
-    return atomic_write_bytes(path, figure_to_png(fig, scale=scale, engine=engine))
+    return atomic_write_bytes(path, figure_to_png(fig, scale=scale))
 
 
 __all__ = ["first_match_ranks", "ranked_gallery", "ranklist_figure", "save_ranklist_png"]

@@ -111,6 +111,7 @@ def query_picker(
     image_size: tuple[int, int] = (128, 64),
     exclude_same_camera: bool = True,
     camera_alias: Mapping[int, int] | None = None,
+    camera_filter: str = "all",
 ) -> widgets.VBox:
     """Pick a query, see its rank list (:func:`idkl_lib.viz.ranklist.ranklist_figure`).
 
@@ -123,6 +124,7 @@ def query_picker(
         image_size: ``(height, width)`` of the displayed images.
         exclude_same_camera: Protocol's same-camera removal.
         camera_alias: Camera ids treated as another camera (SYSU-MM01: ``{3: 2}``).
+        camera_filter: The protocol's camera rule (``RankView.camera_filter``).
 
     Returns:
         ``VBox([HBox([IntSlider position, IntSlider top-k, Label]), Output])``; the first slider indexes
@@ -131,7 +133,7 @@ def query_picker(
     rows = list(range(len(query))) if queries is None else [int(q) for q in queries]
     if not rows:
         raise ValueError("no queries to browse")
-    ranks = first_match_ranks(distmat, query, gallery, exclude_same_camera, camera_alias)
+    ranks = first_match_ranks(distmat, query, gallery, exclude_same_camera, camera_alias, camera_filter)  # type: ignore[arg-type]
     position = widgets.IntSlider(value=0, min=0, max=len(rows) - 1, description="query", continuous_update=False)
     k_slider = widgets.IntSlider(value=topk, min=1, max=max(30, topk), description="top-k", continuous_update=False)
     label = widgets.Label()
@@ -141,7 +143,15 @@ def query_picker(
         r = int(ranks[qi])
         label.value = f"query #{qi}: " + (f"first true match at rank {r}" if r else "no true match")
         return ranklist_figure(
-            distmat, query, gallery, qi, k_slider.value, image_size, exclude_same_camera, camera_alias
+            distmat,
+            query,
+            gallery,
+            qi,
+            k_slider.value,
+            image_size,
+            exclude_same_camera,
+            camera_alias,
+            camera_filter=camera_filter,  # type: ignore[arg-type]
         )
 
     output = widgets.Output()

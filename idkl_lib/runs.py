@@ -1,0 +1,114 @@
+"""The run-folder layout, written once: step names, file names, checkpoint paths, ``metrics.json`` writing and the
+one JSON cleaner. The pipeline, the trainer and the notebooks all use these names; nobody spells a path out.
+
+Run folder (``run_dir`` = ``reports/<name>``; a step folder is ``<run_dir>/<step name>``)::
+
+    <run_dir>/01_data_exploration/      metrics.json, figures/
+    <run_dir>/02_train/                 checkpoint.pth, history.json, metrics.json, figures/   (IDKL)
+    <run_dir>/02_train_baseline/        the same for the model trained without distillation
+    <run_dir>/03_evaluate/ ...
+    <run_dir>/metrics.json, params.json, environment.json, status.json, index.html   (written by the pipeline)
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from idkl_lib.utils.io import atomic_write_json
+
+__all__ = [
+    "BASELINE_STEP",
+    "CHECKPOINT_NAME",
+    "ENVIRONMENT_NAME",
+    "FIGURES_DIR",
+    "METRICS_NAME",
+    "PARAMS_NAME",
+    "STATUS_NAME",
+    "TRAIN_STEP",
+    "checkpoint_path",
+    "jsonable",
+    "step_path",
+    "write_metrics",
+]
+
+TRAIN_STEP = "02_train"
+"""Step that trains the IDKL model."""
+BASELINE_STEP = "02_train_baseline"
+"""Step that trains the comparison model without distillation (notebook 02 with ``loss_preset="baseline"``)."""
+CHECKPOINT_NAME = "checkpoint.pth"
+"""The checkpoint of a training folder (rewritten atomically after every epoch)."""
+METRICS_NAME = "metrics.json"
+"""Every step's (and the trainer's) result file; the run folder's own one collects all steps'."""
+FIGURES_DIR = "figures"
+PARAMS_NAME = "params.json"
+ENVIRONMENT_NAME = "environment.json"
+STATUS_NAME = "status.json"
+
+
+def step_path(run_dir: str | os.PathLike[str], step: str) -> Path:
+    """``<run_dir>/<step>``: the folder a pipeline step writes (see :mod:`idkl_lib.pipeline`)."""
+    return Path(run_dir) / step
+
+
+def checkpoint_path(run_dir: str | os.PathLike[str], checkpoint: str = "", step: str = TRAIN_STEP) -> Path:
+    """The checkpoint a notebook loads: ``checkpoint`` when given, else ``<run_dir>/<step>/checkpoint.pth``.
+
+    Raises:
+        FileNotFoundError: The file does not exist; the message says which step writes it.
+    """
+    path = Path(checkpoint).expanduser() if checkpoint else step_path(run_dir, step) / CHECKPOINT_NAME
+    if not path.is_file():
+        origin = f"parameter checkpoint={checkpoint!r}" if checkpoint else f"the checkpoint of step {step!r}"
+        how = (
+            "run notebooks/02_train.ipynb with loss_preset='baseline', run_tag='baseline' and "
+            f"step_dir='{step_path(run_dir, step)}' (the pipeline's step 02_train_baseline)"
+            if step == BASELINE_STEP
+            else f"run notebooks/02_train.ipynb first with the same run_dir (it writes {path})"
+        )
+        raise FileNotFoundError(f"{origin}: {path.resolve()} does not exist; {how}, or pass the checkpoint path")
+    return path
+
+
+def jsonable(obj: Any, where: str | None = None) -> Any:
+    """A JSON-ready copy: numpy and torch scalars/arrays to Python numbers/lists, paths to strings, NaN/inf to None.
+
+    Args:
+        obj: Nested mappings, lists and tuples of numbers, strings, arrays, tensors and paths.
+        where: When given (e.g. ``"02_train/metrics.json"``), every NaN/inf replaced by ``None`` is reported with a
+            warning naming its place (``where.key[i]``).
+    """
+    if isinstance(obj, Mapping):
+        return {str(key): jsonable(value, where and f"{where}.{key}") for key, value in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [jsonable(value, where and f"{where}[{i}]") for i, value in enumerate(obj)]
+    if hasattr(obj, "detach") and hasattr(obj, "tolist"):  # a torch tensor (torch is not imported here)
+        return jsonable(obj.detach().cpu().tolist(), where)
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist(), where)
+    if isinstance(obj, np.generic):
+        return jsonable(obj.item(), where)
+    if isinstance(obj, float):
+        if math.isfinite(obj):
+            return obj
+        if where:
+            warnings.warn(f"{where} is {obj}; stored as null in the run's metrics.json", stacklevel=2)
+        return None
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    return obj
+
+
+def write_metrics(step_dir: str | os.PathLike[str], metrics: Mapping[str, Any]) -> Path:
+    """Write ``<step_dir>/metrics.json`` atomically, converting numpy/torch scalars and NaN/inf (to ``null``).
+
+    Returns:
+        The path written.
+    """
+    return atomic_write_json(Path(step_dir) / METRICS_NAME, jsonable(dict(metrics)))

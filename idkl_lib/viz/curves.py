@@ -1,0 +1,328 @@
+"""Training curves and retrieval results: loss curves (also live, while training runs), CMC curves, results
+tables."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+
+from idkl_lib.viz.theme import (
+    DASHES,
+    DEFAULT_COLUMNS,
+    NOTEBOOK_RENDERER,
+    OKABE_ITO,
+    series_color,
+    style_figure,
+)
+
+__all__ = [
+    "LiveLossPlot",
+    "cmc_curves",
+    "ema",
+    "final_losses",
+    "loss_curves",
+    "loss_figure",
+    "results_table",
+]
+
+
+def _history_to_series(
+    history: Sequence[Mapping[str, float]] | Mapping[str, Sequence[float]], x_key: str
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    if isinstance(history, Mapping):
+        lengths = {k: len(v) for k, v in history.items()}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"loss history lists have different lengths: {lengths}")
+        cols = {k: np.asarray(v, dtype=np.float64) for k, v in history.items()}
+    else:
+        keys: list[str] = []
+        for row in history:
+            keys.extend(k for k in row if k not in keys)
+        cols = {k: np.array([float(row.get(k, np.nan)) for row in history], dtype=np.float64) for k in keys}
+    n = len(next(iter(cols.values()))) if cols else 0
+    x = cols.pop(x_key, np.arange(n, dtype=np.float64))
+    return x, cols
+
+
+def ema(values: np.ndarray, smoothing: float) -> np.ndarray:
+    """Debiased exponential moving average (TensorBoard style), skipping NaNs.
+
+    Args:
+        values: ``(T,)`` series.
+        smoothing: Weight of the past in ``[0, 1)``; ``0`` returns a copy.
+
+    Returns:
+        ``(T,)`` smoothed series (NaN where the input is NaN).
+    """
+    if not 0.0 <= smoothing < 1.0:
+        raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
+    v = np.asarray(values, dtype=np.float64)
+    out = np.full_like(v, np.nan)
+    acc, weight = 0.0, 0.0
+    for t, val in enumerate(v):
+        if np.isnan(val):
+            continue
+        acc = smoothing * acc + (1.0 - smoothing) * val
+        weight = smoothing * weight + (1.0 - smoothing)
+        out[t] = acc / weight
+    return out
+
+
+def loss_curves(
+    history: Sequence[Mapping[str, float]] | Mapping[str, Sequence[float]],
+    smoothing: float = 0.0,
+    title: str = "Training losses",
+    x_key: str = "step",
+    total_key: str = "total",
+    exclude: Sequence[str] = ("epoch", "lr", "time", "iteration"),
+    log_y: bool = False,
+) -> go.Figure:
+    """One line per loss term plus the total.
+
+    Args:
+        history: Either one dict per logged step (``[{"step": 0, "id": 5.9, "tri": 0.3, ...}, ...]``; missing terms
+            are gaps) or one list per term (``{"id": [...], "tri": [...]}``).
+        smoothing: EMA weight in ``[0, 1)``; when > 0 the raw curves are drawn faintly behind the smoothed ones.
+        title: Figure title.
+        x_key: Key holding the x value (step); the row index is used when absent.
+        total_key: Key of the total loss; when absent the total is the sum of the terms, labelled ``"total (sum)"``.
+        exclude: Keys that are not loss terms.
+        log_y: Logarithmic y axis.
+
+    Returns:
+        Figure with x = step, y = loss.
+    """
+    x, cols = _history_to_series(history, x_key)
+    terms = {k: v for k, v in cols.items() if k not in exclude and k != total_key}
+    if not terms and total_key not in cols:
+        raise ValueError("loss history holds no loss terms")
+    if total_key in cols:
+        total, total_name = cols[total_key], total_key
+    else:
+        stacked = np.stack(list(terms.values()))
+        total = np.where(np.isnan(stacked).all(0), np.nan, np.nansum(stacked, axis=0))
+        total_name = "total (sum)"
+    fig = go.Figure()
+    series = [
+        (name, values, series_color(i), DASHES[(i // len(OKABE_ITO)) % len(DASHES)], 1.8)
+        for i, (name, values) in enumerate(terms.items())
+    ]
+    series.append((total_name, total, "#000000", "solid", 3.0))
+    for name, values, color, dash, width in series:
+        if smoothing > 0:
+            fig.add_trace(
+                go.Scatter(
+                    x=x,
+                    y=values,
+                    mode="lines",
+                    name=name,
+                    legendgroup=name,
+                    showlegend=False,
+                    opacity=0.25,
+                    line={"color": color, "dash": dash, "width": 1},
+                    hoverinfo="skip",
+                )
+            )
+            values = ema(values, smoothing)
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=values,
+                mode="lines",
+                name=name,
+                legendgroup=name,
+                line={"color": color, "dash": dash, "width": width},
+            )
+        )
+    suffix = f" (EMA smoothing {smoothing:g})" if smoothing > 0 else ""
+    fig.update_xaxes(title_text=x_key)
+    fig.update_yaxes(title_text="loss", type="log" if log_y else "linear")
+    return style_figure(fig, title + suffix, legend_title_text="term")
+
+
+def _auto_percent(values: Sequence[float] | np.ndarray, percent: bool | None) -> float:
+    if percent is None:
+        arr = np.asarray(values, dtype=np.float64)
+        percent = bool(np.all(arr[np.isfinite(arr)] <= 1.0))
+    return 100.0 if percent else 1.0
+
+
+def cmc_curves(
+    results: Mapping[str, np.ndarray | Sequence[float]],
+    title: str = "CMC curve",
+    percent: bool | None = None,
+) -> go.Figure:
+    """Cumulative matching characteristic curves, one line per method.
+
+    Args:
+        results: ``{label: cmc (R,)}``; ``cmc[r]`` is the rank-``r+1`` matching rate.
+        title: Figure title.
+        percent: ``True`` if the values are fractions to be shown in percent, ``False`` if already percent; ``None``
+            decides per curve (fractions when every value is <= 1).
+
+    Returns:
+        Figure with x = rank 1..R, y = matching rate in percent; legend labels carry the rank-1 value.
+    """
+    fig = go.Figure()
+    for i, (name, cmc) in enumerate(results.items()):
+        y = np.asarray(cmc, dtype=np.float64) * _auto_percent(cmc, percent)
+        fig.add_trace(
+            go.Scatter(
+                x=np.arange(1, len(y) + 1),
+                y=y,
+                mode="lines+markers",
+                name=f"{name} (R1 {y[0]:.1f})",
+                line={"color": series_color(i), "dash": DASHES[(i // len(OKABE_ITO)) % 4]},
+                marker={"symbol": "circle", "size": 5},
+            )
+        )
+    fig.update_xaxes(title_text="rank", rangemode="tozero")
+    fig.update_yaxes(title_text="matching rate (%)", range=[0, 101])
+    return style_figure(fig, title, legend_title_text="method")
+
+
+def results_table(
+    rows: Mapping[str, Mapping[str, float]],
+    title: str = "Retrieval results",
+    columns: Sequence[str] | None = None,
+    decimals: int = 2,
+    highlight_best: bool = True,
+) -> go.Figure:
+    """A table of retrieval metrics, one row per method / setting.
+
+    Args:
+        rows: ``{row label: {"R1": ..., "mAP": ...}}``, values shown as given (no rescaling).
+        title: Figure title.
+        columns: Metric columns; by default R1/R5/R10/R20/mAP/mINP that occur in ``rows``, then any other keys.
+        decimals: Digits after the decimal point.
+        highlight_best: Bold the highest value of each column.
+
+    Returns:
+        A ``go.Table`` figure.
+    """
+    if columns is None:
+        present = [k for r in rows.values() for k in r]
+        columns = [c for c in DEFAULT_COLUMNS if c in present] + list(
+            dict.fromkeys(k for k in present if k not in DEFAULT_COLUMNS)
+        )
+    cells: list[list[str]] = [list(rows)]
+    for col in columns:
+        vals = [rows[r].get(col, np.nan) for r in rows]
+        finite = [v for v in vals if np.isfinite(v)]
+        best = max(finite) if finite else None
+        text = [
+            "–"
+            if not np.isfinite(v)
+            else (f"<b>{v:.{decimals}f}</b>" if highlight_best and v == best and len(rows) > 1 else f"{v:.{decimals}f}")
+            for v in vals
+        ]
+        cells.append(text)
+    table = go.Table(
+        header={
+            "values": ["<b>method</b>", *[f"<b>{c}</b>" for c in columns]],
+            "fill_color": "#DDE6F0",
+            "align": "center",
+        },
+        cells={"values": cells, "align": ["left", *["center"] * len(columns)], "height": 26},
+    )
+    fig = go.Figure(table)
+    return style_figure(fig, title, height=140 + 28 * len(rows), margin={"t": 60, "b": 10})
+
+
+def loss_figure(
+    history: Sequence[Mapping[str, float]], title: str, smoothing: float = 0.6, log_y: bool = True
+) -> go.Figure:
+    """:func:`idkl_lib.viz.loss_curves` of a training history, on a log axis clipped to five decades below the
+    largest value (a term that falls to exactly zero, e.g. a satisfied margin, would otherwise stretch the axis)."""
+    fig = loss_curves(history, smoothing=smoothing, title=title, log_y=log_y)
+    values = [v for row in history for k, v in row.items() if k not in ("step", "epoch", "lr") and v > 0]
+    if log_y and values and all(math.isfinite(v) for v in values):
+        top = math.log10(max(values))
+        fig.update_yaxes(range=[top - 5.0, top + 0.2])
+    return fig
+
+
+class LiveLossPlot:
+    """A loss-curve figure that redraws in place while :func:`idkl_lib.train.train` runs (pass it as ``on_log``).
+
+    In JupyterLab the figure updates live; in a papermill run the executed notebook keeps the last drawing (show one
+    figure with ``fig.show()`` before training, so that the HTML export has plotly.js; see :func:`setup_notebook`).
+    Redraws are throttled (at most one per ``min_interval`` seconds, and only every ``every`` logged rows), so a long
+    run does not spend its time drawing; call :meth:`redraw` once after training for the final state.
+
+    Args:
+        title: Figure title.
+        every: Redraw at most every this many logged rows.
+        smoothing: EMA smoothing of the curves (:func:`idkl_lib.viz.loss_curves`).
+        min_interval: Minimum seconds between two automatic redraws.
+        log_y: Logarithmic loss axis (the terms span several orders of magnitude).
+    """
+
+    def __init__(
+        self,
+        title: str = "Training losses",
+        every: int = 1,
+        smoothing: float = 0.6,
+        min_interval: float = 2.0,
+        log_y: bool = True,
+    ) -> None:
+        self.title, self.every, self.smoothing = title, max(1, int(every)), smoothing
+        self.min_interval, self.log_y = float(min_interval), log_y
+        self.history: list[dict[str, float]] = []
+        self._handle: Any = None
+        self._last = -math.inf
+
+    def __call__(self, row: Mapping[str, float]) -> None:
+        self.history.append(dict(row))
+        if len(self.history) % self.every == 0 and time.monotonic() - self._last >= self.min_interval:
+            self.redraw()
+
+    def figure(self) -> go.Figure:
+        """The current loss curves (x = step, one line per weighted term plus the total)."""
+        return loss_figure(self.history, self.title, smoothing=self.smoothing, log_y=self.log_y)
+
+    def redraw(self) -> None:
+        """Draw (first call) or update the figure in the notebook output."""
+        from IPython.display import display
+
+        if not self.history:
+            return
+        bundle = _mime_bundle(self.figure())
+        if self._handle is None:
+            self._handle = display(bundle, raw=True, display_id=True)
+        else:
+            self._handle.update(bundle, raw=True)
+        self._last = time.monotonic()
+
+
+def _mime_bundle(fig: go.Figure) -> dict[str, Any]:
+    """The figure's output for the default renderers, without re-running their activation.
+
+    A display id needs the raw bundle (plotly's ``_ipython_display_`` ignores display ids), and
+    ``fig._repr_mimebundle_()`` re-activates the ``notebook`` renderer on every call, which embeds another copy of
+    plotly.js (about 5 MB) in the notebook each time. The first figure shown with ``fig.show()`` loads plotly.js once.
+    """
+    import plotly.io as pio
+
+    fig_dict = fig.to_dict()
+    bundle: dict[str, Any] = {}
+    for name in (pio.renderers.default or NOTEBOOK_RENDERER).split("+"):
+        renderer = pio.renderers[name]
+        if hasattr(renderer, "to_mimebundle"):
+            bundle.update(renderer.to_mimebundle(fig_dict))
+    return bundle
+
+
+def final_losses(history: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """Mean of every logged term over the last epoch of a training history (``{term: value}``)."""
+    if not history:
+        return {}
+    last = max(row.get("epoch", 0.0) for row in history)
+    rows = [row for row in history if row.get("epoch", 0.0) == last]
+    keys = [key for key in rows[0] if key not in ("step", "epoch", "lr")]
+    return {key: float(np.mean([row[key] for row in rows if key in row])) for key in keys}
