@@ -568,9 +568,11 @@ class TrainConfig:
         return weights.replace(**self.loss_overrides) if self.loss_overrides else weights
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict of the fields (stored in checkpoints and reports)."""
+        """A JSON-ready dict of the fields (stored in checkpoints and reports); ``loss_overrides`` in its command-line
+        text form (``"tgsa_inter=0.3"``), so a checkpoint's config reads the same as in earlier versions."""
         d = dataclasses.asdict(self)
         d["milestones"] = list(self.milestones)
+        d["loss_overrides"] = format_loss_overrides(self.loss_overrides)
         return d
 
     def resume_mismatches(self, saved: Mapping[str, Any]) -> list[str]:
