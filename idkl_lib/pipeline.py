@@ -15,14 +15,7 @@ name; the same notebook may run twice, e.g. ``02_train`` and ``02_train_baseline
 ``--only NAME ...`` runs a subset, named by step name. A missing notebook file is an error unless ``--only``
 leaves its step out.
 
-Parameters. Every notebook receives, in increasing priority: the preset (:data:`PRESETS`), the global
-``-p NAME VALUE`` overrides, the step's own ``params``, step-scoped overrides ``-p STEP.NAME VALUE``, and
-finally ``run_dir`` (absolute) and ``step_dir`` (absolute, ``<run_dir>/<step name>``). Each notebook only
-gets the names its ``parameters`` cell declares (read with ``papermill.inspect_notebook``). A ``-p`` name
-that no notebook of the step list declares is an error listing the known names; a step ``params`` name its
-notebook does not declare is an error too. ``-p`` values are parsed like papermill's ``-p``: ``True``/``true``,
-``False``/``false``, ``None``/``null``, integers and floats become those types, ``[...]``/``{...}`` are
-parsed as YAML, anything else stays a string.
+Parameters: see :mod:`idkl_lib.pipeline_params` (presets, steps and how a step's parameters are resolved).
 
 Notebook conventions (the pipeline relies on them):
 
@@ -37,15 +30,8 @@ Notebook conventions (the pipeline relies on them):
 Before a step runs, its old ``metrics.json``, ``figures/`` and HTML export are removed (other files in the step
 folder, e.g. checkpoints, are kept; papermill overwrites the executed notebook as it goes).
 
-Run folder::
-
-    <run_dir>/index.html              the report (links every step, figures, metrics table)
-    <run_dir>/<step>.ipynb, .html     executed notebook and its HTML export (also for a failed step)
-    <run_dir>/<step>/                 the step's metrics.json, figures/ and other outputs
-    <run_dir>/metrics.json            {step name: that step's metrics}
-    <run_dir>/params.json             {step name: the parameters it ran with}
-    <run_dir>/environment.json        versions, git commit, device, host, start/end time
-    <run_dir>/status.json             run state, per-step state and parameter hashes, the failure if any
+Run folder: see :mod:`idkl_lib.runs` (one definition of the layout for the pipeline, the trainer and the
+notebooks).
 
 Failure: a notebook error stops the run with a :class:`PipelineError` naming the notebook, the cell
 (execution count and index) and ``ename: evalue``; the partial executed notebook and its HTML are kept and
@@ -59,35 +45,37 @@ re-runs, overwriting its outputs.
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import hashlib
 import json
-import re
 import shutil
 import sys
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import papermill
-import yaml
 from papermill.exceptions import PapermillExecutionError
 
 from idkl_lib import reports
-from idkl_lib.config import TrainConfig
+from idkl_lib.pipeline_params import (
+    DEFAULT_STEPS,
+    PRESETS,
+    RESERVED_PARAMS,
+    Step,
+    _resolve_params,
+    parse_param_value,
+)
 from idkl_lib.runs import (
-    BASELINE_STEP,
     ENVIRONMENT_NAME,
     FIGURES_DIR,
     METRICS_NAME,
     PARAMS_NAME,
     STATUS_NAME,
-    TRAIN_STEP,
     jsonable,
 )
 from idkl_lib.utils.io import atomic_write_json, atomic_write_text
@@ -104,80 +92,7 @@ __all__ = [
     "run_pipeline",
 ]
 
-# Presets are short override sets on one set of defaults (nanoGPT's ``config/*.py`` style): the notebooks' own
-# parameter cells, which are the CPU demo. A notebook only receives the names it declares; a name that no notebook
-# declares is an error.
-_PUBLISHED_RECIPE = ("dataset", "arch", "base_width", "pretrained", "height", "width", "p", "k", "epochs", "lr")
-_PUBLISHED_RECIPE += ("milestones", "augment", "random_erasing", "seed")
-PRESETS: dict[str, dict[str, Any]] = {
-    # `make demo`: the notebooks' defaults: the synthetic SYSU-layout dataset (192 training identities, so that matching
-    # across modalities has to generalise), a narrow randomly initialised ResNet-18 at 128 x 64 and one CPU thread
-    # (fastest for this size); about five minutes on an idle 2-core CPU, uses a GPU when there is one. Both trainings
-    # (IDKL and the baseline of notebooks 04/05) get the same budget.
-    "demo": {},
-    # Tests: the smallest sizes that still exercise every code path (each notebook well under a minute on a CPU).
-    "ci": {
-        "dataset": "synthetic",
-        "synthetic_ids": 8,
-        "device": "cpu",
-        "height": 64,
-        "width": 32,
-        "p": 2,
-        "k": 2,
-        "epochs": 1,
-        "log_every": 1,
-        "seed": 0,
-        "num_trials": 2,
-        "max_size_images": 50,
-        "num_identities": 1,
-        "num_queries": 1,
-        "max_points": 100,
-        "umap_neighbors": 5,
-    },
-    # The published recipe (TrainConfig's defaults, docs/method.md) on a real dataset and a GPU; set data_root with
-    # -p data_root /path.
-    "full": {
-        **jsonable({name: getattr(TrainConfig(), name) for name in _PUBLISHED_RECIPE}),
-        "device": "cuda",
-        "cpu_threads": 0,
-        "num_workers": 8,
-    },
-}
-
-RESERVED_PARAMS = ("run_dir", "step_dir")
 _STATUS_SCHEMA = 1
-
-
-@dataclass(frozen=True)
-class Step:
-    """One notebook execution.
-
-    Attributes:
-        notebook: Notebook stem in the notebooks folder (``"02_train"`` for ``02_train.ipynb``).
-        name: Step name: the executed notebook is ``<run_dir>/<name>.ipynb`` and outputs go to
-            ``<run_dir>/<name>/``. Defaults to ``notebook``.
-        params: Parameters for this step only (override the preset and global ``-p`` values).
-    """
-
-    notebook: str
-    name: str = ""
-    params: Mapping[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if not self.name:
-            object.__setattr__(self, "name", self.notebook)
-        if not re.fullmatch(r"[A-Za-z0-9_-]+", self.name):
-            raise ValueError(f"step name {self.name!r} must use only letters, digits, '_' and '-'")
-
-
-DEFAULT_STEPS: tuple[Step, ...] = (
-    Step("01_data_exploration"),
-    Step(TRAIN_STEP),
-    Step(TRAIN_STEP, BASELINE_STEP, {"loss_preset": "baseline", "run_tag": "baseline"}),
-    Step("03_evaluate"),
-    Step("04_gradcam"),
-    Step("05_embeddings"),
-)
 
 
 class PipelineError(RuntimeError):
@@ -258,32 +173,6 @@ class PipelineResult:
     environment: dict[str, Any]
 
 
-def parse_param_value(text: str) -> Any:
-    """Parse a command-line parameter value like papermill's ``-p``.
-
-    Args:
-        text: The raw value.
-
-    Returns:
-        ``True``/``False``/``None`` for ``True``/``true``, ``False``/``false``, ``None``/``null``; an ``int``
-        or ``float`` for numbers (``1e-3`` included, ``nan``/``inf`` stay strings); YAML for values starting
-        with ``[`` or ``{``; otherwise the string itself.
-    """
-    words = {"True": True, "true": True, "False": False, "false": False, "None": None, "null": None}
-    if text in words:
-        return words[text]
-    if re.fullmatch(r"[+-]?\d+", text):
-        return int(text)
-    if re.fullmatch(r"[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?", text):
-        return float(text)
-    if text[:1] in "[{":
-        try:
-            return yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ValueError(f"parameter value {text!r} looks like YAML but does not parse: {exc}") from exc
-    return text
-
-
 def _now() -> str:
     return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
@@ -296,15 +185,6 @@ def _notebook_hash(path: Path) -> str:
     """Hash of the code cells' sources (editing markdown or outputs does not invalidate a finished step)."""
     nb = nbformat.read(str(path), as_version=4)
     return _hash([cell.source for cell in nb.cells if cell.cell_type == "code"])
-
-
-def _check_json_value(name: str, value: Any) -> None:
-    try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(
-            f"parameter {name}={value!r} is not a plain literal (str, int, float, bool, None, list, dict): {exc}"
-        ) from exc
 
 
 def _read_json(path: Path) -> Any:
@@ -329,89 +209,6 @@ def _check_kernel(kernel_name: str) -> None:
             f"kernel {kernel_name!r} is not installed (available: {known or 'none'}); pass --kernel NAME or install "
             f"one into this environment: {sys.executable} -m ipykernel install --sys-prefix --name {kernel_name}"
         ) from None
-
-
-def _declared(path: Path) -> dict[str, Any]:
-    return papermill.inspect_notebook(str(path))
-
-
-def _resolve_params(
-    steps: Sequence[Step],
-    selected: Sequence[Step],
-    notebooks: Mapping[str, Path],
-    preset: str | None,
-    overrides: Mapping[str, Any],
-    run_dir: Path,
-) -> dict[str, dict[str, Any]]:
-    """Per selected step, the parameters it runs with (see the module docstring for the priority order)."""
-    declared = {stem: set(_declared(path)) for stem, path in notebooks.items()}
-    selected_stems = {step.notebook for step in selected}
-    known: set[str] = set().union(*declared.values()) - set(RESERVED_PARAMS)
-    steps_by_name = {step.name: step for step in steps}
-
-    global_overrides: dict[str, Any] = {}
-    scoped: dict[str, dict[str, Any]] = {}
-    for key, value in overrides.items():
-        _check_json_value(key, value)
-        step_name, dot, name = key.partition(".")
-        if not dot:
-            step_name, name = "", key
-        if name in RESERVED_PARAMS:
-            raise ValueError(f"parameter {name!r} is set by the pipeline (use --run-dir), not with -p")
-        if step_name:
-            if step_name not in steps_by_name:
-                raise ValueError(f"-p {key}: no step named {step_name!r}; steps: {sorted(steps_by_name)}")
-            stem = steps_by_name[step_name].notebook
-            if stem in declared and name not in declared[stem]:
-                raise ValueError(
-                    f"-p {key}: notebook {stem}.ipynb declares no parameter {name!r}; "
-                    f"it declares {sorted(declared[stem] - set(RESERVED_PARAMS))}"
-                )
-            scoped.setdefault(step_name, {})[name] = value
-        else:
-            if name not in known:
-                raise ValueError(f"-p {name}: no notebook declares a parameter {name!r}; known names: {sorted(known)}")
-            if not any(name in declared[stem] for stem in selected_stems):
-                warnings.warn(f"-p {name}: only steps left out by --only declare it; it has no effect", stacklevel=3)
-            global_overrides[name] = value
-
-    preset_params: dict[str, Any] = {}
-    if preset is not None:
-        if preset not in PRESETS:
-            raise ValueError(f"preset {preset!r} is not defined; presets: {sorted(PRESETS)}")
-        preset_params = dict(PRESETS[preset])
-        unused = sorted(set(preset_params) - known)
-        if unused:
-            warnings.warn(
-                f"preset {preset!r} sets parameters no notebook declares: {unused} (PRESETS in idkl_lib/pipeline.py)",
-                stacklevel=3,
-            )
-
-    resolved: dict[str, dict[str, Any]] = {}
-    for step in selected:
-        names = declared[step.notebook]
-        if not names & set(RESERVED_PARAMS):
-            raise ValueError(
-                f"{notebooks[step.notebook]} declares neither run_dir nor step_dir in a cell tagged 'parameters'; "
-                "the pipeline cannot tell it where to write (see the idkl_lib.pipeline docstring)"
-            )
-        undeclared = sorted(set(step.params) - names)
-        if undeclared:
-            raise ValueError(
-                f"step {step.name!r} sets {undeclared} but {notebooks[step.notebook]} does not declare them; "
-                f"it declares {sorted(names - set(RESERVED_PARAMS))}"
-            )
-        params: dict[str, Any] = {}
-        for layer in (preset_params, global_overrides, step.params, scoped.get(step.name, {})):
-            params.update({key: value for key, value in layer.items() if key in names})
-        for key, value in params.items():
-            _check_json_value(key, value)
-        if "run_dir" in names:
-            params["run_dir"] = str(run_dir)
-        if "step_dir" in names:
-            params["step_dir"] = str(run_dir / step.name)
-        resolved[step.name] = params
-    return resolved
 
 
 def _export_html(executed: Path, html_path: Path) -> Path | None:
@@ -712,57 +509,11 @@ def run_pipeline(
     return PipelineResult(run_dir, index, run.metrics, results, environment)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m idkl_lib.pipeline",
-        description="Run the idkl_lib notebooks in order with papermill and write a report folder.",
-        epilog=f"Steps: {', '.join(step.name for step in DEFAULT_STEPS)}. Presets: {', '.join(PRESETS)}.",
-    )
-    parser.add_argument("--run-dir", required=True, type=Path, help="report folder, e.g. reports/demo")
-    parser.add_argument("--preset", default="demo", choices=[*PRESETS, "none"], help="parameter preset (default demo)")
-    parser.add_argument(
-        "-p",
-        "--parameter",
-        nargs=2,
-        action="append",
-        default=[],
-        metavar=("NAME", "VALUE"),
-        help="notebook parameter (NAME or STEP.NAME); values parsed like papermill -p",
-    )
-    parser.add_argument("--notebooks-dir", type=Path, default=Path("notebooks"), help="folder with the notebooks")
-    parser.add_argument("--only", nargs="+", metavar="STEP", help="run only these steps (by step name)")
-    parser.add_argument("--resume", action="store_true", help="skip steps finished with the same parameters")
-    parser.add_argument("--kernel", default="python3", help="Jupyter kernel name (default python3)")
-    parser.add_argument("--log-output", action="store_true", help="stream the notebooks' output")
-    return parser
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the exit status (0 ok, 1 a step failed, 2 bad arguments)."""
-    args = _parser().parse_args(argv)
-    if args.log_output:
-        import logging
+    """Command-line entry point (``python -m idkl_lib.pipeline``); see :func:`idkl_lib.pipeline_cli.main`."""
+    from idkl_lib.pipeline_cli import main as cli_main
 
-        logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        params = {name: parse_param_value(value) for name, value in args.parameter}
-        run_pipeline(
-            args.run_dir,
-            preset=None if args.preset == "none" else args.preset,
-            params=params,
-            notebooks_dir=args.notebooks_dir,
-            resume=args.resume,
-            kernel_name=args.kernel,
-            only=args.only,
-            log_output=args.log_output,
-        )
-    except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except (ValueError, TypeError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,12 @@ Run folder (``run_dir`` = ``reports/<name>``; a step folder is ``<run_dir>/<step
     <run_dir>/02_train/                 checkpoint.pth, history.json, metrics.json, figures/   (IDKL)
     <run_dir>/02_train_baseline/        the same for the model trained without distillation
     <run_dir>/03_evaluate/ ...
-    <run_dir>/metrics.json, params.json, environment.json, status.json, index.html   (written by the pipeline)
+    <run_dir>/index.html              the report (links every step, figures, metrics table)
+    <run_dir>/<step>.ipynb, .html     executed notebook and its HTML export (also for a failed step)
+    <run_dir>/metrics.json            {step name: that step's metrics}
+    <run_dir>/params.json             {step name: the parameters it ran with}
+    <run_dir>/environment.json        versions, git commit, device, host, start/end time
+    <run_dir>/status.json             run state, per-step state and parameter hashes, the failure if any
 """
 
 from __future__ import annotations

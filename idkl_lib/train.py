@@ -31,12 +31,9 @@ Command line::
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 import os
-import re
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -50,7 +47,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from .checkpoint import capture_rng_state, load_checkpoint, load_model_state, save_checkpoint
-from .config import LossWeights, TrainConfig, format_loss_overrides
+from .config import LossWeights, TrainConfig
 from .data import CrossModalityIdentitySampler, ImageDataset, VIDataset, build_dataset, build_transforms
 from .eval import evaluate_dataset
 from .eval.features import extract_features
@@ -453,105 +450,11 @@ def _flush(
 # ----------------------------------------------------------------------------------------------- command line
 
 
-def _parse_bool(text: str) -> bool:
-    low = text.strip().lower()
-    if low in ("true", "1", "yes"):
-        return True
-    if low in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-
-def _parse_bool_or_path(text: str) -> bool | str:
-    try:
-        return _parse_bool(text)
-    except argparse.ArgumentTypeError:
-        return text
-
-
-def _parse_optional_int(text: str) -> int | None:
-    if text.strip().lower() in ("none", "null", ""):
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer or none, got {text!r}") from None
-
-
-def build_arg_parser() -> argparse.ArgumentParser:
-    """An argument parser with one ``--option`` per :class:`TrainConfig` field (defaults from the dataclass)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m idkl_lib.train",
-        description="Train IDKL on a VI-ReID dataset (one option per TrainConfig field; bad values exit with code 2).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        kind = str(f.type)
-        default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
-        options: dict[str, Any] = {"default": default, "help": f.metadata["help"].replace("%", "%%")}
-        if kind == "bool":
-            options.update(type=_parse_bool, metavar="{true,false}")
-        elif kind == "bool | str":
-            options.update(type=_parse_bool_or_path, metavar="{true,false,PATH}")
-        elif kind == "int | None":
-            options.update(type=_parse_optional_int, metavar="{INT,none}")
-        elif kind == "tuple[int, ...]":
-            options.update(type=int, nargs="*", default=list(default), metavar="EPOCH")
-        elif kind == "dict[str, float]":  # the text form, parsed by TrainConfig (name=weight,...)
-            options.update(type=str, default=format_loss_overrides(default), metavar="NAME=WEIGHT,...")
-        else:
-            options.update(type={"int": int, "float": float, "str": str}[kind], choices=f.metadata["choices"])
-        parser.add_argument(flag, **options)
-    parser.add_argument("--resume", action="store_true", help="continue from <out-dir>/checkpoint.pth if present")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar (batch logs)")
-    return parser
-
-
-def _flag_names(message: str) -> str:
-    """``TrainConfig.loss_overrides=...`` -> ``--loss-overrides=...``: name the command-line option."""
-    return re.sub(r"TrainConfig\.(\w+)", lambda m: "--" + m[1].replace("_", "-"), message)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the process exit code.
+    """Command-line entry point (``python -m idkl_lib.train``); see :func:`idkl_lib.train_cli.main`."""
+    from .train_cli import main as cli_main
 
-    Exit codes: 0 success; 2 a bad parameter (unknown option, invalid value, unavailable device, missing dataset,
-    a checkpoint that does not fit: the message names the option, no traceback); 1 training diverged
-    (:class:`NonFiniteLossError`; the last good checkpoint is kept and named).
-    """
-    parser = build_arg_parser()
-    args = vars(parser.parse_args(argv))
-    resume, no_progress = args.pop("resume"), args.pop("no_progress")
-    args["milestones"] = tuple(args["milestones"])
-    try:
-        cfg = TrainConfig(**args)
-    except ValueError as exc:
-        parser.error(_flag_names(str(exc)))  # exits with code 2
-    try:
-        resolve_device(cfg.device)
-    except ValueError as exc:
-        parser.error(f"--device: {exc}")
-    try:
-        dataset = load_dataset(cfg)
-    except (ValueError, FileNotFoundError) as exc:
-        parser.error(f"--data-root {cfg.data_root}: {exc}")
-    try:
-        result = train(cfg, dataset=dataset, resume=resume, progress=not no_progress)
-    except NonFiniteLossError as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return 1
-    except (ValueError, FileNotFoundError) as exc:  # e.g. a checkpoint trained with another configuration
-        print(f"{parser.prog}: error: {_flag_names(str(exc))}", file=sys.stderr)
-        return 2
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
-    for name, res in result.metrics.items():
-        mean = res.get("mean", res)
-        print(f"{name}: " + "  ".join(f"{k} {v:.2f}" for k, v in mean.items() if isinstance(v, float)))
-    print(f"checkpoint: {result.checkpoint}  ({result.images_per_second:.1f} img/s)")
-    return 0
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

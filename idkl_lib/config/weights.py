@@ -1,0 +1,168 @@
+"""The weighted loss terms: :class:`LossWeights` (read by :func:`idkl_lib.losses.compute_losses`), its presets
+and groups."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from types import MappingProxyType
+from typing import ClassVar
+
+from .model import _is_real
+
+# Loss terms, SPEC §2. Groups name sets of terms for ablations (``LossWeights.without``); "mdr" is this project's name
+# for the cross-modality (visible <-> infrared) alignment terms inside the shared branch (SPEC §0 "Names").
+_GROUPS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "identity": ("id", "id_sp"),
+        "triplet": ("tri_sh", "tri_sp"),
+        "ip": ("ip_entropy", "ip_centroid"),
+        "tgsa": ("tgsa_inter", "tgsa_intra", "tgsa_intra_cross"),
+        "csa1": ("csa1_inter", "csa1_intra"),
+        "csa2": ("csa2_inter", "csa2_intra"),
+        "csa": ("csa1_inter", "csa1_intra", "csa2_inter", "csa2_intra"),
+        "distill": (
+            "tgsa_inter",
+            "tgsa_intra",
+            "tgsa_intra_cross",
+            "csa1_inter",
+            "csa1_intra",
+            "csa2_inter",
+            "csa2_intra",
+        ),
+        "inter": ("tgsa_inter", "csa1_inter", "csa2_inter"),
+        "mdr": ("tgsa_intra", "tgsa_intra_cross", "csa1_intra", "csa2_intra"),
+        "modality": ("disc", "confuser"),
+    }
+)
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weight of every named IDKL loss term (SPEC §2); a zero weight switches the term off and it is not computed.
+
+    The defaults are the reference's SYSU-MM01 / LLCM configuration (its ``batch == 120`` branch), so
+    ``sum(compute_losses(...).values())`` equals the total objective of SPEC §2.8. Use :meth:`preset` for the other
+    configurations and :meth:`replace` / :meth:`without` for overrides and ablations.
+
+    Attributes:
+        id: L_id, cross-entropy of the shared-branch logits (§2.1).
+        id_sp: L_id_sp, cross-entropy of the specific-branch logits (§2.1).
+        tri_sh: Batch-hard triplet loss on the pre-BN shared feature (§2.2).
+        tri_sp: Batch-hard triplet loss on the pre-BN specific feature (§2.2).
+        ip_entropy: Information purifier, entropy-margin term L_F (§2.3; the reference weights L_F + L_mIN by 0.1).
+        ip_centroid: Information purifier, IN modality-centroid term L_mIN (§2.3).
+        tgsa_inter: TGSA shared <-> specific distance-graph alignment, ``kl_inter_v + kl_inter_i`` (§2.4).
+        tgsa_intra: TGSA visible <-> infrared alignment in the shared branch, ``kl_intra1`` (§2.4; MDR).
+        tgsa_intra_cross: TGSA alignment with the mixed set X_cross, ``kl_intra2 + kl_intra3`` (§2.4; MDR).
+        csa1_inter: CSA1 shared <-> specific logit alignment, ``inter_bg_v + inter_bg_i`` (§2.5).
+        csa1_intra: CSA1 visible <-> infrared logit alignment in the shared branch, ``intra_bg`` (§2.5; MDR).
+        csa2_inter: CSA2 set-level shared <-> specific alignment, ``inter_Sm`` (§2.5).
+        csa2_intra: CSA2 set-level visible <-> infrared alignment, ``intra_Sm`` (§2.5; MDR).
+        disc: L_unad, modality discriminator on the specific feature with the true labels (§2.6).
+        confuser: L_pse, modality confuser on the shared feature with the half-flipped pseudo labels (§2.6).
+    """
+
+    id: float = 1.0
+    id_sp: float = 1.0
+    tri_sh: float = 1.0
+    tri_sp: float = 1.0
+    ip_entropy: float = 0.1
+    ip_centroid: float = 0.1
+    tgsa_inter: float = 0.6
+    tgsa_intra: float = 1.0
+    tgsa_intra_cross: float = 1.0
+    csa1_inter: float = 0.8
+    csa1_intra: float = 1.0
+    csa2_inter: float = 0.8
+    csa2_intra: float = 1.0
+    disc: float = 1.0
+    confuser: float = 1.0
+
+    PRESETS: ClassVar[tuple[str, ...]] = ("sysu", "llcm", "regdb", "small_batch", "baseline", "no_distill")
+    GROUPS: ClassVar[Mapping[str, tuple[str, ...]]] = _GROUPS
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not _is_real(value) or not math.isfinite(value):
+                raise ValueError(f"LossWeights.{f.name}={value!r} must be a finite number")
+            if value < 0:
+                raise ValueError(
+                    f"LossWeights.{f.name}={value!r} is negative; use a weight >= 0 (0 switches the term off)"
+                )
+            object.__setattr__(self, f.name, float(value))
+        if not any(getattr(self, f.name) for f in fields(self)):
+            raise ValueError("LossWeights has every weight at 0; at least one loss term must be switched on")
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """The term names, in the order :func:`~idkl_lib.losses.compute_losses` returns them."""
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def preset(cls, name: str) -> LossWeights:
+        """The weights of a named configuration.
+
+        * ``"sysu"`` / ``"llcm"``: the reference's ``batch == 120`` branch with TGSA on (the defaults).
+        * ``"regdb"``: the RegDB config, where ``distalign`` is off, so every TGSA term is 0 (the reference's other
+          branch then only lowers the CSA inter weights to 0.3). Note the reference picks these weights from the batch
+          size (pitfall 6); here they are explicit.
+        * ``"small_batch"``: the reference's ``batch != 120`` branch *with* TGSA on (e.g. SYSU trained with another
+          P x K): ``0.1 * (kl_intra1 + kl_inter_v + kl_inter_i)``, no X_cross terms, CSA inter weights 0.3.
+        * ``"baseline"``: identity + triplet losses on both streams only (no purifier, no distillation, no modality
+          losses); the comparison model for the Grad-CAM study.
+        * ``"no_distill"``: ``"sysu"`` without TGSA, CSA1 and CSA2.
+        """
+        if name in ("sysu", "llcm"):
+            return cls()
+        if name == "regdb":
+            return cls(tgsa_inter=0.0, tgsa_intra=0.0, tgsa_intra_cross=0.0, csa1_inter=0.3, csa2_inter=0.3)
+        if name == "small_batch":
+            return cls(tgsa_inter=0.1, tgsa_intra=0.1, tgsa_intra_cross=0.0, csa1_inter=0.3, csa2_inter=0.3)
+        if name == "baseline":
+            return cls().only("identity", "triplet")
+        if name == "no_distill":
+            return cls().without("distill")
+        raise ValueError(f"unknown LossWeights preset {name!r}; valid presets: {', '.join(cls.PRESETS)}")
+
+    def replace(self, **overrides: float) -> LossWeights:
+        """A copy with some weights changed, e.g. ``weights.replace(tgsa_inter=0.3)``; the result is validated."""
+        unknown = sorted(set(overrides) - set(self.names()))
+        if unknown:
+            raise ValueError(f"unknown loss term(s) {', '.join(unknown)}; valid names: {', '.join(self.names())}")
+        return dataclasses.replace(self, **overrides)
+
+    def without(self, *names: str) -> LossWeights:
+        """A copy with the given terms or groups set to 0 (groups: see :attr:`GROUPS`, e.g. ``"tgsa"``, ``"mdr"``)."""
+        return self.replace(**dict.fromkeys(self._expand(names), 0.0))
+
+    def only(self, *names: str) -> LossWeights:
+        """A copy keeping only the given terms or groups (others set to 0)."""
+        keep = set(self._expand(names))
+        return self.replace(**{n: 0.0 for n in self.names() if n not in keep})
+
+    def active(self) -> dict[str, float]:
+        """The switched-on terms, ``{name: weight}`` for every non-zero weight, in :meth:`names` order."""
+        return {n: getattr(self, n) for n in self.names() if getattr(self, n) != 0.0}
+
+    def as_dict(self) -> dict[str, float]:
+        """Every weight, ``{name: weight}``."""
+        return {n: getattr(self, n) for n in self.names()}
+
+    @classmethod
+    def _expand(cls, names: tuple[str, ...]) -> list[str]:
+        out: list[str] = []
+        for name in names:
+            if name in cls.GROUPS:
+                out.extend(cls.GROUPS[name])
+            elif name in cls.names():
+                out.append(name)
+            else:
+                raise ValueError(
+                    f"unknown loss term or group {name!r}; terms: {', '.join(cls.names())}; "
+                    f"groups: {', '.join(cls.GROUPS)}"
+                )
+        return out

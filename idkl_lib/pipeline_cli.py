@@ -1,0 +1,70 @@
+"""The command line of :func:`idkl_lib.pipeline.run_pipeline`::
+
+python -m idkl_lib.pipeline --run-dir reports/demo [--preset demo|ci|full] [-p NAME VALUE ...]
+    [--notebooks-dir notebooks] [--only 03_evaluate ...] [--resume] [--kernel python3] [--log-output]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from idkl_lib.pipeline import PipelineError, run_pipeline
+from idkl_lib.pipeline_params import DEFAULT_STEPS, PRESETS, parse_param_value
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m idkl_lib.pipeline",
+        description="Run the idkl_lib notebooks in order with papermill and write a report folder.",
+        epilog=f"Steps: {', '.join(step.name for step in DEFAULT_STEPS)}. Presets: {', '.join(PRESETS)}.",
+    )
+    parser.add_argument("--run-dir", required=True, type=Path, help="report folder, e.g. reports/demo")
+    parser.add_argument("--preset", default="demo", choices=[*PRESETS, "none"], help="parameter preset (default demo)")
+    parser.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="notebook parameter (NAME or STEP.NAME); values parsed like papermill -p",
+    )
+    parser.add_argument("--notebooks-dir", type=Path, default=Path("notebooks"), help="folder with the notebooks")
+    parser.add_argument("--only", nargs="+", metavar="STEP", help="run only these steps (by step name)")
+    parser.add_argument("--resume", action="store_true", help="skip steps finished with the same parameters")
+    parser.add_argument("--kernel", default="python3", help="Jupyter kernel name (default python3)")
+    parser.add_argument("--log-output", action="store_true", help="stream the notebooks' output")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status (0 ok, 1 a step failed, 2 bad arguments)."""
+    args = _parser().parse_args(argv)
+    if args.log_output:
+        import logging
+
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        params = {name: parse_param_value(value) for name, value in args.parameter}
+        run_pipeline(
+            args.run_dir,
+            preset=None if args.preset == "none" else args.preset,
+            params=params,
+            notebooks_dir=args.notebooks_dir,
+            resume=args.resume,
+            kernel_name=args.kernel,
+            only=args.only,
+            log_output=args.log_output,
+        )
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0

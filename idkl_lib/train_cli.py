@@ -1,0 +1,124 @@
+"""The command line of :func:`idkl_lib.train.train`: one ``--option`` per :class:`~idkl_lib.config.TrainConfig` field,
+its help, type and choices read from the field's metadata.
+
+    python -m idkl_lib.train --dataset sysu --data-root /data/SYSU-MM01 --arch resnet50 --pretrained true \\
+        --out-dir runs/sysu --epochs 160
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import torch.distributed as dist
+
+from .config import TrainConfig, format_loss_overrides
+from .train import NonFiniteLossError, load_dataset, train
+from .utils.runtime import resolve_device
+
+__all__ = ["build_arg_parser", "main"]
+
+
+def _parse_bool(text: str) -> bool:
+    low = text.strip().lower()
+    if low in ("true", "1", "yes"):
+        return True
+    if low in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _parse_bool_or_path(text: str) -> bool | str:
+    try:
+        return _parse_bool(text)
+    except argparse.ArgumentTypeError:
+        return text
+
+
+def _parse_optional_int(text: str) -> int | None:
+    if text.strip().lower() in ("none", "null", ""):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or none, got {text!r}") from None
+
+
+def build_arg_parser() -> argparse.ArgumentParser:
+    """An argument parser with one ``--option`` per :class:`TrainConfig` field (defaults from the dataclass)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m idkl_lib.train",
+        description="Train IDKL on a VI-ReID dataset (one option per TrainConfig field; bad values exit with code 2).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        kind = str(f.type)
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+        options: dict[str, Any] = {"default": default, "help": f.metadata["help"].replace("%", "%%")}
+        if kind == "bool":
+            options.update(type=_parse_bool, metavar="{true,false}")
+        elif kind == "bool | str":
+            options.update(type=_parse_bool_or_path, metavar="{true,false,PATH}")
+        elif kind == "int | None":
+            options.update(type=_parse_optional_int, metavar="{INT,none}")
+        elif kind == "tuple[int, ...]":
+            options.update(type=int, nargs="*", default=list(default), metavar="EPOCH")
+        elif kind == "dict[str, float]":  # the text form, parsed by TrainConfig (name=weight,...)
+            options.update(type=str, default=format_loss_overrides(default), metavar="NAME=WEIGHT,...")
+        else:
+            options.update(type={"int": int, "float": float, "str": str}[kind], choices=f.metadata["choices"])
+        parser.add_argument(flag, **options)
+    parser.add_argument("--resume", action="store_true", help="continue from <out-dir>/checkpoint.pth if present")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (batch logs)")
+    return parser
+
+
+def _flag_names(message: str) -> str:
+    """``TrainConfig.loss_overrides=...`` -> ``--loss-overrides=...``: name the command-line option."""
+    return re.sub(r"TrainConfig\.(\w+)", lambda m: "--" + m[1].replace("_", "-"), message)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the process exit code.
+
+    Exit codes: 0 success; 2 a bad parameter (unknown option, invalid value, unavailable device, missing dataset,
+    a checkpoint that does not fit: the message names the option, no traceback); 1 training diverged
+    (:class:`NonFiniteLossError`; the last good checkpoint is kept and named).
+    """
+    parser = build_arg_parser()
+    args = vars(parser.parse_args(argv))
+    resume, no_progress = args.pop("resume"), args.pop("no_progress")
+    args["milestones"] = tuple(args["milestones"])
+    try:
+        cfg = TrainConfig(**args)
+    except ValueError as exc:
+        parser.error(_flag_names(str(exc)))  # exits with code 2
+    try:
+        resolve_device(cfg.device)
+    except ValueError as exc:
+        parser.error(f"--device: {exc}")
+    try:
+        dataset = load_dataset(cfg)
+    except (ValueError, FileNotFoundError) as exc:
+        parser.error(f"--data-root {cfg.data_root}: {exc}")
+    try:
+        result = train(cfg, dataset=dataset, resume=resume, progress=not no_progress)
+    except NonFiniteLossError as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 1
+    except (ValueError, FileNotFoundError) as exc:  # e.g. a checkpoint trained with another configuration
+        print(f"{parser.prog}: error: {_flag_names(str(exc))}", file=sys.stderr)
+        return 2
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    for name, res in result.metrics.items():
+        mean = res.get("mean", res)
+        print(f"{name}: " + "  ".join(f"{k} {v:.2f}" for k, v in mean.items() if isinstance(v, float)))
+    print(f"checkpoint: {result.checkpoint}  ({result.images_per_second:.1f} img/s)")
+    return 0
