@@ -409,3 +409,16 @@ def test_image_dataset_rejects_bad_arguments(sysu_dataset: VIDataset) -> None:
         ImageDataset(iter(sysu_dataset.train))  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="transform must be callable"):
         ImageDataset(sysu_dataset.train, transform=3)  # type: ignore[arg-type]
+
+
+def test_registry_entries_hold_each_datasets_facts(regdb_root: Path) -> None:
+    from idkl_lib.data import dataset_info
+
+    for name, info in DATASETS.items():
+        assert info.name == name and info.published["num_train_ids"] > 0 and info.source and info.protocol
+        assert info.recipe["epochs"] == 160 and info.synthetic_counts is not None
+    assert dict(DATASETS["sysu"].camera_alias) == {3: 2} and not DATASETS["regdb"].camera_alias
+    # the same keywords for every dataset: a dataset without splits ignores trial=
+    assert build_dataset("regdb", regdb_root, trial=2) == parse_regdb(regdb_root, trial=2)
+    with pytest.raises(ValueError, match="llcm, regdb, sysu"):
+        dataset_info("market")

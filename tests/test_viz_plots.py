@@ -329,3 +329,19 @@ def test_figures_have_titles_and_axis_labels() -> None:
         if name != "table":
             assert fig.layout.xaxis.title.text and (fig.layout.yaxis.title.text or name == "heat_grid"), name
     assert list(itertools.islice(plots.OKABE_ITO, 2)) == ["#0072B2", "#E69F00"]
+
+
+def test_rank_lists_follow_the_protocols_camera_rule() -> None:
+    query = [Sample("q.png", 1, 3, 1)]
+    gallery = [Sample("a.png", 1, 1, 0), Sample("b.png", 2, 3, 0), Sample("c.png", 1, 3, 0)]
+    dist = np.array([[0.3, 0.1, 0.0]])
+    # SYSU/RegDB rule: every image of the query's camera goes; LLCM rule: only those of the query's identity
+    assert list(ranked_gallery(dist, query, gallery, 0)) == [0]
+    assert list(ranked_gallery(dist, query, gallery, 0, camera_filter="same_identity")) == [1, 0]
+    assert list(first_match_ranks(dist, query, gallery, camera_filter="same_identity")) == [2]
+    # the same masks the rank core uses: image-level first-match rank = CMC rank when ids are distinct here
+    from idkl_lib.eval import evaluate_rank
+
+    result = evaluate_rank(dist, np.array([1]), np.array([1, 2, 1]), np.array([3]), np.array([1, 3, 3]), max_rank=3,
+                           camera_filter="same_identity")  # fmt: skip
+    assert list(result.cmc) == [0.0, 1.0, 1.0]
