@@ -5,8 +5,8 @@ infrared / visible interleaved), 2048-d features, C = 395 classes. Both sides co
 preset (SPEC.md §2.8) and backpropagate to the output tensors:
 
 * ``vectorised``: ``sum(idkl_lib.losses.compute_losses(out, pids, modality, LossWeights.preset("sysu")).values())``;
-* ``naive``: ``idkl_lib.testing.naive_losses.naive_objective(out, pids, modality, distalign=True)`` (the reference transcribed
-  with loops over samples and identities).
+* ``naive``: ``idkl_lib.testing.naive_losses.naive_objective(out, pids, modality, distalign=True)`` (the reference
+  transcribed with loops over samples and identities).
 
 Before timing, the two are checked to agree (total and every input gradient) in float64 with ``assert_close``'s
 float64 tolerances, and the float32 difference is reported. Then the whole block is timed forward + backward and
