@@ -32,7 +32,7 @@ __all__ = ["DEFAULT_STEPS", "PRESETS", "RESERVED_PARAMS", "Step", "parse_param_v
 # Presets are short override sets on one set of defaults (nanoGPT's ``config/*.py`` style): the notebooks' own
 # parameter cells, which are the CPU demo. A notebook only receives the names it declares; a name that no notebook
 # declares is an error.
-_PUBLISHED_RECIPE = ("dataset", "arch", "base_width", "pretrained", "height", "width", "p", "k", "epochs", "lr")
+_PUBLISHED_RECIPE = ("dataset", "arch", "pretrained", "height", "width", "p", "k", "epochs", "lr")
 _PUBLISHED_RECIPE += ("milestones", "augment", "random_erasing", "seed")
 PRESETS: dict[str, dict[str, Any]] = {
     # `make demo`: the notebooks' defaults: the synthetic SYSU-layout dataset (192 training identities, so that matching
@@ -63,6 +63,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # -p data_root /path.
     "full": {
         **jsonable({name: getattr(TrainConfig(), name) for name in _PUBLISHED_RECIPE}),
+        "base_width": 64,  # the standard width, spelt out (the notebooks' parameter is an int)
         "device": "cuda",
         "cpu_threads": 0,
         "num_workers": 8,
