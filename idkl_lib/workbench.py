@@ -50,7 +50,8 @@ from idkl_lib.runs import (
     step_path,
     write_metrics,
 )
-from idkl_lib.viz.curves import LiveLossPlot, _mime_bundle, final_losses, loss_figure
+from idkl_lib.viz.curves import LiveLossPlot, final_losses, loss_figure
+from idkl_lib.viz.curves import _mime_bundle as _mime_bundle  # the live plot's tests read wb._mime_bundle
 from idkl_lib.viz.dataset_plots import dataset_card_figure, statistics_table
 from idkl_lib.viz.embeddings import modality_gap_figure
 from idkl_lib.viz.gradcam_study import (
@@ -106,8 +107,6 @@ __all__ = [
     "view_cams",
     "write_metrics",
 ]
-
-_mime_bundle = _mime_bundle  # re-exported for the tests of the live plot
 
 
 def setup_notebook(renderer: str = NOTEBOOK_RENDERER) -> None:
