@@ -124,6 +124,7 @@ _TRAIN_FIELDS = (
 
 RULES: dict[str, Rule] = {
     **{name: _train_field(name) for name in _TRAIN_FIELDS},
+    "batch_size": _train_field("eval_batch_size"),  # notebook 03's feature-extraction batch
     **{f"w_{term}": _weight(term) for term in LossWeights.names()},
     # the names that exist in the notebooks alone
     "dataset": _choice(*DATASET_CHOICES),
@@ -144,7 +145,6 @@ RULES: dict[str, Rule] = {
     "untrained_reference": _boolean,
     "num_trials": _int_at_least(1),
     "topk": _int_at_least(1),
-    "batch_size": _int_at_least(1),
     "num_queries": _int_at_least(1),
     "cam_method": _choice(*CAM_METHODS),
     "colormap": _choice("viridis", "cividis", "inferno", "magma", "plasma", "turbo", "jet"),
