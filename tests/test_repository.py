@@ -1,5 +1,6 @@
-"""The repository is self-contained: no tracked file points outside it, and every ``docs/method.md#anchor`` cited
-anywhere exists; the loss-weight table of docs/method.md matches :meth:`LossWeights.preset`."""
+"""The repository is self-contained: no tracked file points outside it, every section anchor of ``docs/method.md``
+cited anywhere exists, the notebooks carry slide metadata, and the loss-weight table of ``docs/method.md`` matches
+:meth:`LossWeights.preset`."""
 
 from __future__ import annotations
 
@@ -114,9 +115,13 @@ def test_every_cited_method_anchor_exists() -> None:
             continue
         for number, line in enumerate(text.splitlines(), 1):
             missing += [f"{rel}:{number}: #{a}" for a in METHOD_CITATION.findall(line) if a not in anchors]
-    for match in re.finditer(r"\]\(#([\w-]+)\)", METHOD.read_text(encoding="utf-8")):
-        if match.group(1) not in anchors:
-            missing.append(f"docs/method.md: internal link #{match.group(1)}")
+    for path in [p for p in tracked_files() if p.suffix in (".md", ".ipynb")]:
+        for markdown in markdown_texts(path):
+            for match in LINK.finditer(markdown):
+                target, _, anchor = (match.group(1) or match.group(2)).partition("#")
+                points_here = (path.parent / target).resolve() == METHOD if target else path == METHOD
+                if anchor and points_here and anchor not in anchors:
+                    missing.append(f"{path.relative_to(ROOT).as_posix()}: link {target}#{anchor}")
     assert not missing, f"cited anchors missing from docs/method.md (headings give {sorted(anchors)}):\n" + "\n".join(
         missing
     )
@@ -160,3 +165,21 @@ def test_method_weight_table_matches_the_presets() -> None:
             documented = {term: values[col] for term, values in rows.items()}
             actual = {term: getattr(weights, term) for term in LossWeights.names()}
             assert documented == actual, f"docs/method.md weights of preset {name!r} differ from LossWeights"
+
+
+SLIDE_TYPES = {"slide", "subslide", "fragment", "skip", "notes", "-"}
+
+
+def test_notebooks_carry_slide_metadata() -> None:
+    notebooks = sorted((ROOT / "notebooks").glob("*.ipynb"))
+    assert notebooks, "no notebooks found"
+    for path in notebooks:
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        types = [c["metadata"].get("slideshow", {}).get("slide_type") for c in cells]
+        assert all(t in SLIDE_TYPES for t in types), f"{path.name}: cells without a valid slide_type: {types}"
+        assert types[0] == "slide", f"{path.name}: the title cell must open a slide"
+        parameters = [c for c in cells if "parameters" in c["metadata"].get("tags", [])]
+        assert len(parameters) == 1 and parameters[0]["metadata"]["slideshow"]["slide_type"] == "skip", path.name
+        assert any(t == "fragment" for t, c in zip(types, cells, strict=True) if c["cell_type"] == "code"), (
+            f"{path.name}: no code cell is shown in the slides"
+        )
