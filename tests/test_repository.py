@@ -21,6 +21,7 @@ METHOD = ROOT / "docs" / "method.md"
 OUTSIDE_REFERENCES = {
     "the outside specification": re.compile(r"\b" + "SP" + r"EC\b"),
     "a sibling folder of the checkout": re.compile(r"\.\./" + "shared"),
+    "a section number of the outside specification": re.compile("\u00a7" + r"\s*\d|\bpitfalls? \d"),
     "an absolute path of a work machine": re.compile("/" + "work" + "/|/" + "home" + r"/\w|/" + "Users" + r"/\w"),
 }
 LINK = re.compile(r"\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)|(?:href|src)=\"([^\"]+)\"")
