@@ -1,11 +1,12 @@
 """Evaluation cost: the SYSU-MM01 10-trial protocol at its real size, and ``evaluate_rank`` as the gallery grows,
 each against a plain per-query loop evaluator written here.
 
-SYSU-MM01 all-search (SPEC.md §4.4) at the real test-set size: 3,803 infrared queries of 96 identities in cameras 3
-and 6; visible gallery images in cameras 1, 2, 4, 5 with 301 (camera, identity) pairs, so a trial's gallery holds
-301 images (single-shot) or 3,010 (multi-shot); 10 trials chosen by a ``rand_perm_cam.mat`` table written with
-:func:`idkl_lib.data.write_rand_perm_cam` into a temporary folder (the dataset's records have fake paths; no image is
-read). Features: 2,048-d random vectors, 0.2 x an identity centre + unit noise (all-search single-shot R1 about 40%).
+SYSU-MM01 all-search (docs/method.md#53-sysu-mm01-protocol) at the real test-set size: 3,803 infrared queries of 96
+identities in cameras 3 and 6; visible gallery images in cameras 1, 2, 4, 5 with 301 (camera, identity) pairs, so a
+trial's gallery holds 301 images (single-shot) or 3,010 (multi-shot); 10 trials chosen by a ``rand_perm_cam.mat`` table
+written with :func:`idkl_lib.data.write_rand_perm_cam` into a temporary folder (the dataset's records have fake paths;
+no image is read). Features: 2,048-d random vectors, 0.2 x an identity centre + unit noise (all-search single-shot R1
+about 40%).
 
 * ``library``: :func:`idkl_lib.eval.evaluate_sysu` (features -> mean metrics of the 10 trials);
 * ``loop``: the same protocol written plainly: its own trial selection from the table, L2 normalisation, one distance

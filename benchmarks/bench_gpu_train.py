@@ -12,8 +12,8 @@ Measured:
   optionally ``torch.compile`` (``--compile``). Each timed repeat runs ``--steps`` steps and synchronises once.
 * MFU: (FLOPs of one step, counted by ``torch.utils.flop_counter`` on the eager model: forward + backward) / step time
   / peak. The peak is the GPU's dense bf16 figure: H100 SXM and H200 989.4 TFLOPS, H100 PCIe 756, A100 312 (detected
-  from ``torch.cuda.get_device_name``), or ``--peak-tflops``. SPEC.md §0.2's analytic figure (70.1 GFLOP per image at
-  384x144, 6 x MACs) is reported beside the counted one.
+  from ``torch.cuda.get_device_name``), or ``--peak-tflops``. The analytic figure of
+  docs/method.md#27-compute-cost (70.1 GFLOP per image at 384x144, 6 x MACs) is reported beside the counted one.
 * peak GPU memory of one step (``torch.cuda.max_memory_allocated``).
 * ``loader``: images/s of the real training loader alone (``idkl_lib.train.build_loader``: P x K sampler, JPEG decode,
   training augmentation, ``--num-workers`` workers, pinned memory), after its first batch; and ``end_to_end``: images/s
@@ -41,7 +41,7 @@ from idkl_lib.losses import compute_losses
 from idkl_lib.models import IDKLOutput
 
 NAME = "bench_gpu_train"
-SPEC_GFLOP_PER_IMAGE_384x144 = 70.1  # SPEC.md §0.2, training = 6 x MACs
+ANALYTIC_GFLOP_PER_IMAGE_384x144 = 70.1  # docs/method.md#27-compute-cost, training = 6 x MACs
 PEAK_BF16_TFLOPS = (("H100 PCIe", 756.0), ("H100", 989.4), ("H200", 989.4), ("GH200", 989.4), ("A100", 312.0))
 
 
@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     peak, peak_source = detect_peak_tflops(device, args.peak_tflops)
     achieved_tflops = flops / step_s / 1e12
     mfu = achieved_tflops / peak if peak else None
-    spec_flops = SPEC_GFLOP_PER_IMAGE_384x144 * 1e9 * b
+    spec_flops = ANALYTIC_GFLOP_PER_IMAGE_384x144 * 1e9 * b
     spec_mfu = spec_flops / step_s / 1e12 / peak if peak else None
 
     with tempfile.TemporaryDirectory(prefix="bench_gpu_train_") as tmp:
@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         "train_images_per_s": train_ips,
         "flops_per_step_counted": flops,
         "flops_per_image_counted_g": flops / b / 1e9,
-        "spec_flops_per_image_g": SPEC_GFLOP_PER_IMAGE_384x144,
+        "spec_flops_per_image_g": ANALYTIC_GFLOP_PER_IMAGE_384x144,
         "achieved_tflops": achieved_tflops,
         "peak_tflops": peak,
         "peak_source": peak_source,

@@ -2,7 +2,7 @@
 
 Inputs: a random :class:`~idkl_lib.models.IDKLOutput` of one SYSU-MM01 batch, B = 120 (P = 12 identities x K = 10,
 infrared / visible interleaved), 2048-d features, C = 395 classes. Both sides compute every term of the ``sysu``
-preset (SPEC.md §2.8) and backpropagate to the output tensors:
+preset (docs/method.md#38-total-objective-and-weight-presets) and backpropagate to the output tensors:
 
 * ``vectorised``: ``sum(idkl_lib.losses.compute_losses(out, pids, modality, LossWeights.preset("sysu")).values())``;
 * ``naive``: ``idkl_lib.testing.naive_losses.naive_objective(out, pids, modality, distalign=True)`` (the reference

@@ -11,9 +11,9 @@ Measured (interleaved, median of several repeats):
 * ``bare_step``: a torchvision ResNet of the same depth (``resnet50`` or ``resnet18``, standard last stride 2,
   ``num_classes`` outputs) with plain cross-entropy, backward and Adam.
 
-The step-time ratio is compared with the FLOP ratio: SPEC.md §0.2's analytic count (IDKL layout 8.76 GMAC vs bare
-ResNet-50 3.44 GMAC at 288x144, i.e. 2.55x) and the forward FLOPs ``torch.utils.flop_counter`` counts for the two
-models at the benchmark's own size (which also counts the purifier's gating convolutions).
+The step-time ratio is compared with the FLOP ratio: the analytic count of docs/method.md#27-compute-cost (IDKL layout
+8.76 GMAC vs bare ResNet-50 3.44 GMAC at 288x144, i.e. 2.55x) and the forward FLOPs ``torch.utils.flop_counter`` counts
+for the two models at the benchmark's own size (which also counts the purifier's gating convolutions).
 
 CPU default: ResNet-50 layout, P=4 x K=4 (B=16) at 128x64. CUDA default: B=120 (P=12 x K=10) at 384x144, bf16,
 channels_last. ``--quick``: ResNet-18 layout, P=2 x K=2 at 64x32.
@@ -37,15 +37,18 @@ from idkl_lib.losses import compute_losses
 from idkl_lib.models import IDKLModel, IDKLOutput, build_model
 
 NAME = "bench_train_step"
-SPEC_GMAC = {"idkl_288x144": 8.76, "resnet50_288x144": 3.44}  # SPEC.md §0.2
-SPEC_FLOP_RATIO = SPEC_GMAC["idkl_288x144"] / SPEC_GMAC["resnet50_288x144"]
+ANALYTIC_GMAC = {"idkl_288x144": 8.76, "resnet50_288x144": 3.44}  # docs/method.md#27-compute-cost
+ANALYTIC_FLOP_RATIO = ANALYTIC_GMAC["idkl_288x144"] / ANALYTIC_GMAC["resnet50_288x144"]
 LOSS_SHARE_GOAL = 0.05
 
 
 # ------------------------------------------------------------------------------------------ reusable step builders
 @dataclass
 class Batch:
-    """A batch in the sampler layout (SPEC.md §3): P identities x K images, infrared / visible interleaved."""
+    """A batch in the sampler layout: P identities x K images, infrared / visible interleaved.
+
+    See docs/method.md#31-notation-and-batch-layout.
+    """
 
     images: Tensor
     pids: Tensor
@@ -90,7 +93,10 @@ def build_bare(arch: str, num_classes: int, device: torch.device, channels_last:
 
 
 def adam(model: nn.Module) -> torch.optim.Optimizer:
-    """The reference optimiser (SPEC.md §3): Adam, lr 3.5e-4, coupled weight decay 5e-3."""
+    """The reference optimiser: Adam, lr 3.5e-4, coupled weight decay 5e-3.
+
+    See docs/method.md#44-optimiser-schedule-and-precision.
+    """
     return torch.optim.Adam(model.parameters(), lr=3.5e-4, weight_decay=5e-3)
 
 
@@ -261,8 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         "images_per_s": {"idkl": b / t_idkl.median, "bare": b / t_bare.median, "idkl_surrogate": b / t_sur.median},
         "step_time_ratio_idkl_over_bare": step_ratio,
         "flops": {
-            "spec_flop_ratio_resnet50": SPEC_FLOP_RATIO,
-            "spec_gmac": SPEC_GMAC,
+            "spec_flop_ratio_resnet50": ANALYTIC_FLOP_RATIO,
+            "spec_gmac": ANALYTIC_GMAC,
             "counted_fwd_gmac_per_image": {"idkl": gmac_idkl, "bare": gmac_bare},
             "counted_flop_ratio": counted_ratio,
             "measured_over_counted": step_ratio["ratio_of_medians"] / counted_ratio,
@@ -279,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         f"channels_last={args.channels_last}, compile={args.compile}: IDKL {b / t_idkl.median:.3g} img/s vs bare "
         f"{b / t_bare.median:.3g} img/s -> step-time ratio {step_ratio['ratio_of_medians']:.2f}x "
         f"(paired {step_ratio['paired_min']:.2f}-{step_ratio['paired_max']:.2f}) vs FLOP ratio "
-        f"{counted_ratio:.2f}x counted (SPEC resnet50 {SPEC_FLOP_RATIO:.2f}x); loss block "
+        f"{counted_ratio:.2f}x counted (analytic resnet50 {ANALYTIC_FLOP_RATIO:.2f}x); loss block "
         f"{100 * loss_share:.2f}% of the step directly, {100 * marginal_share:.2f}% marginal "
         f"(goal < {100 * LOSS_SHARE_GOAL:.0f}%: {verdict})"
     )

@@ -1,4 +1,5 @@
-"""IDKL losses: every vectorised loss against a naive per-sample transcription of SPEC §2, plus the weights config."""
+"""IDKL losses: every vectorised loss against a naive per-sample transcription (docs/method.md#3-losses), plus the
+weights config."""
 
 from __future__ import annotations
 
@@ -199,7 +200,8 @@ def test_centroid_loss_needs_both_modalities_per_identity() -> None:
 def test_confuser_pseudo_labels_follow_the_reference_rule() -> None:
     _, sub = layout(4, 6)
     assert L.confuser_pseudo_labels(sub).tolist() == naive_pseudo(sub).tolist()
-    assert L.confuser_pseudo_labels(sub).tolist() == [1, 0, 0, 1] * 6  # SPEC §2.6 worked example
+    # the worked example of docs/method.md#37-modality-discriminator-and-confuser-losses
+    assert L.confuser_pseudo_labels(sub).tolist() == [1, 0, 0, 1] * 6
     other = torch.randint(0, 2, (10,))
     assert L.confuser_pseudo_labels(other).tolist() == naive_pseudo(other).tolist()
 

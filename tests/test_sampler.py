@@ -81,7 +81,7 @@ def test_without_replacement_when_enough_images_with_replacement_otherwise() -> 
 
 
 def test_identity_with_too_few_images_in_one_modality_never_crashes() -> None:
-    samples = make_samples({0: (1, 20), 1: (20, 1), 2: (1, 1)})  # SPEC pitfall 23
+    samples = make_samples({0: (1, 20), 1: (20, 1), 2: (1, 1)})  # docs/method.md#42-sampler
     sampler = CrossModalityIdentitySampler(samples, p=3, k=10)
     assert_layout(samples, sampler.batches(), 3, 10)
     assert len(sampler.batches()) == 1
