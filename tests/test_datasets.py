@@ -28,20 +28,22 @@ from idkl_lib.data import (
 )
 from idkl_lib.data.llcm import camera_from_name
 
+_AS_REAL = shutil.ignore_patterns(".synthetic.json")  # copies stand for real releases that the tests then damage
+
 
 @pytest.fixture
 def sysu_copy(sysu_root: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(sysu_root, tmp_path / "sysu"))
+    return Path(shutil.copytree(sysu_root, tmp_path / "sysu", ignore=_AS_REAL))
 
 
 @pytest.fixture
 def regdb_copy(regdb_root: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(regdb_root, tmp_path / "regdb"))
+    return Path(shutil.copytree(regdb_root, tmp_path / "regdb", ignore=_AS_REAL))
 
 
 @pytest.fixture
 def llcm_copy(llcm_root: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(llcm_root, tmp_path / "llcm"))
+    return Path(shutil.copytree(llcm_root, tmp_path / "llcm", ignore=_AS_REAL))
 
 
 def _first_line_ids(path: Path) -> list[int]:

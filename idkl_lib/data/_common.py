@@ -10,6 +10,7 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from .marker import check_marker
 from .records import INFRARED, MODALITY_NAMES, VISIBLE, Sample, VIDataset
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
@@ -26,6 +27,7 @@ def resolve_root(root: str | os.PathLike[str], dataset: str, layout_hint: str) -
     Raises:
         TypeError: ``root`` is not a path.
         FileNotFoundError: ``root`` does not exist or is not a folder.
+        ValueError: ``root`` is a synthetic dataset that is incomplete or lost files (:func:`.marker.check_marker`).
     """
     if not isinstance(root, (str, os.PathLike)):
         raise TypeError(f"{dataset} root must be a str or os.PathLike path, got {type(root).__name__}")
@@ -34,6 +36,7 @@ def resolve_root(root: str | os.PathLike[str], dataset: str, layout_hint: str) -
         raise FileNotFoundError(
             f"{dataset} root not found or not a folder: {path}. Pass the folder that holds {layout_hint}."
         )
+    check_marker(path, dataset)
     return path
 
 

@@ -9,15 +9,17 @@ The images are drawn by :mod:`idkl_lib.data._synthetic_render` (its docstring de
 
 from __future__ import annotations
 
-import json
 import os
+import secrets
 import shutil
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from ..utils.io import atomic_write_json, atomic_write_text
+from ..utils.lock import folder_lock
 from ._synthetic_render import (  # noqa: F401 - the rendering internals stay reachable as synthetic._*
     _K_NAMES,
     _K_PERM,
@@ -32,9 +34,10 @@ from ._synthetic_render import (  # noqa: F401 - the rendering internals stay re
     _save,
     _Writer,
 )
+from .layout import describe_layout, find_real_dataset
+from .marker import MARKER, count_files, count_mismatches, read_marker
 from .sysu_perm import write_rand_perm_cam
 
-MARKER = ".synthetic.json"
 GENERATOR_VERSION = 2
 LAYOUTS: tuple[str, ...] = ("sysu", "regdb", "llcm")
 DEFAULT_IMAGES_PER_CAMERA: dict[str, int] = {"sysu": 4, "regdb": 10, "llcm": 4}
@@ -133,37 +136,96 @@ def _check_int(name: str, value: object, minimum: int) -> int:
     return int(value)
 
 
-def _prepare_root(root: Path, params: dict[str, object], overwrite: bool) -> bool:
-    """Return True when ``root`` already holds the requested, complete dataset; otherwise make room for it."""
-    marker = root / MARKER
-    if marker.is_file():
-        try:
-            existing = json.loads(marker.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            existing = {}
-        diff = {k: (existing.get(k), v) for k, v in params.items() if existing.get(k) != v}
-        if not diff and existing.get("complete") is True:
-            return True
-        if diff and not overwrite:
-            shown = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in diff.items())
-            raise ValueError(
-                f"write_synthetic: {root} already holds a synthetic dataset written with different parameters "
-                f"({shown}); pass overwrite=True to replace it or choose another root."
-            )
-        for name in (*_OWNED_ENTRIES, MARKER):  # only what this generator writes; never other files
-            target = root / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
+def _refuse_real_dataset(root: Path) -> None:
+    found = find_real_dataset(root)
+    if found is None:
+        return
+    folder, layout = found
+    where = "is" if folder == root else f"is inside {folder}, which is"
+    raise ValueError(
+        f"write_synthetic: {root} {where} a real dataset: it looks like {describe_layout(layout)}. The workbench never "
+        f"writes inside a real dataset. To use it, pass dataset={layout!r} (e.g. `-p dataset {layout}`) with data_root "
+        f"{folder}; to generate synthetic data, choose a data_root outside it."
+    )
+
+
+def _reusable(root: Path, params: dict[str, object]) -> bool:
+    """True when ``root`` holds the complete dataset of ``params`` with the file counts its marker records."""
+    marker = read_marker(root)
+    if not marker or marker.get("complete") is not True or any(marker.get(k) != v for k, v in params.items()):
         return False
-    if root.exists() and (not root.is_dir() or next(root.iterdir(), None) is not None):
+    problems = count_mismatches(root, marker)
+    if problems:
+        warnings.warn(
+            f"write_synthetic: the synthetic dataset at {root} does not match its {MARKER} "
+            f"({'; '.join(problems[:3])}); rebuilding it",
+            stacklevel=3,
+        )
+    return not problems
+
+
+def _replaces_existing(root: Path, params: dict[str, object], overwrite: bool) -> bool:
+    """False for a new or empty root, True for a synthetic dataset of this generator that may be replaced; raises
+    for anything else."""
+    if not root.exists() or (root.is_dir() and next(root.iterdir(), None) is None):
+        return False
+    marker = read_marker(root) if root.is_dir() else None
+    if marker is None:
         raise ValueError(
             f"write_synthetic: {root} exists and is not an empty folder, and holds no {MARKER} marker. The generator "
             "only writes into a new or empty folder or one it created itself (it never deletes other data, even with "
             "overwrite=True); choose another root."
         )
-    return False
+    diff = {k: (marker.get(k), v) for k, v in params.items() if marker.get(k) != v}
+    if diff and marker.get("complete") is True and not overwrite:
+        shown = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in diff.items())
+        raise ValueError(
+            f"write_synthetic: {root} already holds a synthetic dataset written with different parameters "
+            f"({shown}); pass overwrite=True to replace it or choose another root."
+        )
+    return True
+
+
+def _swap_in(root: Path, built: Path) -> None:
+    """Replace the generator's entries of ``root`` by those of ``built`` (other files in ``root`` stay)."""
+    old = read_marker(root) or {}
+    atomic_write_json(root / MARKER, {**old, "complete": False})  # a reader now sees an incomplete dataset
+    replaced = built / ".replaced"
+    replaced.mkdir()
+    for name in _OWNED_ENTRIES:
+        if (root / name).exists():
+            os.rename(root / name, replaced / name)
+    for entry in built.iterdir():
+        if entry.name not in (MARKER, replaced.name):
+            os.rename(entry, root / entry.name)
+    os.replace(built / MARKER, root / MARKER)
+
+
+def _build(root: Path, params: dict[str, object], replace: bool) -> None:
+    for leftover in root.parent.glob(f".{root.name}.tmp-*"):  # of interrupted writers: only a lock holder makes them
+        shutil.rmtree(leftover, ignore_errors=True)
+    built = root.parent / f".{root.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    built.mkdir(parents=True)
+    try:
+        writer = _Writer(int(params["seed"]), int(params["height"]), int(params["width"]))  # type: ignore[call-overload]
+        _LAYOUT_WRITERS[str(params["layout"])](
+            built,
+            writer,
+            int(params["num_train_ids"]),  # type: ignore[call-overload]
+            int(params["num_test_ids"]),  # type: ignore[call-overload]
+            int(params["images_per_camera"]),  # type: ignore[call-overload]
+        )
+        counts = count_files(built)
+        images = sum(1 for p in built.rglob("*") if p.suffix in (".jpg", ".bmp"))
+        atomic_write_json(built / MARKER, {**params, "complete": True, "counts": counts, "images": images})
+        if replace:
+            _swap_in(root, built)
+        else:
+            if root.is_dir():
+                root.rmdir()  # empty (checked under the lock); rename() onto it is not portable
+            os.rename(built, root)
+    finally:
+        shutil.rmtree(built, ignore_errors=True)
 
 
 def write_synthetic(
@@ -176,6 +238,7 @@ def write_synthetic(
     width: int = 64,
     seed: int = 0,
     overwrite: bool = False,
+    lock_timeout: float = 1800.0,
 ) -> Path:
     """Write a synthetic visible-infrared dataset in the official layout of ``layout``.
 
@@ -192,8 +255,15 @@ def write_synthetic(
       record both modalities, as real LLCM cameras do by day and night); a person appears in each camera with
       probability 0.75 and in at least two cameras per modality.
 
-    Every person has exactly ``images_per_camera`` images in each camera it appears in. A ``.synthetic.json``
-    marker with the parameters is written in ``root``; calling again with the same parameters returns at once.
+    Every person has exactly ``images_per_camera`` images in each camera it appears in.
+
+    Writing is safe against interruption and concurrency: the dataset is built in a temporary sibling folder
+    (``.<name>.tmp-<pid>-<token>``) and renamed into place once complete, together with its ``.synthetic.json``
+    marker (the parameters and the file count of every top-level entry, see :mod:`idkl_lib.data.marker`). Writers of
+    the same root take turns under :func:`idkl_lib.utils.lock.folder_lock`, so a second process started at the same
+    time waits, then finds the complete dataset and returns it. Calling again with the same parameters returns at
+    once after recounting the files; a dataset that lost files is rebuilt (with a warning). The generator never
+    writes into or below a folder that holds a real dataset, and never deletes files it did not write.
 
     Args:
         root: Output folder (created if needed). It must be new, empty, or written by this function.
@@ -205,13 +275,15 @@ def write_synthetic(
         width: Image width in pixels.
         seed: Seed of every random choice; the same arguments give byte-identical files.
         overwrite: Replace a synthetic dataset written with other parameters (never touches other data).
+        lock_timeout: Seconds to wait for another process writing the same root (negative: as long as it runs).
 
     Returns:
         The absolute dataset root, ready for :func:`idkl_lib.data.build_dataset` with the same layout name.
 
     Raises:
-        ValueError: unknown layout, out-of-range sizes, a different existing dataset without ``overwrite``, or a
-            non-empty folder that this function did not create.
+        ValueError: unknown layout, out-of-range sizes, a different existing dataset without ``overwrite``, a
+            non-empty folder that this function did not create, or a folder inside a real dataset.
+        idkl_lib.utils.lock.FolderLockTimeout: another process kept writing the same root for ``lock_timeout``.
         TypeError: a size or the seed is not an int.
     """
     if layout not in LAYOUTS:
@@ -234,11 +306,11 @@ def write_synthetic(
         "seed": _check_int("seed", seed, 0),
     }
     path = Path(root).expanduser().resolve()
-    if _prepare_root(path, params, overwrite):
+    _refuse_real_dataset(path)
+    if _reusable(path, params):
         return path
-    path.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(path / MARKER, {**params, "complete": False})
-    writer = _Writer(int(seed), int(height), int(width))
-    _LAYOUT_WRITERS[layout](path, writer, int(num_train_ids), int(num_test_ids), int(images_per_camera))
-    atomic_write_json(path / MARKER, {**params, "complete": True})
+    with folder_lock(path, timeout=lock_timeout, purpose="written (a synthetic dataset)"):
+        if _reusable(path, params):  # another process finished it while this one waited
+            return path
+        _build(path, params, _replaces_existing(path, params, overwrite))
     return path
