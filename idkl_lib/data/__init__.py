@@ -6,6 +6,7 @@ Modality convention: ``0 = visible``, ``1 = infrared``.
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable
 
@@ -33,11 +34,22 @@ def build_dataset(name: str, root: str | os.PathLike[str], **kwargs: object) -> 
         **kwargs: Passed to the parser (``trial=`` for RegDB).
 
     Raises:
+        TypeError: ``name`` is not a str, or an option the parser does not take (the message lists those it takes).
         ValueError: unknown name (the message lists the valid ones).
     """
+    if not isinstance(name, str):
+        raise TypeError(f"build_dataset: name must be a str ({', '.join(sorted(DATASETS))}), got {type(name).__name__}")
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(sorted(DATASETS))}")
-    return DATASETS[name](root, **kwargs)
+    parser = DATASETS[name]
+    accepted = [p for p in inspect.signature(parser).parameters if p != "root"]
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        takes = ", ".join(accepted) if accepted else "no options"
+        raise TypeError(
+            f"build_dataset({name!r}): unknown option(s) {', '.join(unknown)}; {parser.__name__} takes {takes}"
+        )
+    return parser(root, **kwargs)
 
 
 __all__ = [

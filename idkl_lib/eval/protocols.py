@@ -33,6 +33,7 @@ from ..data.records import Sample, VIDataset
 from ..data.sysu_perm import PermTable, read_rand_perm_cam
 from ..losses.distances import Metric as DistanceMetric
 from ..losses.distances import pairwise_distance
+from .inputs import check_protocol_inputs
 from .rank import CameraFilter, CMCMode, RankResult, evaluate_rank
 from .rerank import RerankConfig, k_reciprocal_rerank
 
@@ -396,7 +397,7 @@ def evaluate_sysu(
     Returns:
         Per-trial and mean metrics, named like ``"sysu/all-search/single-shot"``.
     """
-    _check_dataset(dataset, "sysu")
+    query_feats, gallery_feats = check_protocol_inputs("evaluate_sysu", dataset, "sysu", query_feats, gallery_feats)
     opts = _options(normalize, metric, rerank, cmc_mode, max_rank)
     q = _features(query_feats, dataset.query, "query_feats", "dataset.query")
     g = _features(gallery_feats, dataset.gallery, "gallery_feats", "dataset.gallery")
@@ -478,7 +479,7 @@ def evaluate_regdb(
     Returns:
         A single-trial result named ``"regdb/thermal-to-visible"`` or ``"regdb/visible-to-thermal"``.
     """
-    _check_dataset(dataset, "regdb")
+    query_feats, gallery_feats = check_protocol_inputs("evaluate_regdb", dataset, "regdb", query_feats, gallery_feats)
     if direction not in ("thermal_to_visible", "visible_to_thermal"):
         raise ValueError(f"unknown RegDB direction {direction!r}; use 'thermal_to_visible' or 'visible_to_thermal'")
     opts = _options(normalize, metric, rerank, cmc_mode, max_rank)
@@ -608,7 +609,7 @@ def evaluate_llcm(
     Returns:
         Per-trial and mean metrics, named like ``"llcm/ir-to-vis"``.
     """
-    _check_dataset(dataset, "llcm")
+    query_feats, gallery_feats = check_protocol_inputs("evaluate_llcm", dataset, "llcm", query_feats, gallery_feats)
     if direction not in ("ir_to_vis", "vis_to_ir"):
         raise ValueError(f"unknown LLCM direction {direction!r}; use 'ir_to_vis' or 'vis_to_ir'")
     if camera_filter not in ("all", "same_identity"):
@@ -671,6 +672,7 @@ def evaluate_dataset(
 
     The keyword options are passed to every protocol (``num_trials``/``seed``/``full_gallery`` where they apply).
     """
+    query_feats, gallery_feats = check_protocol_inputs("evaluate_dataset", dataset, None, query_feats, gallery_feats)
     results: list[ProtocolResult] = []
     if dataset.name == "sysu":
         # one validation and one distance matrix (and re-ranking cache) shared by the four SYSU protocols
