@@ -57,6 +57,9 @@ def test_marker_is_written_last_with_counts_and_parsers_check_them(tmp_path: Pat
     assert marker["complete"] is True
     assert marker["counts"] == count_files(root) and marker["counts"]["Visible"] == 6 * 2
     assert marker["images"] == 6 * 2 * 2
+    (root / "Visible" / ".ipynb_checkpoints").mkdir()  # hidden entries are not data: no mismatch
+    (root / "Visible" / ".ipynb_checkpoints" / "x.bmp").write_bytes(b"")
+    assert parse_regdb(root).meta["skipped"] == {}
     victim = next((root / "Thermal").rglob("*.bmp"))
     victim.unlink()
     with pytest.raises(

@@ -16,19 +16,22 @@ from typing import Any
 MARKER = ".synthetic.json"
 
 
+def _walk_count(folder: Path) -> int:
+    total = 0
+    for _, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]  # .ipynb_checkpoints and the like are not data
+        total += sum(not f.startswith(".") for f in files)
+    return total
+
+
 def count_files(root: Path, entries: list[str] | None = None) -> dict[str, int]:
-    """Number of files under each top-level entry of ``root`` (all non-hidden entries when ``entries`` is None);
-    a missing entry counts 0, a plain file counts 1."""
+    """Number of non-hidden files under each top-level entry of ``root`` (all non-hidden entries when ``entries``
+    is None); a missing entry counts 0, a plain file counts 1."""
     if entries is None:
         entries = sorted(p.name for p in root.iterdir() if not p.name.startswith("."))
-    counts: dict[str, int] = {}
-    for name in entries:
-        path = root / name
-        if path.is_dir():
-            counts[name] = sum(len(files) for _, _, files in os.walk(path))
-        else:
-            counts[name] = int(path.is_file())
-    return counts
+    return {
+        name: _walk_count(root / name) if (root / name).is_dir() else int((root / name).is_file()) for name in entries
+    }
 
 
 def read_marker(root: Path) -> dict[str, Any] | None:
