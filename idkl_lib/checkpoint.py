@@ -30,7 +30,7 @@ import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 import numpy as np
 import torch
@@ -231,7 +231,7 @@ def save_checkpoint(
 
     def write(fh: Any) -> None:
         recorder.append(_RecordingWriter(fh))
-        torch.save(payload, recorder[0])
+        torch.save(payload, cast(IO[bytes], recorder[0]))
 
     try:
         return atomic_write(path, write)
@@ -247,7 +247,8 @@ class _RecordingWriter:
     ``[enforce fail at inline_container.cc] unexpected pos``."""
 
     def __init__(self, fh: Any) -> None:
-        self.fh, self.error = fh, None
+        self.fh = fh
+        self.error: OSError | None = None
 
     def write(self, data: Any) -> int:
         try:

@@ -36,6 +36,14 @@ def test_clean_dataset_passes(sysu_dataset: VIDataset, regdb_root: Path) -> None
     assert check_dataset(regdb, full=True).images_checked == len(regdb.train) + len(regdb.query) + len(regdb.gallery)
 
 
+def test_truncated_bmp_is_found(regdb_root: Path, tmp_path: Path) -> None:
+    ds = parse_regdb(Path(shutil.copytree(regdb_root, tmp_path / "regdb", ignore=_AS_REAL)))
+    victim = ds.gallery[3].path
+    _truncate(victim)
+    with pytest.raises(DatasetCheckError, match=rf"1 of \d+ images are damaged: {victim} \(OSError: "):
+        check_dataset(ds)
+
+
 def test_damaged_images_are_named_or_skipped_and_listed(sysu_copy: Path) -> None:
     ds = parse_sysu(sysu_copy)
     truncated, garbage, gallery = ds.train[5].path, ds.query[2].path, ds.gallery[7].path

@@ -2,7 +2,8 @@
 out-dir a run will write to. Run them before the first training step.
 
 * :func:`check_dataset` opens every train/query/gallery image's header (PIL ``open`` + ``verify``; JPEG files must
-  also end with their end-of-image marker, which catches interrupted copies; ``full=True`` decodes every image) and,
+  also end with their end-of-image marker, which catches interrupted copies, and BMP files, uncompressed, are read
+  whole; ``full=True`` decodes every image) and,
   for SYSU-MM01, checks ``exp/rand_perm_cam.mat`` against the gallery and the requested number of trials. Damaged
   images are an error naming them, or, with ``skip_corrupt=True``, are left out and listed.
 * :func:`check_writable` checks that an out-dir can be created and written and has room for a checkpoint.
@@ -71,6 +72,9 @@ def check_image(path: str | os.PathLike[str], full: bool = False) -> str | None:
                 fh.seek(max(0, os.path.getsize(path) - _JPEG_TAIL))
                 if b"\xff\xd9" not in fh.read():
                     return "truncated JPEG (no end-of-image marker)"
+        elif fmt == "BMP" and not full:  # uncompressed: decoding costs no more than reading, and finds truncation
+            with Image.open(path) as image:
+                image.load()
     except FileNotFoundError:
         return "missing"
     except Exception as exc:  # PIL raises many types for damaged files

@@ -7,8 +7,6 @@ exactly, so the metrics are those of the given features.
 
 from __future__ import annotations
 
-from typing import TypeVar
-
 import numpy as np
 import torch
 
@@ -16,11 +14,11 @@ from ..data.records import VIDataset
 
 __all__ = ["check_features", "check_protocol_inputs"]
 
-_F = TypeVar("_F", np.ndarray, torch.Tensor)
+FeatureArray = np.ndarray | torch.Tensor
 _PROTOCOL_DATASETS = ("sysu", "regdb", "llcm")  # those with an evaluate_<name>
 
 
-def check_features(feats: _F, name: str) -> _F:
+def check_features(feats: object, name: str) -> FeatureArray:
     """``feats`` as a real-valued (N, D) numpy array or torch tensor (``bfloat16`` converted to ``float32``).
 
     Args:
@@ -55,8 +53,8 @@ def check_features(feats: _F, name: str) -> _F:
 
 
 def check_protocol_inputs(
-    func: str, dataset: object, expected: str | None, query_feats: _F, gallery_feats: _F
-) -> tuple[_F, _F]:
+    func: str, dataset: object, expected: str | None, query_feats: object, gallery_feats: object
+) -> tuple[FeatureArray, FeatureArray]:
     """Check the ``(dataset, query_feats, gallery_feats)`` arguments of a protocol function.
 
     Args:
