@@ -21,18 +21,25 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import errno
 import json
 import os
 import random
 import re
+import shutil
 import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
+
+try:
+    import resource
+except ImportError:  # pragma: no cover - Windows
+    resource = None  # type: ignore[assignment]
 from torch import nn
 
 from idkl_lib.utils.io import atomic_write
@@ -64,7 +71,8 @@ _REQUIRED_KEYS = ("format_version", "model_state", "epoch", "step", "config")
 
 
 class CheckpointError(ValueError):
-    """A file cannot be used as an idkl_lib checkpoint (corrupt, foreign or from a newer idkl_lib)."""
+    """A file cannot be used as an idkl_lib checkpoint (corrupt, foreign or from a newer idkl_lib), or a checkpoint
+    could not be written (full disk, file-size limit, read-only folder)."""
 
 
 def _library_version() -> str:
@@ -192,6 +200,9 @@ def save_checkpoint(
         TypeError: ``config`` is not a JSON-serialisable mapping, ``extra`` holds an object other than tensors
             and plain values, or ``model_state`` is not a mapping.
         ValueError: ``epoch`` or ``step`` is not a non-negative integer.
+        CheckpointError: the file could not be written (full disk, file-size limit, read-only folder): the message
+            names the file, the real cause, the free space on its file system and what to do; a previous file at
+            ``path`` is unchanged.
     """
     if not isinstance(model_state, Mapping):
         raise TypeError(f"model_state must be a state dict (model.state_dict()), got {type(model_state).__name__}")
@@ -223,7 +234,69 @@ def save_checkpoint(
         "config": plain_config,
         "extra": _plain(extra, "extra") if extra is not None else {},
     }
-    return atomic_write(path, lambda fh: torch.save(payload, fh))
+    recorder: list[_RecordingWriter] = []
+
+    def write(fh: Any) -> None:
+        recorder.append(_RecordingWriter(fh))
+        torch.save(payload, cast(IO[bytes], recorder[0]))
+
+    try:
+        return atomic_write(path, write)
+    except (RuntimeError, OSError) as exc:
+        cause = recorder[0].error if recorder and recorder[0].error is not None else exc
+        if not isinstance(cause, OSError) and "inline_container" not in str(exc):
+            raise  # not a failed write
+        raise CheckpointError(_write_failure(Path(path), cause, _payload_bytes(payload))) from exc
+
+
+class _RecordingWriter:
+    """A file wrapper that keeps the OSError of a failed write: torch's zip writer swallows it and reports only
+    ``[enforce fail at inline_container.cc] unexpected pos``."""
+
+    def __init__(self, fh: Any) -> None:
+        self.fh = fh
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.fh.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        self.fh.flush()
+
+
+def _payload_bytes(obj: Any) -> int:
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, Mapping):
+        return sum(_payload_bytes(v) for v in obj.values())
+    if isinstance(obj, list | tuple):
+        return sum(_payload_bytes(v) for v in obj)
+    return 0
+
+
+def _write_failure(path: Path, cause: BaseException, size: int) -> str:
+    """A message naming the checkpoint, the real cause, the free space where it goes and what to do."""
+    reason = f"{cause.strerror} (errno {cause.errno})" if isinstance(cause, OSError) and cause.strerror else str(cause)
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        free = f"{shutil.disk_usage(folder).free / 2**20:.1f} MiB free"
+    except OSError:
+        free = "unknown free space"
+    hint = "free space on that disk or pass an out-dir on another disk"
+    if isinstance(cause, OSError) and cause.errno == errno.EFBIG:
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0] if resource is not None else -1
+        shown = f"{limit} bytes" if limit >= 0 else "set"
+        hint = f"the file-size limit of this process (ulimit -f: {shown}) is too small; raise it, or {hint}"
+    return (
+        f"could not write checkpoint {path}: {reason}. The file system of {folder} has {free}; the checkpoint needs "
+        f"about {size / 2**20:.1f} MiB. To fix: {hint}. Any previous checkpoint at {path} is unchanged."
+    )
 
 
 def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:

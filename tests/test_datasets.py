@@ -26,22 +26,25 @@ from idkl_lib.data import (
     parse_regdb,
     parse_sysu,
 )
+from idkl_lib.data._common import DatasetWarning
 from idkl_lib.data.llcm import camera_from_name
+
+_AS_REAL = shutil.ignore_patterns(".synthetic.json")  # copies stand for real releases that the tests then damage
 
 
 @pytest.fixture
 def sysu_copy(sysu_root: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(sysu_root, tmp_path / "sysu"))
+    return Path(shutil.copytree(sysu_root, tmp_path / "sysu", ignore=_AS_REAL))
 
 
 @pytest.fixture
 def regdb_copy(regdb_root: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(regdb_root, tmp_path / "regdb"))
+    return Path(shutil.copytree(regdb_root, tmp_path / "regdb", ignore=_AS_REAL))
 
 
 @pytest.fixture
 def llcm_copy(llcm_root: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(llcm_root, tmp_path / "llcm"))
+    return Path(shutil.copytree(llcm_root, tmp_path / "llcm", ignore=_AS_REAL))
 
 
 def _first_line_ids(path: Path) -> list[int]:
@@ -91,7 +94,15 @@ def test_sysu_ignores_non_integer_folders_and_non_jpg_files(sysu_copy: Path, sys
     Image.new("RGB", (4, 4)).save(sysu_copy / "extra.jpg")  # a stray jpg at the root: no recursive glob picks it
     some_id = next(p for p in (sysu_copy / "cam4").iterdir())
     (some_id / "readme.txt").write_text("x")
-    ds = parse_sysu(sysu_copy)
+    with pytest.warns(DatasetWarning, match=r"2 item\(s\) left out: 1 entries that are not integer identity folders"):
+        ds = parse_sysu(sysu_copy)
+    assert ds.meta["skipped"] == {
+        "entries that are not integer identity folders": {"count": 1, "items": ["cam1/notes"]},
+        "entries of identity folders that are not .jpg images": {
+            "count": 1,
+            "items": [f"cam4/{some_id.name}/readme.txt"],
+        },
+    }
 
     def rel(records: tuple[Sample, ...], root: Path) -> list[tuple[str, int]]:
         return [(str(Path(s.path).relative_to(root.resolve())), s.pid) for s in records]
@@ -144,7 +155,7 @@ def test_sysu_malformed_and_overlapping_split_files(sysu_copy: Path) -> None:
     with pytest.raises(ValueError, match=rf"ids \[{test_ids[0]}\] are listed both"):
         parse_sysu(sysu_copy)
     (sysu_copy / "exp/train_id.txt").write_text("1,2,x3\n")
-    with pytest.raises(ValueError, match=r"train_id\.txt: expected comma-separated integer ids.*'x3'"):
+    with pytest.raises(ValueError, match=r"train_id\.txt:1: expected integer ids separated by commas.*'x3'"):
         parse_sysu(sysu_copy)
     (sysu_copy / "exp/test_id.txt").write_text("\n")
     (sysu_copy / "exp/train_id.txt").write_text(original)

@@ -7,12 +7,56 @@ Modality convention: ``0 = visible``, ``1 = infrared`` (:mod:`idkl_lib.data.reco
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from .marker import check_marker
 from .records import INFRARED, MODALITY_NAMES, VISIBLE, Sample, VIDataset
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
+_SHOWN = 5  # names shown per reason in a warning (``meta["skipped"]`` keeps them all)
+
+
+class DatasetWarning(UserWarning):
+    """A dataset parser left out files or identities that look like they belong to the dataset."""
+
+
+class SkipReport:
+    """What a parser leaves out, grouped by reason; :meth:`finish` warns once and returns ``meta["skipped"]``.
+
+    Hidden entries (names starting with ``.``: ``.DS_Store``, ``.ipynb_checkpoints``) are not reported.
+    """
+
+    def __init__(self, dataset: str, root: Path) -> None:
+        self.dataset, self.root = dataset, root
+        self.items: dict[str, list[str]] = {}
+
+    def add(self, reason: str, path: Path | str) -> None:
+        """Record one left-out file or folder (a path, shown relative to the root) or identity (a string)."""
+        if isinstance(path, Path):
+            if path.name.startswith("."):
+                return
+            path = path.relative_to(self.root).as_posix() if path.is_relative_to(self.root) else str(path)
+        self.items.setdefault(reason, []).append(path)
+
+    def finish(self) -> dict[str, dict[str, object]]:
+        """Emit one :class:`DatasetWarning` listing every reason (count and first names); return
+        ``{reason: {"count": n, "items": [names]}}`` (empty when nothing was left out)."""
+        if not self.items:
+            return {}
+        parts = []
+        for reason, names in self.items.items():
+            more = f", ... ({len(names) - _SHOWN} more)" if len(names) > _SHOWN else ""
+            parts.append(f"{len(names)} {reason} ({', '.join(names[:_SHOWN])}{more})")
+        total = sum(len(names) for names in self.items.values())
+        warnings.warn(
+            f"{self.dataset} at {self.root}: {total} item(s) left out: {'; '.join(parts)}. They are listed in "
+            "dataset.meta['skipped']; remove or fix them if they should be part of the dataset.",
+            DatasetWarning,
+            stacklevel=3,
+        )
+        return {reason: {"count": len(names), "items": list(names)} for reason, names in self.items.items()}
 
 
 def resolve_root(root: str | os.PathLike[str], dataset: str, layout_hint: str) -> Path:
@@ -26,6 +70,7 @@ def resolve_root(root: str | os.PathLike[str], dataset: str, layout_hint: str) -
     Raises:
         TypeError: ``root`` is not a path.
         FileNotFoundError: ``root`` does not exist or is not a folder.
+        ValueError: ``root`` is a synthetic dataset that is incomplete or lost files (:func:`.marker.check_marker`).
     """
     if not isinstance(root, (str, os.PathLike)):
         raise TypeError(f"{dataset} root must be a str or os.PathLike path, got {type(root).__name__}")
@@ -34,6 +79,7 @@ def resolve_root(root: str | os.PathLike[str], dataset: str, layout_hint: str) -
         raise FileNotFoundError(
             f"{dataset} root not found or not a folder: {path}. Pass the folder that holds {layout_hint}."
         )
+    check_marker(path, dataset)
     return path
 
 
@@ -67,13 +113,36 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
-def integer_subfolders(folder: Path) -> list[tuple[int, Path]]:
+def integer_subfolders(folder: Path, skipped: SkipReport | None = None) -> list[tuple[int, Path]]:
     """``(int(name), path)`` for the sub-folders of ``folder`` whose names are integers, sorted by id.
 
-    Folders with other names (``.ipynb_checkpoints``, ``backup``...) are ignored.
+    Other entries (``backup/``, ``notes.txt``...) are left out and recorded in ``skipped`` when given.
     """
-    found = [(int(p.name), p) for p in folder.iterdir() if p.name.isascii() and p.name.isdigit() and p.is_dir()]
+    found = []
+    for p in folder.iterdir():
+        if p.name.isascii() and p.name.isdigit() and p.is_dir():
+            found.append((int(p.name), p))
+        elif skipped is not None:
+            skipped.add("entries that are not integer identity folders", p)
     return sorted(found)
+
+
+def unlisted_files(root: Path, folders: Iterable[str], listed: Iterable[str], skipped: SkipReport, what: str) -> None:
+    """Record in ``skipped`` every file under ``root/<folder>/<ID>/`` that no index file lists.
+
+    Args:
+        root: Dataset root.
+        folders: Modality folders to walk (``Visible``, ``Thermal``...).
+        listed: Absolute paths of the listed images.
+        skipped: Where to record the others.
+        what: Which index files were read (for the reason text).
+    """
+    known = set(listed)
+    for folder in folders:
+        for _, id_dir in integer_subfolders(root / folder, skipped):
+            for p in sorted(id_dir.iterdir()):
+                if str(p) not in known:
+                    skipped.add(f"files not listed in {what}", p)
 
 
 def read_index_file(path: Path, dataset: str) -> list[tuple[str, int, int]]:

@@ -19,6 +19,7 @@ import re
 from pathlib import Path, PurePosixPath
 
 from ._common import (
+    SkipReport,
     check_images_exist,
     check_training_modalities,
     identity_from_parent,
@@ -28,6 +29,7 @@ from ._common import (
     require_nonempty_dir,
     resolve_root,
     sorted_samples,
+    unlisted_files,
 )
 from .records import INFRARED, VISIBLE, Sample, VIDataset
 
@@ -79,7 +81,8 @@ def parse_llcm(root: str | os.PathLike[str]) -> VIDataset:
         A :class:`VIDataset` with ``train`` = ``idx/train_vis.txt`` + ``idx/train_nir.txt`` (pids relabelled
         ``0..N-1`` in sorted folder-id order, map in ``meta["train_id_map"]``), ``query`` = ``test_nir`` and
         ``gallery`` = ``test_vis`` (original ids). Every record's ``camid`` is the true camera from the file name;
-        modality is infrared iff the path's top folder is ``nir``.
+        modality is infrared iff the path's top folder is ``nir``. Files in ``vis/``, ``nir/`` that no index file
+        lists are named in one :class:`~idkl_lib.data._common.DatasetWarning` and listed in ``meta["skipped"]``.
 
     Raises:
         FileNotFoundError: the root, ``vis/``, ``nir/``, an index file or a listed image is missing.
@@ -95,6 +98,9 @@ def parse_llcm(root: str | os.PathLike[str]) -> VIDataset:
     query = _read_list(root_path, "idx/test_nir.txt")
     check_training_modalities(train_raw, DATASET, "idx/train_vis.txt + idx/train_nir.txt")
 
+    skipped = SkipReport(DATASET, root_path)
+    listed = (s.path for s in (*train_raw, *gallery, *query))
+    unlisted_files(root_path, _MODALITY_FOLDERS, listed, skipped, "idx/{train,test}_{vis,nir}.txt")
     id_map = relabel_map(s.pid for s in train_raw)
     train = [Sample(s.path, id_map[s.pid], s.camid, s.modality) for s in train_raw]
     return VIDataset(
@@ -104,5 +110,5 @@ def parse_llcm(root: str | os.PathLike[str]) -> VIDataset:
         query=sorted_samples(query),
         gallery=sorted_samples(gallery),
         num_train_ids=len(id_map),
-        meta={"train_id_map": id_map},
+        meta={"train_id_map": id_map, "skipped": skipped.finish()},
     )

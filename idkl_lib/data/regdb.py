@@ -18,6 +18,7 @@ import os
 from pathlib import Path, PurePosixPath
 
 from ._common import (
+    SkipReport,
     check_images_exist,
     check_training_modalities,
     identity_from_parent,
@@ -27,6 +28,7 @@ from ._common import (
     require_nonempty_dir,
     resolve_root,
     sorted_samples,
+    unlisted_files,
 )
 from .records import INFRARED, VISIBLE, Sample, VIDataset
 
@@ -63,6 +65,9 @@ def parse_regdb(root: str | os.PathLike[str], trial: int = 1) -> VIDataset:
         ``0..N-1`` in sorted folder-id order, map in ``meta["train_id_map"]``), ``query`` = test thermal and
         ``gallery`` = test visible (original folder ids). ``meta["trial"]`` is the trial.
 
+    Files in the modality folders that no index file of the split lists (a stray ``.png``, a copy) are named in one
+    :class:`~idkl_lib.data._common.DatasetWarning` and listed in ``meta["skipped"]``.
+
     Raises:
         TypeError / ValueError: ``trial`` is not an integer in 1..10.
         FileNotFoundError: the root, ``Visible/``, ``Thermal/``, an index file or a listed image is missing.
@@ -84,6 +89,9 @@ def parse_regdb(root: str | os.PathLike[str], trial: int = 1) -> VIDataset:
     query = _read_list(root_path, f"idx/test_thermal_{trial}.txt")
     check_training_modalities(train_raw, DATASET, f"idx/train_{{visible,thermal}}_{trial}.txt")
 
+    skipped = SkipReport(DATASET, root_path)
+    listed = (s.path for s in (*train_raw, *gallery, *query))
+    unlisted_files(root_path, _FOLDERS, listed, skipped, f"idx/{{train,test}}_{{visible,thermal}}_{trial}.txt")
     id_map = relabel_map(s.pid for s in train_raw)
     train = [Sample(s.path, id_map[s.pid], s.camid, s.modality) for s in train_raw]
     return VIDataset(
@@ -93,5 +101,5 @@ def parse_regdb(root: str | os.PathLike[str], trial: int = 1) -> VIDataset:
         query=sorted_samples(query),
         gallery=sorted_samples(gallery),
         num_train_ids=len(id_map),
-        meta={"trial": trial, "train_id_map": id_map},
+        meta={"trial": trial, "train_id_map": id_map, "skipped": skipped.finish()},
     )

@@ -178,7 +178,9 @@ DATASETS: Mapping[str, DatasetInfo] = _frozen(
 
 
 def dataset_info(name: str) -> DatasetInfo:
-    """The registry entry of ``name``; ``ValueError`` naming the valid names otherwise."""
+    """The registry entry of ``name``; ``TypeError``/``ValueError`` naming the valid names otherwise."""
+    if not isinstance(name, str):
+        raise TypeError(f"dataset name must be a str ({', '.join(sorted(DATASETS))}), got {type(name).__name__}")
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(sorted(DATASETS))}")
     return DATASETS[name]

@@ -3,7 +3,7 @@
 Official release layout (SPEC.md §5.1)::
 
     <root>/cam{1..6}/<ID:04d>/<img:04d>.jpg     cams 1, 2, 4, 5 visible; cams 3, 6 infrared
-    <root>/exp/train_id.txt, val_id.txt, test_id.txt   first line: comma-separated integer ids
+    <root>/exp/train_id.txt, val_id.txt, test_id.txt   comma-separated integer ids (one line)
     <root>/exp/rand_perm_cam.mat                 gallery sampling for the 10 evaluation trials
 
 Statistics of the release: 491 identities; train = train ∪ val = 395 ids (22,258 visible + 11,909 infrared
@@ -13,12 +13,13 @@ images); test = 96 ids (3,803 infrared queries, 6,775 visible gallery images bef
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 
 from ._common import (
+    SkipReport,
     check_training_modalities,
     integer_subfolders,
-    list_images,
     relabel_map,
     require_file,
     resolve_root,
@@ -34,30 +35,33 @@ QUERY_CAMERAS: tuple[int, ...] = (3, 6)
 
 
 def read_id_list(path: Path, allow_empty: bool = False) -> list[int]:
-    """Read the first line of a SYSU ``exp/*_id.txt`` file: comma-separated integer ids.
+    """Read a SYSU ``exp/*_id.txt`` file: integer ids separated by commas (the release: one line) or by line breaks
+    and spaces (one id per line); every line is read.
 
     Raises:
-        ValueError: a token is not an integer, or the list is empty and ``allow_empty`` is False.
+        ValueError: a token is not an integer, an id is listed twice, or the list is empty and ``allow_empty`` is
+            False.
     """
-    lines = path.read_text(encoding="utf-8").splitlines()
-    first = lines[0] if lines else ""
     ids: list[int] = []
-    for token in first.split(","):
-        token = token.strip()
-        if not token:
-            continue
-        if not (token.isascii() and token.isdigit()):
-            raise ValueError(
-                f"{DATASET}: {path}: expected comma-separated integer ids on the first line, got {token!r}"
-            )
-        ids.append(int(token))
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        for token in line.replace(",", " ").split():
+            if not (token.isascii() and token.isdigit()):
+                raise ValueError(
+                    f"{DATASET}: {path}:{number}: expected integer ids separated by commas or line breaks, got "
+                    f"{token!r}"
+                )
+            ids.append(int(token))
+    repeated = sorted(i for i, n in Counter(ids).items() if n > 1)
+    if repeated:
+        raise ValueError(f"{DATASET}: {path} lists ids {repeated} more than once; re-copy exp/ from the release.")
     if not ids and not allow_empty:
-        raise ValueError(f"{DATASET}: {path} lists no identity ids on its first line; re-copy exp/ from the release.")
+        raise ValueError(f"{DATASET}: {path} lists no identity ids; re-copy exp/ from the release.")
     return ids
 
 
-def _scan_camera(root: Path, cam: int, wanted: set[int]) -> list[Sample]:
-    """Records of ``cam<cam>/<ID>/*.jpg`` for the ids in ``wanted`` (original ids kept)."""
+def _scan_camera(root: Path, cam: int, wanted: set[int], skipped: SkipReport) -> list[Sample]:
+    """Records of ``cam<cam>/<ID>/*.jpg`` for the ids in ``wanted`` (original ids kept); whatever else the camera
+    folder holds is recorded in ``skipped``."""
     cam_dir = root / f"cam{cam}"
     if not cam_dir.is_dir():
         raise FileNotFoundError(
@@ -67,11 +71,18 @@ def _scan_camera(root: Path, cam: int, wanted: set[int]) -> list[Sample]:
     modality = INFRARED if cam in INFRARED_CAMERAS else VISIBLE
     records: list[Sample] = []
     any_image = False
-    for pid, id_dir in integer_subfolders(cam_dir):
-        images = [p for p in list_images(id_dir) if p.suffix.lower() == ".jpg"]
+    for pid, id_dir in integer_subfolders(cam_dir, skipped):
+        images = []
+        for p in sorted(id_dir.iterdir()):
+            if p.suffix.lower() == ".jpg" and p.is_file():
+                images.append(p)
+            else:
+                skipped.add("entries of identity folders that are not .jpg images", p)
         any_image = any_image or bool(images)
         if pid in wanted:
             records.extend(Sample(str(p), pid, cam, modality) for p in images)
+        elif images:
+            skipped.add("identity folders listed in no split file (exp/*_id.txt)", id_dir)
     if not any_image:
         raise ValueError(
             f"{DATASET}: camera folder {cam_dir} contains no <ID:04d>/<img:04d>.jpg images; "
@@ -83,8 +94,10 @@ def _scan_camera(root: Path, cam: int, wanted: set[int]) -> list[Sample]:
 def parse_sysu(root: str | os.PathLike[str]) -> VIDataset:
     """Parse a SYSU-MM01 release folder.
 
-    The camera and identity folders are walked explicitly (no recursive glob); identity folders whose names
-    are not integers are ignored.
+    The camera and identity folders are walked explicitly (no recursive glob). Everything left out (entries that
+    are not integer identity folders or ``.jpg`` images, identity folders in no split, test identities without
+    images) is named in one :class:`~idkl_lib.data._common.DatasetWarning` and listed in ``meta["skipped"]``
+    (``{reason: {"count", "items"}}``); hidden entries are not reported.
 
     Args:
         root: Folder holding ``cam1``..``cam6`` and ``exp``.
@@ -103,7 +116,7 @@ def parse_sysu(root: str | os.PathLike[str]) -> VIDataset:
             training identity has images of only one modality.
     """
     root_path = resolve_root(root, DATASET, "cam1..cam6/ and exp/ of the official release")
-    train_file = require_file(root_path, "exp/train_id.txt", DATASET, "training ids, first line comma-separated")
+    train_file = require_file(root_path, "exp/train_id.txt", DATASET, "training ids, comma-separated")
     val_file = require_file(root_path, "exp/val_id.txt", DATASET, "validation ids, merged into training")
     test_file = require_file(root_path, "exp/test_id.txt", DATASET, "test ids")
     perm_file = root_path / "exp" / "rand_perm_cam.mat"
@@ -126,8 +139,9 @@ def parse_sysu(root: str | os.PathLike[str]) -> VIDataset:
     train_raw: list[Sample] = []
     query: list[Sample] = []
     gallery: list[Sample] = []
+    skipped = SkipReport(DATASET, root_path)
     for cam in CAMERAS:
-        records = _scan_camera(root_path, cam, train_ids | test_ids)
+        records = _scan_camera(root_path, cam, train_ids | test_ids, skipped)
         train_raw.extend(s for s in records if s.pid in train_ids)
         (query if cam in QUERY_CAMERAS else gallery).extend(s for s in records if s.pid in test_ids)
 
@@ -138,6 +152,14 @@ def parse_sysu(root: str | os.PathLike[str]) -> VIDataset:
             "cam1..cam6; fix the split files or restore the images."
         )
     check_training_modalities(train_raw, DATASET, "exp/train_id.txt ∪ exp/val_id.txt")
+    absent = test_ids - {s.pid for s in query + gallery}
+    for ids, reason in (
+        (absent, "test identities of exp/test_id.txt with no images"),
+        (test_ids - absent - {s.pid for s in query}, "test identities of exp/test_id.txt with no infrared images"),
+        (test_ids - absent - {s.pid for s in gallery}, "test identities of exp/test_id.txt with no visible images"),
+    ):
+        for pid in sorted(ids):
+            skipped.add(reason, str(pid))
     id_map = relabel_map(train_ids)
     train = [Sample(s.path, id_map[s.pid], s.camid, s.modality) for s in train_raw]
     return VIDataset(
@@ -147,5 +169,5 @@ def parse_sysu(root: str | os.PathLike[str]) -> VIDataset:
         query=sorted_samples(query),
         gallery=sorted_samples(gallery),
         num_train_ids=len(id_map),
-        meta={"train_id_map": id_map, "rand_perm_cam": str(perm_file)},
+        meta={"train_id_map": id_map, "rand_perm_cam": str(perm_file), "skipped": skipped.finish()},
     )

@@ -9,6 +9,7 @@ from typing import Literal
 import numpy as np
 
 from ..data.records import Sample, VIDataset
+from .inputs import check_protocol_inputs
 from .rank import CameraFilter, CMCMode, RankResult
 from .rerank import RerankConfig
 from .retrieval import (
@@ -16,7 +17,6 @@ from .retrieval import (
     Metric,
     ProtocolResult,
     _check_count,
-    _check_dataset,
     _cross_modal,
     _ids,
     _options,
@@ -102,7 +102,7 @@ def evaluate_llcm(
     Returns:
         Per-trial and mean metrics, named like ``"llcm/ir-to-vis"``.
     """
-    _check_dataset(dataset, "llcm")
+    query_feats, gallery_feats = check_protocol_inputs("evaluate_llcm", dataset, "llcm", query_feats, gallery_feats)
     if direction not in ("ir_to_vis", "vis_to_ir"):
         raise ValueError(f"unknown LLCM direction {direction!r}; use 'ir_to_vis' or 'vis_to_ir'")
     if camera_filter not in ("all", "same_identity"):

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..data.records import VIDataset
+from .inputs import check_protocol_inputs
 from .llcm import LLCMDirection, evaluate_llcm, llcm_gallery_trials
 from .rank import CMCMode
 from .regdb import RegDBDirection, evaluate_regdb, mean_over_splits
@@ -31,7 +32,6 @@ from .retrieval import (
     FeatureArray,
     Metric,
     ProtocolResult,
-    _check_dataset,
     _features,
     _options,
     _Retrieval,
@@ -80,6 +80,7 @@ def evaluate_dataset(
 
     The keyword options are passed to every protocol (``num_trials``/``seed``/``full_gallery`` where they apply).
     """
+    query_feats, gallery_feats = check_protocol_inputs("evaluate_dataset", dataset, None, query_feats, gallery_feats)
     if dataset.name not in _STANDARD_PROTOCOLS:
         raise ValueError(
             f"no evaluation protocol for dataset {dataset.name!r}; expected one of {', '.join(_STANDARD_PROTOCOLS)}"
@@ -96,7 +97,6 @@ def _sysu_standard(
 ) -> list[ProtocolResult]:
     """All- and indoor-search, single- and multi-shot, sharing one validation, one distance matrix and one
     re-ranking cache."""
-    _check_dataset(dataset, "sysu")
     opts = _options(**options)
     q = _features(query_feats, dataset.query, "query_feats", "dataset.query")
     g = _features(gallery_feats, dataset.gallery, "gallery_feats", "dataset.gallery")

@@ -115,15 +115,34 @@ class RankResult:
         )
 
 
+def _to_numpy(values: object, name: str, what: str) -> np.ndarray:
+    """``values`` as a numpy array: a tensor is moved to the CPU (``bfloat16``, which numpy lacks, becomes
+    ``float32`` exactly); other inputs go through ``np.asarray``."""
+    if isinstance(values, torch.Tensor):
+        tensor = values.detach()
+        return (tensor.float() if tensor.dtype == torch.bfloat16 else tensor).cpu().numpy()
+    if isinstance(values, (str, bytes, dict, set)) or values is None:
+        raise TypeError(f"{name} must be {what} (numpy array, torch tensor or list), got {type(values).__name__}")
+    return np.asarray(values)
+
+
 def _as_1d(values: np.ndarray | torch.Tensor | Sequence[int], name: str) -> np.ndarray:
-    arr = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
+    arr = _to_numpy(values, name, "a 1-D sequence of integer labels")
     if arr.ndim != 1:
         raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+    if arr.dtype.kind == "f" and np.isfinite(arr).all() and (arr == np.round(arr)).all():
+        arr = arr.astype(np.int64)  # whole numbers stored as floats
+    if arr.dtype.kind not in "iu" and arr.size:
+        raise TypeError(
+            f"{name} must hold integer labels (identity or camera ids), got dtype {arr.dtype}"
+            + f" (e.g. {arr[0].item()!r})"
+            + "; convert it with np.asarray(..., dtype=np.int64)"
+        )
     return arr
 
 
 def _as_distmat(distmat: np.ndarray | torch.Tensor) -> np.ndarray:
-    arr = distmat.detach().cpu().numpy() if isinstance(distmat, torch.Tensor) else np.asarray(distmat)
+    arr = _to_numpy(distmat, "distmat", "a 2-D (num_query, num_gallery) distance matrix")
     if arr.ndim != 2:
         raise ValueError(f"distmat must be a 2-D (num_query, num_gallery) matrix, got shape {arr.shape}")
     if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
@@ -325,6 +344,8 @@ def evaluate_rank(
         The metrics averaged over valid queries.
 
     Raises:
+        TypeError: ``distmat`` or an id array is not array-like, or the ids are not integers (whole-number floats
+            are accepted; ``bfloat16`` tensors are converted to ``float32``).
         ValueError: on inconsistent shapes, NaN/inf distances, an empty query or gallery set, bad options, or when
             no query has a true match in the gallery after filtering.
     """

@@ -9,13 +9,13 @@ from typing import Literal
 import numpy as np
 
 from ..data.records import VIDataset
+from .inputs import check_protocol_inputs
 from .rank import CMCMode, RankResult
 from .rerank import RerankConfig
 from .retrieval import (
     FeatureArray,
     Metric,
     ProtocolResult,
-    _check_dataset,
     _cross_modal,
     _ids,
     _options,
@@ -57,7 +57,7 @@ def evaluate_regdb(
     Returns:
         A single-trial result named ``"regdb/thermal-to-visible"`` or ``"regdb/visible-to-thermal"``.
     """
-    _check_dataset(dataset, "regdb")
+    query_feats, gallery_feats = check_protocol_inputs("evaluate_regdb", dataset, "regdb", query_feats, gallery_feats)
     if direction not in ("thermal_to_visible", "visible_to_thermal"):
         raise ValueError(f"unknown RegDB direction {direction!r}; use 'thermal_to_visible' or 'visible_to_thermal'")
     opts = _options(normalize, metric, rerank, cmc_mode, max_rank)

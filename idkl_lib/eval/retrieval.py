@@ -242,8 +242,3 @@ def camera_ids(records: Sequence[Sample], alias: Mapping[int, int] | None = None
     records are untouched). SYSU-MM01 counts camera 3 as camera 2 (``DATASETS["sysu"].camera_alias``)."""
     alias = alias or {}
     return np.array([alias.get(s.camid, s.camid) for s in records], dtype=np.int64)
-
-
-def _check_dataset(dataset: VIDataset, expected: str) -> None:
-    if dataset.name != expected:
-        raise ValueError(f"this protocol is for {expected!r} datasets, got dataset.name={dataset.name!r}")

@@ -13,6 +13,7 @@ import numpy as np
 from ..data.records import Sample, VIDataset
 from ..data.registry import DATASETS
 from ..data.sysu_perm import PermTable, read_rand_perm_cam
+from .inputs import check_protocol_inputs
 from .rank import CMCMode, RankResult
 from .rerank import RerankConfig
 from .retrieval import (
@@ -20,7 +21,6 @@ from .retrieval import (
     Metric,
     ProtocolResult,
     _check_count,
-    _check_dataset,
     _features,
     _ids,
     _options,
@@ -163,7 +163,7 @@ def evaluate_sysu(
     Returns:
         Per-trial and mean metrics, named like ``"sysu/all-search/single-shot"``.
     """
-    _check_dataset(dataset, "sysu")
+    query_feats, gallery_feats = check_protocol_inputs("evaluate_sysu", dataset, "sysu", query_feats, gallery_feats)
     opts = _options(normalize, metric, rerank, cmc_mode, max_rank)
     q = _features(query_feats, dataset.query, "query_feats", "dataset.query")
     g = _features(gallery_feats, dataset.gallery, "gallery_feats", "dataset.gallery")
