@@ -106,7 +106,9 @@ def test_distributed_ranks_partition_the_single_process_sequence(replicas: int) 
     samples = make_samples({pid: (6 + pid % 3, 8) for pid in range(10)})
     single = CrossModalityIdentitySampler(samples, p=2, k=4, seed=3, epoch=2).batches()
     ranks = [
-        CrossModalityIdentitySampler(samples, p=2, k=4, seed=3, epoch=2, num_replicas=replicas, rank=r).batches()
+        CrossModalityIdentitySampler(
+            samples, p=2, k=4, seed=3, epoch=2, num_replicas=replicas, rank=r, shard="batches"
+        ).batches()
         for r in range(replicas)
     ]
     per_rank = len(single) // replicas
@@ -117,9 +119,31 @@ def test_distributed_ranks_partition_the_single_process_sequence(replicas: int) 
         assert_layout(samples, ranks[r], 2, 4)
 
 
+@pytest.mark.parametrize("replicas", [2, 3, 6])
+def test_identity_block_shards_concatenate_to_the_single_process_batches(replicas: int) -> None:
+    samples = make_samples({pid: (6 + pid % 3, 8) for pid in range(14)})
+    single = CrossModalityIdentitySampler(samples, p=6, k=4, seed=3, epoch=2).batches()
+    ranks = [
+        CrossModalityIdentitySampler(samples, p=6, k=4, seed=3, epoch=2, num_replicas=replicas, rank=r)
+        for r in range(replicas)
+    ]
+    assert all(r.batch_size == 6 // replicas * 4 for r in ranks)
+    joined = np.concatenate([r.batches() for r in ranks], axis=1)  # rank order = identity-block order
+    assert joined.shape == single.shape and np.array_equal(joined, single)
+    for r in ranks:  # every rank's share is whole identity blocks in the sampler layout
+        assert_layout(samples, r.batches(), 6 // replicas, 4)
+        assert list(r) == r.batches().reshape(-1).tolist()
+
+
+def test_identity_block_shards_need_p_divisible_by_the_process_count() -> None:
+    samples = make_samples({pid: (4, 4) for pid in range(12)})
+    with pytest.raises(ValueError, match=r"p=6 .* cannot be split over 4 processes; .*\(1, 2, 3, 6\)"):
+        CrossModalityIdentitySampler(samples, p=6, k=4, num_replicas=4, rank=0)
+
+
 def test_rank_without_batches_warns() -> None:
     samples = make_samples({0: (2, 2), 1: (2, 2)})
-    sampler = CrossModalityIdentitySampler(samples, p=2, k=2, num_replicas=3, rank=2)
+    sampler = CrossModalityIdentitySampler(samples, p=2, k=2, num_replicas=3, rank=2, shard="batches")
     assert len(sampler.global_batches()) == 2 and len(sampler) == 0
     with pytest.warns(RuntimeWarning, match="rank 2 gets no batch"):
         assert list(sampler) == []

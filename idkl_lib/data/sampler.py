@@ -54,10 +54,13 @@ class CrossModalityIdentitySampler(Sampler[int]):
     Identities with images of only one modality cannot form pairs: they are left out with a warning.
     The shuffle is a deterministic function of ``(seed, epoch)``; call :meth:`set_epoch` every epoch.
 
-    Distributed: every rank builds the same global batch sequence ``G_0, G_1, ...`` (``N`` batches) and rank ``r``
-    of ``R`` takes ``G_r, G_{r+R}, G_{r+2R}, ...``, ``floor(N / R)`` batches each. The ``R`` ranks together see
-    exactly the first ``R * floor(N / R)`` batches that one process (``num_replicas=1``) would see in that epoch,
-    disjoint across ranks.
+    Distributed: every rank builds the same global batch sequence ``G_0, G_1, ...`` (``N`` batches of P x K).
+
+    * ``shard="identity_blocks"`` (default): rank ``r`` of ``R`` takes identity blocks ``r P/R .. (r+1) P/R - 1`` of
+      every global batch (``P/R x K`` images, ``batch_size`` is ``P/R * K``), so the concatenation of the ranks'
+      batches in rank order is exactly the one-process batch; P must be divisible by R.
+    * ``shard="batches"``: rank ``r`` takes whole batches ``G_r, G_{r+R}, ...`` (``floor(N / R)`` each), disjoint
+      across ranks; each process then has its own P x K batch (a global batch of R P K, which is not the recipe's).
 
     Args:
         samples: Training records (``pid`` and ``modality`` are used; 0 = visible, 1 = infrared).
@@ -67,7 +70,10 @@ class CrossModalityIdentitySampler(Sampler[int]):
         epoch: Initial epoch.
         num_replicas: Number of distributed ranks R.
         rank: This process's rank, ``0 <= rank < R``.
+        shard: How the ranks share a global batch: ``"identity_blocks"`` or ``"batches"`` (see above).
     """
+
+    SHARDS = ("identity_blocks", "batches")
 
     def __init__(
         self,
@@ -78,6 +84,7 @@ class CrossModalityIdentitySampler(Sampler[int]):
         epoch: int = 0,
         num_replicas: int = 1,
         rank: int = 0,
+        shard: str = "identity_blocks",
     ) -> None:
         self.p = _positive_int("p", p, 1)
         self.k = _positive_int("k", k, 2)
@@ -89,6 +96,16 @@ class CrossModalityIdentitySampler(Sampler[int]):
         self.rank = _positive_int("rank", rank, 0)
         if self.rank >= self.num_replicas:
             raise ValueError(f"CrossModalityIdentitySampler: rank must be < num_replicas={num_replicas}, got {rank}")
+        if shard not in self.SHARDS:
+            raise ValueError(f"CrossModalityIdentitySampler: shard must be one of {self.SHARDS}, got {shard!r}")
+        self.shard = shard
+        if shard == "identity_blocks" and self.p % self.num_replicas:
+            works = [n for n in range(1, self.p + 1) if self.p % n == 0]
+            raise ValueError(
+                f"CrossModalityIdentitySampler: p={p} identities per batch cannot be split over {num_replicas} "
+                f"processes; use a process count that divides p ({', '.join(map(str, works))}) or a p divisible by "
+                f"{num_replicas}"
+            )
 
         pids = np.fromiter((s.pid for s in samples), dtype=np.int64, count=len(samples))
         modality = np.fromiter((s.modality for s in samples), dtype=np.int64, count=len(samples))
@@ -124,7 +141,9 @@ class CrossModalityIdentitySampler(Sampler[int]):
 
     @property
     def batch_size(self) -> int:
-        """``P * K``, the DataLoader batch size to use with this sampler."""
+        """This rank's DataLoader batch size: ``P/R * K`` (``shard="identity_blocks"``) or ``P * K``."""
+        if self.shard == "identity_blocks":
+            return self.p // self.num_replicas * self.k
         return self.p * self.k
 
     def set_epoch(self, epoch: int) -> None:
@@ -152,13 +171,16 @@ class CrossModalityIdentitySampler(Sampler[int]):
             chosen = rng.choice(available, size=self.p, replace=False, p=weights)
             remaining[chosen] -= 1
             batches.append(np.concatenate([chunks[j][remaining[j]] for j in chosen]))
-        result = np.stack(batches) if batches else np.empty((0, self.batch_size), dtype=np.int64)
+        result = np.stack(batches) if batches else np.empty((0, self.p * self.k), dtype=np.int64)
         self._cache = (self.epoch, result)
         return result
 
     def batches(self) -> np.ndarray:
-        """This rank's batches of the current epoch, ``(floor(N / R), P*K)`` int64 dataset indices."""
+        """This rank's batches of the current epoch, ``(n, batch_size)`` int64 dataset indices."""
         glob = self.global_batches()
+        if self.shard == "identity_blocks":
+            width = self.batch_size
+            return glob[:, self.rank * width : (self.rank + 1) * width]
         per_rank = len(glob) // self.num_replicas
         return glob[self.rank : per_rank * self.num_replicas : self.num_replicas]
 
