@@ -19,8 +19,11 @@ Guarantees:
   :attr:`~idkl_lib.config.TrainConfig.RESUMABLE_CHANGES`, such as ``epochs``, may differ); otherwise ``ValueError``.
 * Evaluations during training (``eval_every``) are reported only; the final checkpoint is the last epoch's.
 
-Multi-GPU: launch the same entry point with ``torchrun --nproc_per_node N -m idkl_lib.train ...``; each process
-trains on its own share of the identity batches (DistributedDataParallel, gradients averaged), rank 0 writes
+Multi-GPU: launch the same entry point with ``torchrun --nproc_per_node N -m idkl_lib.train ...``. The global batch
+stays the recipe's P x K: each process forwards P/N whole identity blocks, the outputs are gathered (with autograd)
+so that every process computes the losses of the global batch, BatchNorm uses global statistics, and
+DistributedDataParallel's averaged gradients are those of the one-process objective (:mod:`idkl_lib.distributed`;
+``tests/test_train_ddp.py`` checks losses, gradients and an optimiser step against one process). Rank 0 writes
 checkpoints and evaluates.
 
 Command line::
@@ -31,10 +34,10 @@ Command line::
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +52,7 @@ from torch.utils.data import DataLoader
 from .checkpoint import capture_rng_state, load_checkpoint, load_model_state, save_checkpoint
 from .config import LossWeights, TrainConfig
 from .data import CrossModalityIdentitySampler, ImageDataset, VIDataset, build_dataset, build_transforms
+from .distributed import convert_batchnorm, gather_batch, gather_fields, init_distributed
 from .eval import evaluate_dataset
 from .eval.features import extract_features
 from .losses import compute_losses
@@ -147,26 +151,18 @@ def _remove_stale_temporaries(out_dir: Path) -> None:
             tmp.unlink(missing_ok=True)
 
 
-def _distributed() -> tuple[int, int]:
-    """(rank, world_size) of a torchrun launch, initialising the process group on first use."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1
-    if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend=backend)
-    return dist.get_rank(), dist.get_world_size()
-
-
 def load_dataset(cfg: TrainConfig) -> VIDataset:
     """Parse the dataset named by ``cfg`` (RegDB gets its split number ``cfg.regdb_trial``)."""
     return build_dataset(cfg.dataset, cfg.data_root, trial=cfg.regdb_trial)
 
 
 def build_loader(cfg: TrainConfig, dataset: VIDataset, epoch: int, rank: int = 0, world: int = 1) -> DataLoader:
-    """The training loader for one epoch: P x K cross-modality batches, augmentation, seeded workers."""
+    """The training loader for one epoch of process ``rank``: P x K cross-modality batches (this process's identity
+    blocks of each global batch, or whole batches with ``distributed_batch="per_process"``), augmentation, seeded
+    workers."""
+    shard = "identity_blocks" if cfg.distributed_batch == "global" else "batches"
     sampler = CrossModalityIdentitySampler(
-        dataset.train, p=cfg.p, k=cfg.k, seed=cfg.seed, epoch=epoch, num_replicas=world, rank=rank
+        dataset.train, p=cfg.p, k=cfg.k, seed=cfg.seed, epoch=epoch, num_replicas=world, rank=rank, shard=shard
     )
     transform = build_transforms(
         cfg.height, cfg.width, train=cfg.augment, random_erasing=cfg.random_erasing, channel_augment=cfg.channel_augment
@@ -174,7 +170,7 @@ def build_loader(cfg: TrainConfig, dataset: VIDataset, epoch: int, rank: int = 0
     generator = torch.Generator().manual_seed(_epoch_seed(cfg, epoch, rank))
     return DataLoader(
         ImageDataset(dataset.train, transform),
-        batch_size=cfg.p * cfg.k,
+        batch_size=sampler.batch_size,
         sampler=sampler,
         drop_last=True,
         num_workers=cfg.num_workers,
@@ -238,20 +234,33 @@ def train(
             or ``p`` is not divisible by the number of processes.
         FileNotFoundError: ``resume`` names a missing file, or the dataset is missing.
     """
-    rank, world = _distributed()
+    rank, world = init_distributed()
     device = resolve_device(cfg.device)
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
     seed_everything(cfg.seed, deterministic=cfg.deterministic)
     dataset = dataset if dataset is not None else load_dataset(cfg)
-    if cfg.p > 0 and cfg.p % world:
-        raise ValueError(f"p={cfg.p} identities per batch must be divisible by the number of processes ({world})")
-    local = dataclasses.replace(cfg, p=cfg.p // world)
+    if world > 1 and cfg.distributed_batch == "global" and cfg.p % world:
+        works = ", ".join(str(n) for n in range(1, cfg.p + 1) if cfg.p % n == 0)
+        raise ValueError(
+            f"TrainConfig.p={cfg.p}: its {cfg.p} identity blocks cannot be split over {world} processes; "
+            f"use --nproc_per_node in ({works}) or a p divisible by {world} (distributed_batch='per_process' gives "
+            "each process its own batch instead, a deviation from the recipe)"
+        )
+    if world > 1 and rank == 0 and (cfg.distributed_batch != "global" or not cfg.sync_batchnorm):
+        warnings.warn(
+            f"distributed_batch={cfg.distributed_batch!r}, sync_batchnorm={cfg.sync_batchnorm}: the {world} processes "
+            "do not compute the one-process objective (docs/method.md#45-multi-gpu-training)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     out_dir = Path(cfg.out_dir)
     ckpt_path = out_dir / CHECKPOINT_NAME
 
     model = build_model(cfg.model_config(dataset.num_train_ids)).to(device)
+    if world > 1 and cfg.sync_batchnorm:
+        model = convert_batchnorm(model, device)  # type: ignore[assignment]
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -298,7 +307,7 @@ def train(
     run = _EpochState(ddp_model, optimizer, scaler, weights, cfg, device, amp, history, on_log, progress, rank, world)
     for epoch in range(start_epoch, cfg.epochs):
         seed_everything(_epoch_seed(cfg, epoch, rank), deterministic=cfg.deterministic)
-        loader = build_loader(local, dataset, epoch, rank, world)
+        loader = build_loader(cfg, dataset, epoch, rank, world)
         ddp_model.train()
         epoch_start = time.perf_counter()
         run.step, run.last_good = step, last_good
@@ -385,6 +394,8 @@ def _train_epoch(run: _EpochState, loader: DataLoader, epoch: int) -> int:
             modality = modality.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
                 out = model(images, modality)
+            if world > 1 and cfg.distributed_batch == "global":  # every process: the losses of the global batch
+                out, pids, modality = gather_fields(out), gather_batch(pids), gather_batch(modality)
             terms = compute_losses(out, pids, modality, weights, margin=cfg.margin)  # fp32 inside
             loss = torch.stack(list(terms.values())).sum()
             optimizer.zero_grad(set_to_none=True)

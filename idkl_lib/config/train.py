@@ -17,6 +17,9 @@ from .weights import LossWeights
 AMP_MODES: tuple[str, ...] = ("auto", "bf16", "fp16", "off")
 """Mixed-precision modes :class:`TrainConfig` accepts."""
 
+DISTRIBUTED_BATCHES: tuple[str, ...] = ("global", "per_process")
+"""How a multi-process run forms its batch (:attr:`TrainConfig.distributed_batch`)."""
+
 Check = Callable[[Any], "str | None"]
 
 
@@ -179,7 +182,8 @@ class TrainConfig:
     width: int = _option(144, "Image width (multiple of 16, >= 32; reference 144 / 128).", _side)
     p: int = _option(
         12,
-        "Identities per batch (the global batch; divided among the processes of a distributed run).",
+        "Identities per batch: the global batch, whose identity blocks are split among the processes of a "
+        "distributed run (see distributed_batch).",
         lambda v: None if v >= 2 else "P identities per batch must be >= 2 (the triplet loss needs negatives)",
     )
     k: int = _option(
@@ -243,6 +247,19 @@ class TrainConfig:
         lambda v: None if 0.0 <= v <= 1.0 else "a probability in [0, 1]",
     )
     channel_augment: bool = _option(False, "Channel augmentation of visible images (with augment).")
+    distributed_batch: str = _option(
+        "global",
+        "Multi-process runs: 'global' keeps the recipe's P x K batch, each process forwarding P/N identity blocks "
+        "and every process computing the losses on the gathered global batch (the one-process objective); "
+        "'per_process' gives every process its own P x K batch and losses (a global batch N times the recipe's: a "
+        "deviation from the method).",
+        choices=DISTRIBUTED_BATCHES,
+    )
+    sync_batchnorm: bool = _option(
+        True,
+        "Multi-process runs: BatchNorm statistics over the global batch (SyncBatchNorm); false keeps per-process "
+        "statistics (a deviation from the one-process objective).",
+    )
     num_workers: int = _option(4, "DataLoader worker processes (0 = load in the training process).", _at_least(0))
     seed: int = _option(
         1,
