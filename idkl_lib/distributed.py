@@ -21,10 +21,19 @@ from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-__all__ = ["GlobalBatchNorm", "convert_batchnorm", "gather_batch", "gather_fields", "init_distributed", "world_size"]
+__all__ = [
+    "GlobalBatchNorm",
+    "GlobalInstanceNorm",
+    "convert_batchnorm",
+    "gather_batch",
+    "gather_fields",
+    "init_distributed",
+    "world_size",
+]
 
 T = TypeVar("T")
 
@@ -146,12 +155,39 @@ class GlobalBatchNorm(_BatchNorm):
         return out.to(input.dtype)
 
 
-def convert_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
-    """Replace every BatchNorm layer of ``module`` by its global-batch version, keeping weights and buffers.
+class GlobalInstanceNorm(nn.InstanceNorm2d):
+    """InstanceNorm2d whose running statistics (used in eval mode when ``track_running_stats``, as the purifier's
+    IN layer does) are averaged over the global batch, as one process would average them.
 
-    CUDA gets :class:`torch.nn.SyncBatchNorm`; other devices get :class:`GlobalBatchNorm`. Subclasses that freeze
-    a parameter (the BNNeck's bias) keep that parameter's ``requires_grad``.
+    The normalisation itself is per image and needs no communication; only the running-statistics update does.
     """
+
+    def forward(self, input: Tensor) -> Tensor:
+        if not (self.training and self.track_running_stats and world_size() > 1):
+            return super().forward(input)
+        out = F.instance_norm(input, None, None, self.weight, self.bias, True, 0.0, self.eps)
+        with torch.no_grad():
+            x = input.detach().float()
+            stats = torch.stack([x.mean((2, 3)).sum(0), x.var((2, 3), unbiased=True).sum(0)])
+            stats = torch.cat([stats.flatten(), stats.new_tensor([x.shape[0]])])
+            dist.all_reduce(stats)
+            count = stats[-1]
+            mean, var = (stats[:-1] / count).view(2, -1)
+            assert self.running_mean is not None and self.running_var is not None
+            factor = self.momentum if self.momentum is not None else 0.0  # as torch's InstanceNorm
+            self.running_mean.lerp_(mean.to(self.running_mean.dtype), factor)
+            self.running_var.lerp_(var.to(self.running_var.dtype), factor)
+        return out
+
+
+def convert_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
+    """Replace every normalisation layer with batch-dependent statistics by its global-batch version, keeping
+    weights and buffers: BatchNorm layers (torch's :class:`~torch.nn.SyncBatchNorm` on CUDA,
+    :class:`GlobalBatchNorm` elsewhere) and InstanceNorm2d layers that track running statistics
+    (:class:`GlobalInstanceNorm`). Subclasses that freeze a parameter (the BNNeck's bias) keep that parameter's
+    ``requires_grad``.
+    """
+    module = _convert_instance_norm(module)
     if device.type == "cuda":
         return nn.SyncBatchNorm.convert_sync_batchnorm(module)
     if isinstance(module, _BatchNorm) and not isinstance(module, GlobalBatchNorm):
@@ -167,4 +203,20 @@ def convert_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
         return new
     for name, child in module.named_children():
         module.add_module(name, convert_batchnorm(child, device))
+    return module
+
+
+def _convert_instance_norm(module: nn.Module) -> nn.Module:
+    if isinstance(module, nn.InstanceNorm2d) and module.track_running_stats:
+        if isinstance(module, GlobalInstanceNorm):
+            return module
+        new = GlobalInstanceNorm(module.num_features, module.eps, module.momentum, module.affine, True)
+        if module.affine:
+            new.weight, new.bias = module.weight, module.bias
+        new.running_mean, new.running_var = module.running_mean, module.running_var
+        new.num_batches_tracked = module.num_batches_tracked
+        new.train(module.training)
+        return new
+    for name, child in module.named_children():
+        module.add_module(name, _convert_instance_norm(child))
     return module
