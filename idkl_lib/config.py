@@ -16,6 +16,8 @@ from dataclasses import dataclass, fields
 from types import MappingProxyType
 from typing import Any, ClassVar
 
+from idkl_lib import ablation as _ablation
+
 ARCHS: tuple[str, ...] = ("resnet50", "resnet18")
 """Backbone architectures :class:`ModelConfig` accepts."""
 
@@ -153,7 +155,10 @@ class LossWeights:
     disc: float = 1.0
     confuser: float = 1.0
 
-    PRESETS: ClassVar[tuple[str, ...]] = ("sysu", "llcm", "regdb", "small_batch", "baseline", "no_distill")
+    PRESETS: ClassVar[tuple[str, ...]] = (
+        *("sysu", "llcm", "regdb", "small_batch", "baseline", "no_distill"),
+        *_ablation.ABLATION_PRESETS,  # the paper's ablation study (idkl_lib/ablation.py, docs/ablation.md)
+    )
     GROUPS: ClassVar[Mapping[str, tuple[str, ...]]] = _GROUPS
 
     def __post_init__(self) -> None:
@@ -196,6 +201,9 @@ class LossWeights:
             return cls().only("identity", "triplet")
         if name == "no_distill":
             return cls().without("distill")
+        if (ablation := _ablation.resolve(name)) is not None:  # "+ip", "full-tgsa", "+ip@small_batch", ...
+            base, off = ablation
+            return cls.preset(base).replace(**dict.fromkeys(off, 0.0))
         raise ValueError(f"unknown LossWeights preset {name!r}; valid presets: {', '.join(cls.PRESETS)}")
 
     def replace(self, **overrides: float) -> LossWeights:
