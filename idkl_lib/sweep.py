@@ -286,6 +286,7 @@ def run_sweep(
         "steps": list(experiment.steps),
         "params": experiment.params,
         "grid": experiment.grid,
+        "order": [name for name, _ in cells],  # the grid's order (JSON objects are written with sorted keys)
         "cells": {name: {"params": params, "state": "pending"} for name, params in cells},
     }
     rows: list[dict[str, Any]] = []
