@@ -214,6 +214,7 @@ _RULES: dict[str, Any] = {
     "synthetic_layout": _choice(*LAYOUTS),
     "synthetic_ids": _int_at_least(4),
     "synthetic_images": _int_at_least(2),
+    "synthetic_modality_evidence": lambda v: None if _is_number(v) and 0 <= v <= 1 else "must be a number in [0, 1]",
     "regdb_trial": _choice(*range(1, 11)),
     "run_dir": _string,
     "step_dir": _string,
@@ -385,9 +386,12 @@ def jsonable(obj: Any) -> Any:
 # ------------------------------------------------------------------------------------------------ datasets
 
 
-def synthetic_root(data_root: str | os.PathLike[str], layout: str, num_train_ids: int, images_per_camera: int) -> Path:
+def synthetic_root(
+    data_root: str | os.PathLike[str], layout: str, num_train_ids: int, images_per_camera: int, evidence: float = 0.0
+) -> Path:
     """Folder of a synthetic dataset under ``data_root``; the name encodes its size, so sizes never collide."""
-    return Path(data_root) / f"synthetic-{layout}-{num_train_ids}ids-{images_per_camera}img"
+    suffix = f"-ev{evidence:g}" if evidence else ""  # modality-specific evidence level (idkl_lib/data/synthetic.py)
+    return Path(data_root) / f"synthetic-{layout}-{num_train_ids}ids-{images_per_camera}img{suffix}"
 
 
 def prepare_dataset(
@@ -398,6 +402,7 @@ def prepare_dataset(
     synthetic_ids: int = 48,
     synthetic_images: int = 4,
     regdb_trial: int = 1,
+    synthetic_modality_evidence: float = 0.0,
 ) -> VIDataset:
     """Parse the dataset a notebook works on.
 
@@ -412,6 +417,7 @@ def prepare_dataset(
         synthetic_ids: Training identities of the synthetic dataset (test identities: half as many; RegDB: as many).
         synthetic_images: Images per person per camera of the synthetic dataset.
         regdb_trial: RegDB split (1..10).
+        synthetic_modality_evidence: Identity evidence visible in one modality only, in [0, 1] (0: none).
 
     Raises:
         ParameterError: Bad values (named).
@@ -424,10 +430,12 @@ def prepare_dataset(
         synthetic_ids=synthetic_ids,
         synthetic_images=synthetic_images,
         regdb_trial=regdb_trial,
+        synthetic_modality_evidence=synthetic_modality_evidence,
     )
     if dataset == "synthetic":
         root = write_synthetic(
-            synthetic_root(data_root, synthetic_layout, synthetic_ids, synthetic_images),
+            synthetic_root(data_root, synthetic_layout, synthetic_ids, synthetic_images, synthetic_modality_evidence),
+            modality_specific_evidence=synthetic_modality_evidence,
             layout=synthetic_layout,
             num_train_ids=synthetic_ids,
             images_per_camera=synthetic_images,
