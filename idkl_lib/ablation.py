@@ -5,7 +5,7 @@ Every name is a :meth:`idkl_lib.config.LossWeights.preset` name, so ``loss_prese
 (notebook 02, ``python -m idkl_lib.train --loss-preset``, sweeps). A preset is a *base* preset's weights with some
 groups of terms switched off; the weights that stay on are the base's, never new ones. The base is ``sysu`` (the
 reference's weights for its batch of 120) unless the name ends in ``@small_batch`` (the reference's weights for any
-other batch size, which is what the reference itself would use at this workbench's CPU batch sizes): ``+ip@small_batch``.
+other batch size, which the reference itself would use at this workbench's CPU batch sizes), e.g. ``+ip@small_batch``.
 
 Groups (term names of :class:`~idkl_lib.config.LossWeights`; the table with weights is ``docs/ablation.md``):
 
