@@ -201,7 +201,8 @@ def _check(experiment: Experiment, notebooks_dir: Path) -> None:
                 try:
                     check_params(**{name: value})
                 except ParameterError as exc:
-                    raise ValueError(f"{kind} {name}={value!r}: {str(exc).splitlines()[-1].strip()}") from None
+                    reason = str(exc).splitlines()[-1].strip().removeprefix(f"parameter {name}={value!r} ")
+                    raise ValueError(f"{kind} {name}={value!r} {reason}") from None
 
 
 def _flatten(obj: Any, prefix: str, out: dict[str, Any]) -> None:
