@@ -210,3 +210,10 @@ def test_real_notebooks_tiny_sweep(tmp_path: Path) -> None:
     metrics = json.loads((tmp_path / "run" / "06_compare_runs" / "metrics.json").read_text())
     assert [c["config"] for c in metrics["configs"]] == ["baseline", "+ip"] and metrics["configs"][0]["n"] == 2
     assert {"ip_entropy", "id", "total"} <= set(metrics["loss_terms"]["+ip"])
+
+
+def test_the_pipeline_command_delegates_sweeps(capsys: pytest.CaptureFixture[str]) -> None:
+    from idkl_lib.pipeline import main as pipeline_main
+
+    assert pipeline_main(["--run-dir", "unused", "--sweep", "loss_preset=", "--notebooks-dir", str(NOTEBOOKS_DIR)]) == 2
+    assert "--sweep 'loss_preset=': empty value" in capsys.readouterr().err
