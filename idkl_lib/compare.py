@@ -70,8 +70,9 @@ def _run_folders(run_dir: Path | None, runs: Sequence[str | os.PathLike[str]]) -
         raise ValueError("give a sweep folder (run_dir) or a list of run folders (runs)")
     sweep = _read_json(run_dir / "sweep.json")
     if isinstance(sweep, dict):  # the cells that finished (failed ones are listed in sweep.json and results.csv)
-        cells = sweep.get("cells", {})
-        return [run_dir / name for name in sweep.get("order", cells) if cells.get(name, {}).get("state") == "done"]
+        cells: dict[str, Any] = sweep.get("cells") or {}
+        order: list[str] = sweep.get("order") or list(cells)
+        return [run_dir / name for name in order if cells.get(name, {}).get("state") == "done"]
     children = sorted(p for p in run_dir.iterdir() if p.is_dir() and (p / "params.json").is_file())
     return children or [run_dir]
 
@@ -89,7 +90,8 @@ def _pick_protocol(metrics: Mapping[str, Any], protocol: str, path: Path) -> tup
                 f"run folder {path} has no retrieval metrics (neither 03_evaluate/metrics.json 'protocols' nor "
                 "02_train 'eval'); run its 03_evaluate step (or train with final_eval=True)"
             )
-    name = protocol or next(iter(sorted(table, key=lambda k: ("single-shot" not in k, "all-search" not in k, k))))
+    assert isinstance(table, Mapping)
+    name = protocol or min(table, key=lambda k: ("single-shot" not in k, "all-search" not in k, k))
     if name not in table:
         raise ValueError(f"run folder {path} has no protocol {name!r}; it has {sorted(table)}")
     return name, table[name], list(curves.get(name, []))
@@ -144,7 +146,7 @@ def configs(runs: Sequence[Run]) -> dict[str, list[Run]]:
     return out
 
 
-def mean_ci(values: Sequence[float], confidence: float = 0.95) -> dict[str, float | int | None]:
+def mean_ci(values: Sequence[float] | np.ndarray, confidence: float = 0.95) -> dict[str, float | int | None]:
     """``n``, mean, sample std and the half-width of the ``confidence`` t interval of the mean (None for n < 2)."""
     x = np.asarray(values, dtype=float)
     n = int(x.size)
@@ -202,8 +204,8 @@ def paired_comparison(
                 t_p = float(stats.ttest_rel([a for a, _ in pairs], [b for _, b in pairs]).pvalue)
             if len(diff) >= WILCOXON_MIN_PAIRS and np.any(diff != 0):
                 wil_p = float(stats.wilcoxon(diff).pvalue)
-            half = summary["ci95"]
-            inside = half is None or abs(summary["mean"]) <= half  # type: ignore[operator]
+            half, mean = summary["ci95"], summary["mean"]
+            inside = half is None or mean is None or abs(mean) <= half
             rows.append(
                 {
                     "config": label,
