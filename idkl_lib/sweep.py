@@ -258,8 +258,13 @@ def collect_results(run_dir: Path, rows: Sequence[Mapping[str, Any]]) -> tuple[P
 def _cell_hash(experiment: Experiment, params: Mapping[str, Any]) -> str:
     import hashlib
 
-    blob = json.dumps([experiment.preset, experiment.params, dict(params), experiment.steps], sort_keys=True)
+    blob = json.dumps([experiment.preset, experiment.params, dict(params), list(experiment.steps)], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _same_cell(entry: Any, experiment: Experiment, params: Mapping[str, Any]) -> bool:
+    """An earlier invocation's entry of this cell, run with the same parameters, steps and preset."""
+    return isinstance(entry, dict) and entry.get("hash") == _cell_hash(experiment, params)
 
 
 def run_sweep(
@@ -280,6 +285,7 @@ def run_sweep(
     cells = experiment.cells()
     run_dir.mkdir(parents=True, exist_ok=True)
     old = _read_json(run_dir / "sweep.json") or {}
+    old_cells = old.get("cells") or {}
     state: dict[str, Any] = {
         "schema": _SCHEMA,
         "description": experiment.description,
@@ -288,27 +294,36 @@ def run_sweep(
         "params": experiment.params,
         "grid": experiment.grid,
         "order": [name for name, _ in cells],  # the grid's order (JSON objects are written with sorted keys)
-        "cells": {name: {"params": params, "state": "pending"} for name, params in cells},
+        # a cell finished by an earlier invocation stays listed (and in the results) until it runs again
+        "cells": {
+            name: dict(old_cells[name]) if _same_cell(old_cells.get(name), experiment, params) else {"params": params}
+            for name, params in cells
+        },
     }
-    rows: list[dict[str, Any]] = []
+    for entry in state["cells"].values():
+        entry.setdefault("state", "pending")
+
+    def save() -> list[dict[str, Any]]:
+        atomic_write_json(run_dir / "sweep.json", state)
+        rows = [
+            cell_row(run_dir / name, params, entry["state"], entry.get("error"))
+            for name, params in cells
+            if (entry := state["cells"][name])["state"] in ("done", "failed")
+        ]
+        collect_results(run_dir, rows)
+        return rows
+
     failed: list[str] = []
     bar = tqdm(cells, desc="sweep", unit="cell", disable=not progress, dynamic_ncols=True)
     for name, params in bar:
         bar.set_postfix_str(name)
         cell_dir, digest = run_dir / name, _cell_hash(experiment, params)
         entry = state["cells"][name]
-        previous = (old.get("cells") or {}).get(name) or {}
         cell_status = _read_json(cell_dir / "status.json") or {}
-        if (
-            resume
-            and previous.get("state") == "done"
-            and previous.get("hash") == digest
-            and cell_status.get("state") == "done"
-        ):
-            entry.update(previous, state="done")
-            rows.append(cell_row(cell_dir, params, "done"))
+        if resume and entry.get("state") == "done" and cell_status.get("state") == "done":
             continue
-        entry.update(state="running", hash=digest, started=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        entry.clear()
+        entry.update(params=params, state="running", hash=digest, started=time.strftime("%Y-%m-%dT%H:%M:%S"))
         atomic_write_json(run_dir / "sweep.json", state)
         start = time.perf_counter()
         try:
@@ -325,24 +340,20 @@ def run_sweep(
             )
         except KeyboardInterrupt:
             entry.update(state="interrupted")
-            atomic_write_json(run_dir / "sweep.json", state)
-            collect_results(run_dir, rows)
+            save()
             raise
         except (PipelineError, Exception) as exc:  # noqa: BLE001 - a failed cell is recorded, the sweep goes on
             message = f"{type(exc).__name__}: {exc}"
             entry.update(state="failed", error=message, duration_s=round(time.perf_counter() - start, 3))
             failed.append(name)
-            rows.append(cell_row(cell_dir, params, "failed", message))
             bar.write(f"cell {name} FAILED: {message.splitlines()[0]}")
         else:
             entry.update(state="done", duration_s=round(time.perf_counter() - start, 3))
-            rows.append(cell_row(cell_dir, params, "done"))
             bar.write(f"cell {name} done in {entry['duration_s']:.0f} s")
-        atomic_write_json(run_dir / "sweep.json", state)
-        collect_results(run_dir, rows)
+        save()
     bar.close()
-    atomic_write_json(run_dir / "sweep.json", state)
-    collect_results(run_dir, rows)
+    rows = save()
+    failed = [row["cell"] for row in rows if row["state"] == "failed"]
     index = None
     if experiment.compare and len(rows) > len(failed):
         try:
