@@ -184,7 +184,7 @@ def paired_comparison(
     Returns:
         ``(baseline label, rows)``; a row per other configuration and metric: ``pairs``, ``mean_diff``, ``ci95``
         (half-width), ``t_p`` (paired t-test), ``wilcoxon_p`` (from :data:`WILCOXON_MIN_PAIRS` pairs), and
-        ``inside_noise`` (the interval of the mean difference contains 0, or fewer than 2 pairs).
+        ``inside_noise`` (the interval of the mean difference contains 0; None with fewer than 2 pairs).
     """
     groups = configs(runs)
     baseline = baseline or default_baseline(runs)
@@ -205,7 +205,7 @@ def paired_comparison(
             if len(diff) >= WILCOXON_MIN_PAIRS and np.any(diff != 0):
                 wil_p = float(stats.wilcoxon(diff).pvalue)
             half, mean = summary["ci95"], summary["mean"]
-            inside = half is None or mean is None or abs(mean) <= half
+            inside = None if half is None or mean is None else abs(mean) <= half  # None: one pair, no estimate
             rows.append(
                 {
                     "config": label,
@@ -215,7 +215,7 @@ def paired_comparison(
                     "ci95": half,
                     "t_p": t_p,
                     "wilcoxon_p": wil_p,
-                    "inside_noise": bool(inside),
+                    "inside_noise": inside,
                 }
             )
     return baseline, rows

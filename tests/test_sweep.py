@@ -217,3 +217,18 @@ def test_the_pipeline_command_delegates_sweeps(capsys: pytest.CaptureFixture[str
 
     assert pipeline_main(["--run-dir", "unused", "--sweep", "loss_preset=", "--notebooks-dir", str(NOTEBOOKS_DIR)]) == 2
     assert "--sweep 'loss_preset=': empty value" in capsys.readouterr().err
+
+
+def test_paired_comparison_pairs_by_seed_and_needs_two_pairs(tmp_path: Path) -> None:
+    def run(preset: str, seed: int, r1: float) -> compare.Run:
+        return compare.Run(tmp_path, {"loss_preset": preset, "seed": seed}, seed, {"R1": r1}, [])
+
+    runs = [run("baseline", 0, 50.0), run("baseline", 1, 60.0), run("full", 1, 61.0), run("full", 0, 52.0)]
+    compare._label(runs)
+    baseline, rows = compare.paired_comparison(runs, metrics=("R1",))
+    assert baseline == "baseline" and rows[0]["pairs"] == 2 and rows[0]["mean_diff"] == pytest.approx(1.5)
+    assert rows[0]["t_p"] == pytest.approx(stats.ttest_rel([52.0, 61.0], [50.0, 60.0]).pvalue)
+    _, single = compare.paired_comparison(runs[:3], metrics=("R1",))
+    assert single[0]["pairs"] == 1 and single[0]["inside_noise"] is None
+    with pytest.raises(ValueError, match="baseline configuration 'nope' is not among the runs"):
+        compare.paired_comparison(runs, "nope")

@@ -17,16 +17,21 @@ from idkl_lib.viz.plots import cmc_curves, series_color, style_figure
 __all__ = ["cmc_figure", "loss_curves_figure", "loss_terms_figure", "paired_table", "summary_table"]
 
 
+_VERDICTS = {True: "inside seed noise", False: "<b>outside seed noise</b>", None: "one seed: no estimate"}
+
+
 def _fmt(value: float | None, digits: int = 2) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
 def _table(header: Sequence[str], columns: Sequence[Sequence[str]], title: str, rows: int) -> go.Figure:
     table = go.Table(
+        columnwidth=[3, *[2] * (len(columns) - 1)],  # the configuration labels are the longest cells
         header={"values": [f"<b>{h}</b>" for h in header], "fill_color": "#DDE6F0", "align": "center"},
         cells={"values": columns, "align": ["left", *["center"] * (len(columns) - 1)], "height": 26},
     )
-    return style_figure(go.Figure(table), title, height=140 + 28 * rows, margin={"t": 60, "b": 10})
+    width = max(900, 130 * len(columns))
+    return style_figure(go.Figure(table), title, width=width, height=200 + 48 * rows, margin={"t": 60, "b": 10})
 
 
 def summary_table(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str], title: str) -> go.Figure:
@@ -60,7 +65,7 @@ def paired_table(rows: Sequence[Mapping[str, Any]], baseline: str, title: str = 
         [f"± {r['ci95']:.2f}" if r["ci95"] is not None else "–" for r in rows],
         [_fmt(r["t_p"], 3) for r in rows],
         [_fmt(r["wilcoxon_p"], 3) for r in rows],
-        ["inside seed noise" if r["inside_noise"] else "<b>outside seed noise</b>" for r in rows],
+        [_VERDICTS[r["inside_noise"]] for r in rows],
     ]
     return _table(header, columns, title or f"Paired by seed: each configuration minus {baseline}", len(rows))
 
