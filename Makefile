@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 RUN    ?= demo
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-unit test-notebooks lint typecheck venv clean-venv
+.PHONY: demo ablation test test-unit test-notebooks lint typecheck venv clean-venv
 
 venv: $(STAMP)
 
@@ -20,6 +20,13 @@ $(STAMP): pyproject.toml
 ## demo: write the synthetic dataset, train, evaluate and render the report into reports/$(RUN)/
 demo: $(STAMP)
 	$(PY) -m idkl_lib.pipeline --run-dir reports/$(RUN) --preset demo
+
+## ablation: the ablation study, three sweeps (README "Ablation study": hours on a 2-core CPU). Re-running it resumes;
+## a failed cell is listed in its sweep's results.csv and the other cells and sweeps go on.
+ablation: $(STAMP)
+	-$(PY) -m idkl_lib.sweep --run-dir reports/ablation-demo --experiment experiments/ablation.yaml --resume
+	-$(PY) -m idkl_lib.sweep --run-dir reports/ablation-reference --experiment experiments/ablation_reference.yaml --resume
+	-$(PY) -m idkl_lib.sweep --run-dir reports/knob --experiment experiments/knob.yaml --resume
 
 ## test: the whole suite (unit, multi-process and notebook tests)
 test: $(STAMP)

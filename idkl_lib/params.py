@@ -132,6 +132,7 @@ RULES: dict[str, Rule] = {
     "synthetic_layout": _choice(*LAYOUTS),
     "synthetic_ids": _int_at_least(4),
     "synthetic_images": _int_at_least(2),
+    "synthetic_modality_evidence": lambda v: None if _is_number(v) and 0 <= v <= 1 else "must be a number in [0, 1]",
     "run_dir": _string,
     "step_dir": _string,
     "run_tag": _string,

@@ -44,6 +44,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status (0 ok, 1 a step failed, 2 bad arguments)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any(arg.split("=")[0] in ("--sweep", "--experiment") for arg in argv):  # a sweep: idkl_lib.sweep runs it
+        from idkl_lib import sweep
+
+        return sweep.main(argv)
     args = _parser().parse_args(argv)
     if args.log_output:
         import logging

@@ -10,6 +10,7 @@ from dataclasses import dataclass, fields
 from types import MappingProxyType
 from typing import ClassVar
 
+from .. import ablation as _ablation
 from .model import _is_real
 
 # Loss terms, SPEC §2. Groups name sets of terms for ablations (``LossWeights.without``); "mdr" is this project's name
@@ -81,7 +82,10 @@ class LossWeights:
     disc: float = 1.0
     confuser: float = 1.0
 
-    PRESETS: ClassVar[tuple[str, ...]] = ("sysu", "llcm", "regdb", "small_batch", "baseline", "no_distill")
+    PRESETS: ClassVar[tuple[str, ...]] = (
+        *("sysu", "llcm", "regdb", "small_batch", "baseline", "no_distill"),
+        *_ablation.ABLATION_PRESETS,  # the paper's ablation study (idkl_lib/ablation.py, docs/ablation.md)
+    )
     GROUPS: ClassVar[Mapping[str, tuple[str, ...]]] = _GROUPS
 
     def __post_init__(self) -> None:
@@ -126,6 +130,9 @@ class LossWeights:
             return cls().only("identity", "triplet")
         if name == "no_distill":
             return cls().without("distill")
+        if (ablation := _ablation.resolve(name)) is not None:  # "+ip", "full-tgsa", "+ip@small_batch", ...
+            base, off = ablation
+            return cls.preset(base).replace(**dict.fromkeys(off, 0.0))
         raise ValueError(f"unknown LossWeights preset {name!r}; valid presets: {', '.join(cls.PRESETS)}")
 
     def replace(self, **overrides: float) -> LossWeights:

@@ -17,6 +17,16 @@ survives infrared imaging stays the same cue in both modalities:
   memorised it on the training identities and did not transfer to unseen ones);
 * shape and proportions (head, torso, shoulders, hips, limbs, skirt, sleeves, hair, hat, bag) are drawn identically.
 
+Modality-specific evidence (``modality_specific_evidence``, default 0: none). IDKL assumes that the modality-specific
+features hold identity evidence the shared feature misses. With a level ``e`` in (0, 1], every identity also gets
+details that only one modality shows, drawn from their own seed stream (so ``e = 0`` leaves every file byte-identical):
+
+* visible only: two identity-specific colour patches (an emblem on the chest, a patch on the lower garment) whose hue
+  is the identity's own and whose luminance equals the garment's, so infrared, which follows luminance, cannot see
+  them; ``e`` is their opacity;
+* infrared only: two identity-specific thermal marks (a warm or cool band across the torso and a mark on one leg, at
+  identity-specific heights and sizes), painted in infrared images only; ``e`` scales their contrast.
+
 Patterns are coarse (4-8 cycles per person height) so that they survive 64-pixel-high images. Every image adds
 jitter (position, scale, lean, limb spread, facing flip, front/back view), background shift and clutter, camera and
 per-image exposure (infrared included, so absolute brightness is no shortcut), blur and noise. Everything is drawn from
@@ -33,7 +43,7 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 
 # purpose keys of the seed sequences
-_K_IDENTITY, _K_CAMERA, _K_IMAGES, _K_SPLIT, _K_PERM, _K_NAMES = range(1, 7)
+_K_IDENTITY, _K_CAMERA, _K_IMAGES, _K_SPLIT, _K_PERM, _K_NAMES, _K_EVIDENCE = range(1, 8)
 
 
 def _rng(seed: int, *keys: int) -> np.random.Generator:
@@ -163,6 +173,67 @@ def _make_identity(seed: int, pid: int) -> _Identity:
         rgb=rgb,
         ir=ir,
     )
+
+
+@dataclass(frozen=True, eq=False)
+class _Evidence:
+    """Identity details visible in one modality only (see the module docstring), in body coordinates."""
+
+    chest: tuple[float, float, float]  # visible emblem: x, y, radius
+    chest_rgb: np.ndarray  # (3,) its colour: the upper garment's luminance, the identity's hue
+    lower: tuple[float, float, float, float]  # visible patch on the lower garment: x0, x1, y0, y1 (x mirrored by side)
+    lower_rgb: np.ndarray
+    band: tuple[float, float]  # infrared band across the torso: centre (fraction of the torso), half height
+    band_delta: float  # its brightness change (signed)
+    leg: tuple[float, float, float]  # infrared mark on one leg: side (-1/1), centre (fraction of the leg), half height
+    leg_delta: float
+
+
+def _make_evidence(seed: int, pid: int, ident: _Identity) -> _Evidence:
+    rng = _rng(seed, _K_EVIDENCE, pid)
+    hue = rng.uniform()
+    up, low = float(ident.upper.rgb_a @ _LUMA), float(ident.lower.rgb_a @ _LUMA)
+    hip = 2.05 * ident.head_r + 0.01 + ident.torso_len
+    chest_y = 2.05 * ident.head_r + 0.01 + ident.torso_len * rng.uniform(0.2, 0.55)
+    x0 = rng.uniform(0.0, 0.5) * ident.hip
+    lower_y = hip + (min(ident.hem, 0.95) - hip) * rng.uniform(0.1, 0.5)
+
+    def sign() -> float:
+        return float(rng.choice([-1.0, 1.0]))
+
+    return _Evidence(
+        chest=(rng.uniform(-0.4, 0.4) * ident.shoulder, chest_y, rng.uniform(0.035, 0.06)),
+        chest_rgb=_colour(hue, 1.0, up),
+        lower=(x0, x0 + rng.uniform(0.04, 0.08), lower_y, lower_y + rng.uniform(0.05, 0.1)),
+        lower_rgb=_colour((hue + rng.uniform(0.25, 0.75)) % 1.0, 1.0, low),
+        band=(rng.uniform(0.2, 0.8), rng.uniform(0.03, 0.07)),
+        band_delta=sign() * rng.uniform(0.2, 0.35),
+        leg=(sign(), rng.uniform(0.15, 0.85), rng.uniform(0.04, 0.08)),
+        leg_delta=sign() * rng.uniform(0.2, 0.35),
+    )
+
+
+def _draw_evidence(c: _Canvas, ident: _Identity, ev: _Evidence, infrared: bool, level: float) -> None:
+    """Paint the identity's modality-specific details (after the person) with strength ``level``."""
+    X, Y = c.X, c.Y
+    neck = 2.05 * ident.head_r + 0.01
+    hip = neck + ident.torso_len
+    if not infrared:
+        c.paint(_ellipse(X, Y, ev.chest[0], ev.chest[1], ev.chest[2], ev.chest[2]), ev.chest_rgb, level)
+        x0, x1, y0, y1 = ev.lower
+        c.paint(_box(X, Y, x0, x1, y0, y1), ev.lower_rgb, level)
+        return
+    y = neck + ident.torso_len * ev.band[0]
+    torso = np.maximum(np.abs(X) - ident.shoulder, np.maximum(neck - Y, Y - hip))
+    tone = np.array([np.clip(ident.upper.ir_a + ev.band_delta, 0.0, 1.0)], np.float32)
+    c.paint(np.maximum(torso, np.abs(Y - y) - ev.band[1]), tone, level)
+    side, at, half = ev.leg
+    y = hip + (0.975 - hip) * at
+    leg, _ = _capsule(
+        X, Y, (side * ident.hip * ident.leg_sep, hip), (side * ident.hip * ident.leg_sep, 0.975), ident.leg_r
+    )
+    tone = np.array([np.clip(ident.lower.ir_a + ev.leg_delta, 0.0, 1.0)], np.float32)
+    c.paint(np.maximum(leg, np.abs(Y - y) - half), tone, level)
 
 
 @dataclass(frozen=True, eq=False)
@@ -338,7 +409,13 @@ def _draw_person(
 
 
 def _render(
-    ident: _Identity, cam: _Camera, n: int, rng: np.random.Generator, height: int, width: int
+    ident: _Identity,
+    cam: _Camera,
+    n: int,
+    rng: np.random.Generator,
+    height: int,
+    width: int,
+    evidence: tuple[_Evidence, float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Render ``n`` images of one identity seen by one camera.
 
@@ -370,7 +447,10 @@ def _render(
     Y = (ys - top) / hp
     X = flip * (xs - cx) / hp - lean * (Y - 0.5)
     shade = (1.0 - 0.28 * np.clip(X / (ident.shoulder + 0.05), -1, 1) ** 2 - 0.08 * np.clip(Y, 0, 1))[..., None]
-    _draw_person(_Canvas(img, X, Y, hp[..., None], shade), ident, cam.infrared, back, abduct, spread)
+    canvas = _Canvas(img, X, Y, hp[..., None], shade)
+    _draw_person(canvas, ident, cam.infrared, back, abduct, spread)
+    if evidence is not None:  # modality-specific identity details (none at the default level 0)
+        _draw_evidence(canvas, ident, evidence[0], cam.infrared, evidence[1])
 
     img = img * cam.gain * per_image(0.85, 1.15)[..., None] + cam.offset
     if cam.infrared:  # per-image exposure: absolute infrared brightness is no reliable identity cue
@@ -389,8 +469,8 @@ def _render(
 class _Writer:
     """Renders the images of one dataset, caching identities and camera scenes."""
 
-    def __init__(self, seed: int, height: int, width: int) -> None:
-        self.seed, self.height, self.width = seed, height, width
+    def __init__(self, seed: int, height: int, width: int, evidence: float = 0.0) -> None:
+        self.seed, self.height, self.width, self.evidence = seed, height, width, float(evidence)
         self._cameras: dict[tuple[int, bool], _Camera] = {}
         self._identities: dict[int, _Identity] = {}
 
@@ -405,7 +485,9 @@ class _Writer:
         if key not in self._cameras:
             self._cameras[key] = _make_camera(self.seed, camid, infrared, self.height, self.width)
         rng = _rng(self.seed, _K_IMAGES, pid, camid, int(infrared))
-        return _render(self.identity(pid), self._cameras[key], n, rng, self.height, self.width)
+        ident = self.identity(pid)
+        extra = (_make_evidence(self.seed, pid, ident), self.evidence) if self.evidence > 0 else None
+        return _render(ident, self._cameras[key], n, rng, self.height, self.width, extra)
 
 
 def _save(images: np.ndarray, paths: list[Path]) -> None:

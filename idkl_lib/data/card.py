@@ -43,9 +43,13 @@ def expected_statistics(
     return counts(synthetic_ids, synthetic_images) if counts else {}
 
 
-def synthetic_root(data_root: str | os.PathLike[str], layout: str, num_train_ids: int, images_per_camera: int) -> Path:
-    """Folder of a synthetic dataset under ``data_root``; the name encodes its size, so sizes never collide."""
-    return Path(data_root) / f"synthetic-{layout}-{num_train_ids}ids-{images_per_camera}img"
+def synthetic_root(
+    data_root: str | os.PathLike[str], layout: str, num_train_ids: int, images_per_camera: int, evidence: float = 0.0
+) -> Path:
+    """Folder of a synthetic dataset under ``data_root``; the name encodes its size (and its modality-specific
+    evidence level when not 0), so different datasets never collide."""
+    suffix = f"-ev{evidence:g}" if evidence else ""
+    return Path(data_root) / f"synthetic-{layout}-{num_train_ids}ids-{images_per_camera}img{suffix}"
 
 
 def prepare_dataset(
@@ -56,6 +60,7 @@ def prepare_dataset(
     synthetic_ids: int = 192,
     synthetic_images: int = 2,
     regdb_trial: int = 1,
+    synthetic_modality_evidence: float = 0.0,
 ) -> VIDataset:
     """Parse the dataset a notebook works on.
 
@@ -70,6 +75,8 @@ def prepare_dataset(
         synthetic_ids: Training identities of the synthetic dataset (test identities: half as many; RegDB: as many).
         synthetic_images: Images per person per camera of the synthetic dataset.
         regdb_trial: RegDB split (1..10).
+        synthetic_modality_evidence: Identity evidence visible in one modality only, in [0, 1] (0: none; see
+            :func:`~idkl_lib.data.write_synthetic`).
 
     Raises:
         idkl_lib.params.ParameterError: Bad values (named).
@@ -84,10 +91,12 @@ def prepare_dataset(
         synthetic_ids=synthetic_ids,
         synthetic_images=synthetic_images,
         regdb_trial=regdb_trial,
+        synthetic_modality_evidence=synthetic_modality_evidence,
     )
     if dataset == "synthetic":
         root = write_synthetic(
-            synthetic_root(data_root, synthetic_layout, synthetic_ids, synthetic_images),
+            synthetic_root(data_root, synthetic_layout, synthetic_ids, synthetic_images, synthetic_modality_evidence),
+            modality_specific_evidence=synthetic_modality_evidence,
             layout=synthetic_layout,
             num_train_ids=synthetic_ids,
             images_per_camera=synthetic_images,

@@ -207,7 +207,8 @@ def _build(root: Path, params: dict[str, object], replace: bool) -> None:
     built = root.parent / f".{root.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
     built.mkdir(parents=True)
     try:
-        writer = _Writer(int(params["seed"]), int(params["height"]), int(params["width"]))  # type: ignore[call-overload]
+        evidence = float(params.get("modality_specific_evidence", 0.0))  # type: ignore[arg-type]
+        writer = _Writer(int(params["seed"]), int(params["height"]), int(params["width"]), evidence)  # type: ignore[call-overload]
         _LAYOUT_WRITERS[str(params["layout"])](
             built,
             writer,
@@ -238,6 +239,7 @@ def write_synthetic(
     width: int = 64,
     seed: int = 0,
     overwrite: bool = False,
+    modality_specific_evidence: float = 0.0,
     lock_timeout: float = 1800.0,
 ) -> Path:
     """Write a synthetic visible-infrared dataset in the official layout of ``layout``.
@@ -275,6 +277,9 @@ def write_synthetic(
         width: Image width in pixels.
         seed: Seed of every random choice; the same arguments give byte-identical files.
         overwrite: Replace a synthetic dataset written with other parameters (never touches other data).
+        modality_specific_evidence: Strength in [0, 1] of identity details that only one modality shows (colour
+            patches in visible images, thermal marks in infrared ones; see :mod:`idkl_lib.data._synthetic_render`).
+            0 (the default) writes exactly the dataset of earlier versions.
         lock_timeout: Seconds to wait for another process writing the same root (negative: as long as it runs).
 
     Returns:
@@ -305,6 +310,11 @@ def write_synthetic(
         "width": _check_int("width", width, 8),
         "seed": _check_int("seed", seed, 0),
     }
+    evidence = modality_specific_evidence
+    if isinstance(evidence, bool) or not isinstance(evidence, int | float) or not 0.0 <= evidence <= 1.0:
+        raise ValueError(f"write_synthetic: modality_specific_evidence must be a number in [0, 1], got {evidence!r}")
+    if evidence > 0:  # recorded only when used, so the markers of existing default datasets still match
+        params["modality_specific_evidence"] = float(evidence)
     path = Path(root).expanduser().resolve()
     _refuse_real_dataset(path)
     if _reusable(path, params):

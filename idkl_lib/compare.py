@@ -1,0 +1,258 @@
+"""Compare pipeline runs over seeds: mean, spread and confidence intervals per configuration, paired tests against a
+baseline, CMC and loss curves, and each loss term's magnitude (the logic of ``notebooks/06_compare_runs.ipynb``).
+
+A *run* is a pipeline run folder (``metrics.json``, ``params.json``, ``02_train/history.json``); a sweep folder
+(:mod:`idkl_lib.sweep`) holds one per cell. Runs are grouped into *configurations* by the training parameters that
+differ between them, the seed excepted, so the seeds of one configuration are its repeats.
+
+Statistics (scipy.stats): per configuration the mean, the sample standard deviation and the 95% confidence interval of
+the mean with the t distribution (``n - 1`` degrees of freedom; none for one seed). Against the baseline, runs are
+paired by seed (same seed = same data order and initialisation where the code allows): the mean difference, its 95%
+t interval, the paired t-test and, from 6 pairs on (below, the exact Wilcoxon test cannot reach p < 0.05), the
+Wilcoxon signed-rank test. A difference whose interval contains 0 is *inside the seed noise*.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+__all__ = [
+    "METRICS",
+    "Run",
+    "config_curves",
+    "load_runs",
+    "loss_magnitudes",
+    "paired_comparison",
+    "summarise",
+]
+
+METRICS: tuple[str, ...] = ("R1", "mAP", "mINP")
+IGNORED_PARAMS = frozenset({"seed", "run_dir", "step_dir", "run_tag", "resume", "device", "num_workers", "log_every"})
+WILCOXON_MIN_PAIRS = 6
+
+
+@dataclass
+class Run:
+    """One run folder: its training parameters, configuration label, retrieval metrics, CMC and loss history."""
+
+    path: Path
+    params: dict[str, Any]
+    seed: Any
+    metrics: dict[str, float]
+    cmc: list[float]
+    history: list[dict[str, float]] = field(default_factory=list)
+    train_time_s: float | None = None
+    config: str = ""
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path} cannot be read as JSON ({exc}); re-run that step") from None
+
+
+def _run_folders(run_dir: Path | None, runs: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    if runs:
+        return [Path(r).resolve() for r in runs]
+    if run_dir is None:
+        raise ValueError("give a sweep folder (run_dir) or a list of run folders (runs)")
+    sweep = _read_json(run_dir / "sweep.json")
+    if isinstance(sweep, dict):  # the cells that finished (failed ones are listed in sweep.json and results.csv)
+        cells: dict[str, Any] = sweep.get("cells") or {}
+        order: list[str] = sweep.get("order") or list(cells)
+        return [run_dir / name for name in order if cells.get(name, {}).get("state") == "done"]
+    children = sorted(p for p in run_dir.iterdir() if p.is_dir() and (p / "params.json").is_file())
+    return children or [run_dir]
+
+
+def _pick_protocol(metrics: Mapping[str, Any], protocol: str, path: Path) -> tuple[str, dict[str, Any], list[float]]:
+    evaluation = metrics.get("03_evaluate")
+    if isinstance(evaluation, Mapping) and evaluation.get("protocols"):
+        table, curves = evaluation["protocols"], evaluation.get("cmc", {})
+    else:
+        train = metrics.get("02_train")
+        table = train.get("eval") if isinstance(train, Mapping) else None
+        curves = {}
+        if not table:
+            raise ValueError(
+                f"run folder {path} has no retrieval metrics (neither 03_evaluate/metrics.json 'protocols' nor "
+                "02_train 'eval'); run its 03_evaluate step (or train with final_eval=True)"
+            )
+    assert isinstance(table, Mapping)
+    name = protocol or min(table, key=lambda k: ("single-shot" not in k, "all-search" not in k, k))
+    if name not in table:
+        raise ValueError(f"run folder {path} has no protocol {name!r}; it has {sorted(table)}")
+    return name, table[name], list(curves.get(name, []))
+
+
+def load_runs(
+    run_dir: str | os.PathLike[str] | None = None, runs: Sequence[str | os.PathLike[str]] = (), protocol: str = ""
+) -> tuple[list[Run], str]:
+    """Read the runs of a sweep folder (or the given run folders) and label their configurations.
+
+    Returns:
+        ``(runs, protocol)``: the runs in folder order and the protocol whose metrics they carry (``protocol`` or,
+        by default, the single-shot all-search one when there is one).
+
+    Raises:
+        ValueError: no runs, or a run folder without ``metrics.json`` / retrieval metrics (named).
+    """
+    folders = _run_folders(None if run_dir is None else Path(run_dir).resolve(), runs)
+    if not folders:
+        raise ValueError(f"{run_dir}: no finished run folders (sweep.json lists no cell in state 'done')")
+    loaded: list[Run] = []
+    chosen = protocol
+    for path in folders:
+        metrics = _read_json(path / "metrics.json")
+        if not isinstance(metrics, dict) or not metrics:
+            raise ValueError(f"run folder {path} has no metrics.json; run the pipeline into it first")
+        chosen, row, cmc = _pick_protocol(metrics, chosen, path)
+        params = (_read_json(path / "params.json") or {}).get("02_train") or {}
+        history = _read_json(path / "02_train" / "history.json") or []
+        status = _read_json(path / "status.json") or {}
+        train_time = ((status.get("steps") or {}).get("02_train") or {}).get("duration_s")
+        values = {m: float(row[m]) for m in METRICS if m in row}
+        loaded.append(Run(path, dict(params), params.get("seed"), values, cmc, history, train_time))
+    _label(loaded)
+    return loaded, chosen
+
+
+def _label(runs: list[Run]) -> None:
+    """Label each run by the parameters that differ between the runs (seed and bookkeeping names excepted)."""
+    names = sorted({n for r in runs for n in r.params} - IGNORED_PARAMS)
+    varying = [n for n in names if len({json.dumps(r.params.get(n), sort_keys=True) for r in runs}) > 1]
+    for run in runs:
+        parts = [str(run.params.get(n)) if n == "loss_preset" else f"{n}={run.params.get(n)}" for n in varying]
+        run.config = " · ".join(parts) or "all runs"
+
+
+def configs(runs: Sequence[Run]) -> dict[str, list[Run]]:
+    """Configuration label -> its runs, in first-seen order."""
+    out: dict[str, list[Run]] = {}
+    for run in runs:
+        out.setdefault(run.config, []).append(run)
+    return out
+
+
+def mean_ci(values: Sequence[float] | np.ndarray, confidence: float = 0.95) -> dict[str, float | int | None]:
+    """``n``, mean, sample std and the half-width of the ``confidence`` t interval of the mean (None for n < 2)."""
+    x = np.asarray(values, dtype=float)
+    n = int(x.size)
+    std = float(x.std(ddof=1)) if n > 1 else None
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * std / math.sqrt(n)) if std is not None else None
+    return {"n": n, "mean": float(x.mean()) if n else None, "std": std, "ci95": half}
+
+
+def summarise(runs: Sequence[Run], metrics: Sequence[str] = METRICS) -> list[dict[str, Any]]:
+    """One row per configuration: seeds, and per metric ``mean``, ``std``, ``ci95`` (+/- half-width), training time."""
+    rows = []
+    for label, members in configs(runs).items():
+        row: dict[str, Any] = {"config": label, "n": len(members), "seeds": [r.seed for r in members]}
+        for metric in metrics:
+            row[metric] = mean_ci([r.metrics[metric] for r in members if metric in r.metrics])
+        times = [r.train_time_s for r in members if r.train_time_s is not None]
+        row["train_time_s"] = float(np.mean(times)) if times else None
+        rows.append(row)
+    return rows
+
+
+def default_baseline(runs: Sequence[Run]) -> str:
+    """The configuration trained with the ``baseline`` loss preset, else the first one."""
+    for run in runs:
+        if run.params.get("loss_preset") == "baseline":
+            return run.config
+    return runs[0].config
+
+
+def paired_comparison(
+    runs: Sequence[Run], baseline: str = "", metrics: Sequence[str] = METRICS
+) -> tuple[str, list[dict[str, Any]]]:
+    """Each configuration minus the baseline, paired by seed.
+
+    Returns:
+        ``(baseline label, rows)``; a row per other configuration and metric: ``pairs``, ``mean_diff``, ``ci95``
+        (half-width), ``t_p`` (paired t-test), ``wilcoxon_p`` (from :data:`WILCOXON_MIN_PAIRS` pairs), and
+        ``inside_noise`` (the interval of the mean difference contains 0; None with fewer than 2 pairs).
+    """
+    groups = configs(runs)
+    baseline = baseline or default_baseline(runs)
+    if baseline not in groups:
+        raise ValueError(f"baseline configuration {baseline!r} is not among the runs: {list(groups)}")
+    base = {r.seed: r for r in groups[baseline]}
+    rows = []
+    for label, members in groups.items():
+        if label == baseline:
+            continue
+        for metric in metrics:
+            pairs = [(r.metrics[metric], base[r.seed].metrics[metric]) for r in members if r.seed in base]
+            diff = np.array([a - b for a, b in pairs], dtype=float)
+            summary = mean_ci(diff)
+            t_p = wil_p = None
+            if len(diff) > 1 and np.ptp(diff) > 0:
+                t_p = float(stats.ttest_rel([a for a, _ in pairs], [b for _, b in pairs]).pvalue)
+            if len(diff) >= WILCOXON_MIN_PAIRS and np.any(diff != 0):
+                wil_p = float(stats.wilcoxon(diff).pvalue)
+            half, mean = summary["ci95"], summary["mean"]
+            inside = None if half is None or mean is None else abs(mean) <= half  # None: one pair, no estimate
+            rows.append(
+                {
+                    "config": label,
+                    "metric": metric,
+                    "pairs": len(diff),
+                    "mean_diff": summary["mean"],
+                    "ci95": half,
+                    "t_p": t_p,
+                    "wilcoxon_p": wil_p,
+                    "inside_noise": inside,
+                }
+            )
+    return baseline, rows
+
+
+def _last_epoch_means(history: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    if not history:
+        return {}
+    last = max(row.get("epoch", 0) for row in history)
+    rows = [row for row in history if row.get("epoch", 0) == last]
+    terms = sorted({k for row in rows for k in row} - {"epoch", "step", "lr"})
+    return {t: float(np.mean([row[t] for row in rows if t in row])) for t in terms}
+
+
+def loss_magnitudes(runs: Sequence[Run]) -> dict[str, dict[str, float]]:
+    """Configuration -> loss term -> its value in the last training epoch (mean of the logged rows, then over seeds),
+    as logged by the training loop (weighted terms and ``total``)."""
+    out: dict[str, dict[str, float]] = {}
+    for label, members in configs(runs).items():
+        per_run = [_last_epoch_means(r.history) for r in members]
+        terms = sorted({t for values in per_run for t in values})
+        out[label] = {t: float(np.mean([v[t] for v in per_run if t in v])) for t in terms}
+    return out
+
+
+def config_curves(runs: Sequence[Run]) -> dict[str, dict[str, Any]]:
+    """Configuration -> ``{"cmc": mean CMC (%), "steps": [...], "total": mean total loss per logged step}``."""
+    out: dict[str, dict[str, Any]] = {}
+    for label, members in configs(runs).items():
+        cmcs = [r.cmc for r in members if r.cmc]
+        width = min((len(c) for c in cmcs), default=0)
+        cmc = np.mean([c[:width] for c in cmcs], axis=0).tolist() if width else []
+        by_step: dict[float, list[float]] = {}
+        for run in members:
+            for row in run.history:
+                if "total" in row:
+                    by_step.setdefault(float(row["step"]), []).append(float(row["total"]))
+        steps = sorted(by_step)
+        out[label] = {"cmc": cmc, "steps": steps, "total": [float(np.mean(by_step[s])) for s in steps]}
+    return out
