@@ -240,6 +240,7 @@ class LossWeights:
 
 _AMP_MODES = ("auto", "bf16", "fp16", "off")
 _DATASET_NAMES = ("sysu", "regdb", "llcm")
+_IDENTITY_CHOICES = ("uniform", "proportional")
 
 
 @dataclass(frozen=True)
@@ -260,6 +261,8 @@ class TrainConfig:
         width: Image width (multiple of 16, >= 32; reference 144 / 128).
         p: Identities per batch (the global batch; divided among the processes of a distributed run).
         k: Images per identity per batch, K/2 infrared + K/2 visible (even).
+        identity_choice: How the sampler picks the P identities of a batch: ``uniform`` (the reference) or
+            ``proportional`` to their remaining chunks.
         epochs: Total number of training epochs (resuming continues up to this number).
         lr: Adam learning rate.
         weight_decay: Adam's (coupled, L2) weight decay on every parameter.
@@ -291,6 +294,7 @@ class TrainConfig:
 
     DATASETS: ClassVar[tuple[str, ...]] = _DATASET_NAMES
     AMP_MODES: ClassVar[tuple[str, ...]] = _AMP_MODES
+    IDENTITY_CHOICES: ClassVar[tuple[str, ...]] = _IDENTITY_CHOICES
     RESUMABLE_CHANGES: ClassVar[tuple[str, ...]] = (
         "epochs",
         "data_root",
@@ -328,6 +332,7 @@ class TrainConfig:
     width: int = 144
     p: int = 12
     k: int = 10
+    identity_choice: str = "uniform"
     epochs: int = 160
     lr: float = 3.5e-4
     weight_decay: float = 5e-3
@@ -391,6 +396,8 @@ class TrainConfig:
                 raise bad(name, value, "must be a finite number >= 0 (0 switches it off)")
         if not 0 < self.gamma <= 1:
             raise bad("gamma", self.gamma, "the learning-rate factor per milestone must lie in (0, 1]")
+        if self.identity_choice not in _IDENTITY_CHOICES:
+            raise bad("identity_choice", self.identity_choice, f"must be one of {', '.join(_IDENTITY_CHOICES)}")
         if self.amp not in _AMP_MODES:
             raise bad("amp", self.amp, f"must be one of {', '.join(_AMP_MODES)}")
         for name, low in (("num_workers", 0), ("eval_every", 0), ("warmup_epochs", 0), ("log_every", 1)):

@@ -171,7 +171,8 @@ def load_dataset(cfg: TrainConfig) -> VIDataset:
 def build_loader(cfg: TrainConfig, dataset: VIDataset, epoch: int, rank: int = 0, world: int = 1) -> DataLoader:
     """The training loader for one epoch: P x K cross-modality batches, augmentation, seeded workers."""
     sampler = CrossModalityIdentitySampler(
-        dataset.train, p=cfg.p, k=cfg.k, seed=cfg.seed, epoch=epoch, num_replicas=world, rank=rank
+        dataset.train, p=cfg.p, k=cfg.k, seed=cfg.seed, epoch=epoch, num_replicas=world, rank=rank,
+        identity_choice=cfg.identity_choice,  # type: ignore[arg-type]
     )
     transform = build_transforms(
         cfg.height, cfg.width, train=cfg.augment, random_erasing=cfg.random_erasing, channel_augment=cfg.channel_augment
@@ -491,6 +492,7 @@ _CHOICES: dict[str, Sequence[str]] = {
     "dataset": TrainConfig.DATASETS,
     "arch": ARCHS,
     "amp": TrainConfig.AMP_MODES,
+    "identity_choice": TrainConfig.IDENTITY_CHOICES,
     "loss_preset": LossWeights.PRESETS,
 }
 
