@@ -171,7 +171,13 @@ def load_dataset(cfg: TrainConfig) -> VIDataset:
 def build_loader(cfg: TrainConfig, dataset: VIDataset, epoch: int, rank: int = 0, world: int = 1) -> DataLoader:
     """The training loader for one epoch: P x K cross-modality batches, augmentation, seeded workers."""
     sampler = CrossModalityIdentitySampler(
-        dataset.train, p=cfg.p, k=cfg.k, seed=cfg.seed, epoch=epoch, num_replicas=world, rank=rank,
+        dataset.train,
+        p=cfg.p,
+        k=cfg.k,
+        seed=cfg.seed,
+        epoch=epoch,
+        num_replicas=world,
+        rank=rank,
         identity_choice=cfg.identity_choice,  # type: ignore[arg-type]
     )
     transform = build_transforms(

@@ -53,9 +53,9 @@ class CrossModalityIdentitySampler(Sampler[int]):
       next chunk of each. ``identity_choice="uniform"`` (default, the reference's
       ``np.random.choice(avai_pids, P, replace=False)``) picks them uniformly; ``"proportional"`` picks them with
       probability proportional to their remaining chunks (rich identities are spread more evenly over the epoch).
-      The epoch stops when fewer than ``P`` identities have chunks left. So an epoch has at most ``floor(sum_id c_id / P)`` batches;
-      ``len(self)`` gives the exact count for the current epoch (about ``sum_id 2 * h * c_id`` images, as the
-      reference's epoch length).
+      The epoch stops when fewer than ``P`` identities have chunks left. So an epoch has at most
+      ``floor(sum_id c_id / P)`` batches; ``len(self)`` gives the exact count for the current epoch (about
+      ``sum_id 2 * h * c_id`` images, as the reference's epoch length).
 
     Identities with images of only one modality cannot form pairs: they are left out with a warning.
     The shuffle is a deterministic function of ``(seed, epoch)``; call :meth:`set_epoch` every epoch.

@@ -12,7 +12,11 @@ swap the two themselves. Options shared by every protocol:
 * ``rerank``: ``False`` (default, the standard protocol), ``True`` or a :class:`RerankConfig` for k-reciprocal
   re-ranking; re-ranked results carry ``+rerank`` in their name and the settings in ``settings["rerank"]``.
   With the Euclidean metric the re-ranking sees squared distances, as in the reference.
-* ``cmc_mode``: see :func:`idkl_lib.eval.rank.evaluate_rank`.
+* ``cmc_mode``: ``"unique_ids"`` (default: the reference's and the official SYSU-MM01 rule, rank-k = the true
+  identity among the first k distinct identities, so R5/R10/R20 compare with published tables) or
+  ``"first_match"`` (torchreid/AGW); see :func:`idkl_lib.eval.rank.evaluate_rank`. R1, mAP and mINP do not
+  depend on it. Every result names its convention (:attr:`ProtocolResult.cmc_mode`, ``"cmc_mode"`` in
+  :meth:`ProtocolResult.as_dict`).
 """
 
 from __future__ import annotations
@@ -65,11 +69,17 @@ class ProtocolResult:
     mean: RankResult
     settings: dict[str, object]
 
+    @property
+    def cmc_mode(self) -> str:
+        """The CMC convention of :attr:`mean` and :attr:`trials` (``"unique_ids"`` or ``"first_match"``)."""
+        return str(self.settings.get("cmc_mode", "unspecified"))
+
     def as_dict(self) -> dict[str, object]:
         """A JSON-ready dict for ``metrics.json``: mean and per-trial metrics in percent, plus the settings."""
         mean = {**self.mean.as_dict(), "num_queries": self.mean.num_queries}
         return {
             "name": self.name,
+            "cmc_mode": self.cmc_mode,
             "mean": mean,
             "cmc": [100.0 * float(v) for v in self.mean.cmc],
             "trials": [{**t.as_dict(), "num_queries": t.num_queries} for t in self.trials],
@@ -369,7 +379,7 @@ def evaluate_sysu(
     normalize: bool = True,
     metric: Metric = "euclidean",
     rerank: bool | RerankConfig = False,
-    cmc_mode: CMCMode = "first_match",
+    cmc_mode: CMCMode = "unique_ids",
     max_rank: int = 20,
 ) -> ProtocolResult:
     """SYSU-MM01 infrared -> visible search (SPEC.md §4.4).
@@ -390,7 +400,7 @@ def evaluate_sysu(
         metric: ``"euclidean"`` or ``"cosine"``.
         rerank: k-reciprocal re-ranking (``True`` = paper defaults; cross-modal variant unless the config says
             otherwise, as in the reference).
-        cmc_mode: CMC convention.
+        cmc_mode: CMC convention: "unique_ids" (default, the reference's and the official rule) or "first_match".
         max_rank: CMC length.
 
     Returns:
@@ -456,7 +466,7 @@ def evaluate_regdb(
     normalize: bool = True,
     metric: Metric = "euclidean",
     rerank: bool | RerankConfig = False,
-    cmc_mode: CMCMode = "first_match",
+    cmc_mode: CMCMode = "unique_ids",
     max_rank: int = 20,
 ) -> ProtocolResult:
     """RegDB search over the whole test set of one split (SPEC.md §4.5), one pass.
@@ -472,7 +482,7 @@ def evaluate_regdb(
         normalize: L2-normalise the features.
         metric: ``"euclidean"`` or ``"cosine"``.
         rerank: k-reciprocal re-ranking (standard variant unless the config says otherwise).
-        cmc_mode: CMC convention.
+        cmc_mode: CMC convention: "unique_ids" (default, the reference's and the official rule) or "first_match".
         max_rank: CMC length.
 
     Returns:
@@ -577,7 +587,7 @@ def evaluate_llcm(
     normalize: bool = True,
     metric: Metric = "euclidean",
     rerank: bool | RerankConfig = False,
-    cmc_mode: CMCMode = "first_match",
+    cmc_mode: CMCMode = "unique_ids",
     max_rank: int = 20,
 ) -> ProtocolResult:
     """LLCM search (SPEC.md §0, §4.6).
@@ -602,7 +612,7 @@ def evaluate_llcm(
         normalize: L2-normalise the features.
         metric: ``"euclidean"`` or ``"cosine"``.
         rerank: k-reciprocal re-ranking (standard variant unless the config says otherwise, as in the reference).
-        cmc_mode: CMC convention.
+        cmc_mode: CMC convention: "unique_ids" (default, the reference's and the official rule) or "first_match".
         max_rank: CMC length.
 
     Returns:
@@ -657,7 +667,7 @@ def evaluate_dataset(
     normalize: bool = True,
     metric: Metric = "euclidean",
     rerank: bool | RerankConfig = False,
-    cmc_mode: CMCMode = "first_match",
+    cmc_mode: CMCMode = "unique_ids",
     max_rank: int = 20,
     num_trials: int = 10,
     seed: int = 0,
