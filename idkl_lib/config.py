@@ -278,6 +278,10 @@ class TrainConfig:
         augment: Training augmentation (flip, pad + crop, random erasing); false = the test transform.
         random_erasing: Probability of random erasing (with ``augment``).
         channel_augment: Channel augmentation of visible images (with ``augment``).
+        decoded_cache: Decode and resize every training image once into ``<out_dir>/decoded_cache/`` (a memory-mapped
+            uint8 file, rebuilt when the dataset changes) and apply flip, pad + crop and random erasing to whole
+            batches on the training device (same distribution as the PIL path); for GPUs the JPEG decoding cannot
+            feed. Not with ``channel_augment``.
         num_workers: DataLoader worker processes (0 = load in the training process).
         seed: Base seed in [0, 2**32); every epoch re-seeds from ``(seed, epoch, rank)``.
         deterministic: Ask torch for deterministic algorithms (bit-reproducible runs and resumes, slower on GPU).
@@ -348,6 +352,7 @@ class TrainConfig:
     augment: bool = True
     random_erasing: float = 0.5
     channel_augment: bool = False
+    decoded_cache: bool = False
     num_workers: int = 4
     seed: int = 1
     deterministic: bool = False
@@ -409,6 +414,8 @@ class TrainConfig:
             raise bad("seed", self.seed, "must lie in [0, 2**32)")
         if any(not _is_int(m) or m < 0 for m in self.milestones) or list(self.milestones) != sorted(self.milestones):
             raise bad("milestones", self.milestones, "milestones must be increasing epoch numbers >= 0")
+        if self.decoded_cache and self.channel_augment:
+            raise bad("decoded_cache", True, "the decoded cache's batched augmentation has no channel_augment")
         if not 0.0 <= self.random_erasing <= 1.0:
             raise bad("random_erasing", self.random_erasing, "a probability in [0, 1]")
         self.model_config(2)  # validates arch / base_width / pretrained

@@ -184,8 +184,14 @@ def build_loader(cfg: TrainConfig, dataset: VIDataset, epoch: int, rank: int = 0
         cfg.height, cfg.width, train=cfg.augment, random_erasing=cfg.random_erasing, channel_augment=cfg.channel_augment
     )
     generator = torch.Generator().manual_seed(_epoch_seed(cfg, epoch, rank))
+    images: Any = ImageDataset(dataset.train, transform)
+    if cfg.decoded_cache:  # uint8 images from the cache; _train_epoch augments the batch on the device
+        from .data.cache import CachedImageDataset, DecodedImageCache
+
+        cache = DecodedImageCache.build(dataset.train, Path(cfg.out_dir) / "decoded_cache", cfg.height, cfg.width)
+        images = CachedImageDataset(dataset.train, cache)
     return DataLoader(
-        ImageDataset(dataset.train, transform),
+        images,
         batch_size=cfg.p * cfg.k,
         sampler=sampler,
         drop_last=True,
@@ -357,6 +363,17 @@ def train(
     return TrainResult(model, history, metrics, ckpt_path, ips, epochs_run, eval_history)
 
 
+def _batch_augment(cfg: TrainConfig) -> Callable[[Tensor], Tensor] | None:
+    """The on-device augmentation of ``--decoded-cache`` batches (None without the cache)."""
+    if not cfg.decoded_cache:
+        return None
+    from .data.gpu_augment import BatchAugment
+
+    return BatchAugment(
+        random_erasing=cfg.random_erasing if cfg.augment else 0.0, flip=cfg.augment, pad=10 * cfg.augment
+    )
+
+
 def _train_epoch(
     model: nn.Module,
     loader: DataLoader,
@@ -383,8 +400,11 @@ def _train_epoch(
         bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False)
     try:
         pending: list[tuple[int, dict[str, Tensor]]] = []
+        batch_augment = _batch_augment(cfg)
         for images, pids, _cams, modality, _idx in loader:
             images = images.to(device, non_blocking=True)
+            if batch_augment is not None:  # --decoded-cache: uint8 batch -> augmented, normalised
+                images = batch_augment(images)
             if cfg.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             pids = pids.to(device, non_blocking=True)

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from torch.utils.data import Dataset
 
 from ..utils.io import atomic_write_json
 from .image_dataset import load_rgb
@@ -77,6 +78,12 @@ class DecodedImageCache:
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
+
+    def __getstate__(self) -> dict[str, object]:  # worker processes reopen the file instead of copying the array
+        return {"folder": self.folder, "height": self.height, "width": self.width, "count": len(self)}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__init__(state["folder"], state["height"], state["width"], state["count"])  # type: ignore[misc,arg-type]
 
     def read(self, rows: np.ndarray | Sequence[int]) -> torch.Tensor:
         """The images of ``rows`` (dataset indices) as a ``(B, 3, H, W)`` uint8 tensor (channels-first view)."""
@@ -145,3 +152,25 @@ class DecodedImageCache:
             },
         )
         return cls(folder, height, width, len(table))
+
+
+class CachedImageDataset(Dataset):
+    """``dataset[i]`` -> ``(uint8 image (3, H, W), pid, camid, modality, i)`` from a :class:`DecodedImageCache`.
+
+    The training loop augments the collated uint8 batch on its device (:class:`~idkl_lib.data.gpu_augment.
+    BatchAugment`). The cache's memory map is reopened in each worker process (it is never pickled).
+    """
+
+    def __init__(self, samples: Sequence[Sample], cache: DecodedImageCache) -> None:
+        if len(samples) != len(cache):
+            raise CacheMismatchError(
+                f"decoded cache {cache.folder} has {len(cache)} images, the dataset {len(samples)}"
+            )
+        self.samples, self.cache = list(samples), cache
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int, int, int]:
+        s = self.samples[index]
+        return self.cache.read([index])[0], s.pid, s.camid, s.modality, index
