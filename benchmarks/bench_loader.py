@@ -5,14 +5,16 @@ transform of ``idkl_lib.data.transforms`` (resize to 384x144, flip, pad 10 + ran
 random erasing p = 0.5):
 
 * ``per_worker``: one process decoding and augmenting images one by one (``ImageDataset[i]``, what one DataLoader
-  worker does), images/s;
+  worker does), images per CPU-second (what a worker with a core of its own delivers; load-independent) and per
+  wall-clock second;
 * ``loader``: the real training loader (``idkl_lib.train.build_loader``: P x K sampler, collation,
   ``--num-workers`` worker processes), images/s after its first batch;
 * the projection ``16 x per_worker`` against the rate a GPU needs (``--needed``, 5,000 images/s: IDKL at 35% MFU on
   an H100-class GPU);
 * with ``--decoded-cache``: the same per-image work read from the decoded uint8 cache
   (:mod:`idkl_lib.data.cache`) with flip / pad + crop / erasing applied in batches by
-  :mod:`idkl_lib.data.gpu_augment` on ``--device``, images/s, and its ratio to the PIL path.
+  :mod:`idkl_lib.data.gpu_augment` on ``--device``: read only and read + augment, images per CPU-second and per
+  second, and the ratio to the PIL path per CPU-second.
 
 ``--quick``: a tiny folder at 64x32 (the smoke test).
 """
@@ -54,13 +56,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def per_worker_rate(dataset: ImageDataset, n: int) -> float:
-    """Images/s of ``dataset[i]`` (decode + augment) in this process."""
+def per_worker_rate(dataset: ImageDataset, n: int) -> tuple[float, float]:
+    """(images/s of wall time, images per CPU-second) of ``dataset[i]`` (decode + augment) in this process.
+
+    The CPU-time rate is what one worker gets from a core of its own (it does not depend on the machine's load)."""
     dataset[0]  # warm-up (imports, first file open)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for i in range(n):
         dataset[i % len(dataset)]
-    return n / (time.perf_counter() - start)
+    return n / (time.perf_counter() - start), n / (time.process_time() - cpu)
 
 
 def loader_rate(cfg: TrainConfig, n: int) -> float:
@@ -92,16 +96,21 @@ def cache_rate(args: argparse.Namespace, root: Path, run_dir: Path, device: torc
     augment = BatchAugment(random_erasing=0.5)
     batch = 120 if not args.quick else 8
     index = torch.arange(len(dataset.train))
-    synchronize(device)
-    start = time.perf_counter()
-    count = 0
-    while count < args.images:
-        rows = index[torch.randint(len(index), (batch,))]
-        images = cache.read(rows.numpy()).to(device, non_blocking=True)
-        augment(images)
-        count += batch
-    synchronize(device)
-    return {"images_per_s": count / (time.perf_counter() - start), "build_seconds": build_s, "batch": batch}
+    rates = {}
+    for name, with_augment in (("read_only", False), ("read_and_augment", True)):
+        synchronize(device)
+        start, cpu = time.perf_counter(), time.process_time()
+        count = 0
+        while count < args.images:
+            rows = index[torch.randint(len(index), (batch,))]
+            images = cache.read(rows.numpy()).to(device, non_blocking=True)
+            if with_augment:
+                augment(images)
+            count += batch
+        synchronize(device)
+        rates[f"{name}_images_per_s"] = count / (time.perf_counter() - start)
+        rates[f"{name}_images_per_cpu_s"] = count / (time.process_time() - cpu)
+    return {**rates, "images_per_s": rates["read_and_augment_images_per_s"], "build_seconds": build_s, "batch": batch}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         samples = build_dataset("sysu", root).train
         dataset = ImageDataset(samples, build_transforms(args.height, args.width, train=True, random_erasing=0.5))
-        worker = per_worker_rate(dataset, args.images)
+        worker_wall, worker = per_worker_rate(dataset, args.images)
         cfg = TrainConfig(
             data_root=str(root),
             height=args.height,
@@ -136,24 +145,27 @@ def main(argv: list[str] | None = None) -> int:
         cached = cache_rate(args, root, Path(tmp), device) if args.decoded_cache else None
     projected = 16 * worker
     results = {
-        "per_worker_images_per_s": worker,
+        "per_worker_images_per_s": worker_wall,
+        "per_worker_images_per_cpu_s": worker,
         "loader_images_per_s": loader,
         "loader_workers": args.num_workers,
         "projected_16_workers_images_per_s": projected,
         "needed_images_per_s": args.needed,
         "sixteen_workers_suffice": projected >= args.needed,
         "decoded_cache": cached,
-        "decoded_cache_vs_pil_per_worker": cached["images_per_s"] / worker if cached else None,
+        "decoded_cache_vs_pil_per_cpu_s": cached["read_and_augment_images_per_cpu_s"] / worker if cached else None,
     }
     summary = (
         f"JPEG {args.image_height}x{args.image_width} -> train aug {args.height}x{args.width}: {worker:.0f} img/s per "
-        f"worker (x16 = {projected:.0f}, need {args.needed:.0f}: {'enough' if projected >= args.needed else 'NOT enough'}"
-        f"); training loader with {args.num_workers} workers {loader:.0f} img/s"
+        f"worker-core ({worker_wall:.0f} wall on this shared machine; x16 = {projected:.0f}, need {args.needed:.0f}: "
+        f"{'enough' if projected >= args.needed else 'NOT enough'}); "
+        f"training loader with {args.num_workers} workers {loader:.0f} img/s"
     )
     if cached:
         summary += (
-            f"; decoded cache + batched augmentation on {device.type}: {cached['images_per_s']:.0f} img/s "
-            f"({results['decoded_cache_vs_pil_per_worker']:.1f}x one PIL worker)"
+            f"; decoded cache: read {cached['read_only_images_per_cpu_s']:.0f} img/CPU-s, read + batched augmentation "
+            f"on {device.type} {cached['read_and_augment_images_per_cpu_s']:.0f} img/CPU-s "
+            f"({results['decoded_cache_vs_pil_per_cpu_s']:.1f}x the PIL path per CPU-second)"
         )
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     write_result(args, NAME, device, settings, results, summary)
