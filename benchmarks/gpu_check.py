@@ -290,8 +290,10 @@ def run_torchrun(args: argparse.Namespace, root: Path, device: torch.device) -> 
 def _replace_between_markers(path: Path, body: str, heading: str) -> None:
     text = path.read_text() if path.exists() else ""
     block = f"{BEGIN}\n{body.rstrip()}\n{END}"
-    if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END) :]
+    lines = text.split("\n")  # the markers count only on lines of their own
+    if BEGIN in lines and END in lines and lines.index(BEGIN) < lines.index(END):
+        lines[lines.index(BEGIN) : lines.index(END) + 1] = [block]
+        text = "\n".join(lines)
     else:
         text = text.rstrip() + f"\n\n{heading}\n\n{block}\n"
     atomic_write_text(path, text)

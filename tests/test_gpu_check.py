@@ -46,11 +46,11 @@ def test_readme_sections_are_rewritten_between_the_markers(tmp_path: Path) -> No
     from benchmarks.gpu_check import _replace_between_markers
 
     path = tmp_path / "README.md"
-    path.write_text("# Title\n\ntext\n")
+    path.write_text("# Title\n\ntext about `<!-- gpu_check:begin -->` in prose\n")
     _replace_between_markers(path, "first table", "## GPU")
     _replace_between_markers(path, "second table", "## GPU")
     text = path.read_text()
-    assert text.startswith("# Title\n\ntext\n") and text.count("## GPU") == 1
+    assert text.startswith("# Title\n\ntext about `<!-- gpu_check:begin -->` in prose\n") and text.count("## GPU") == 1
     assert "second table" in text and "first table" not in text
 
 
