@@ -119,7 +119,8 @@ class GpuMemorySampler:
     """Highest ``memory.used`` (MiB) of every GPU reported by ``nvidia-smi`` while the block runs (None without it)."""
 
     def __init__(self, interval: float = 0.5) -> None:
-        self.interval, self.peak_mib = interval, None
+        self.interval = interval
+        self.peak_mib: float | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
