@@ -110,6 +110,7 @@ def prepare_dataset(args: argparse.Namespace) -> Path:
         width=args.image_hw[1],
         seed=0,
         overwrite=True,
+        workers=min(16, os.cpu_count() or 1),
     )
     print(f"[{NAME}] dataset ready in {root} ({time.perf_counter() - start:.0f} s)", flush=True)
     return root

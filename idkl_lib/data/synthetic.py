@@ -33,6 +33,7 @@ import json
 import os
 import shutil
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -409,8 +410,8 @@ def _render(
 class _Writer:
     """Renders the images of one dataset, caching identities and camera scenes."""
 
-    def __init__(self, seed: int, height: int, width: int) -> None:
-        self.seed, self.height, self.width = seed, height, width
+    def __init__(self, seed: int, height: int, width: int, workers: int = 1) -> None:
+        self.seed, self.height, self.width, self.workers = seed, height, width, workers
         self._cameras: dict[tuple[int, bool], _Camera] = {}
         self._identities: dict[int, _Identity] = {}
 
@@ -446,16 +447,31 @@ def _split_ids(seed: int, num_ids: int, num_test: int, *keys: int) -> tuple[list
     return sorted(int(i) for i in perm[num_test:]), sorted(int(i) for i in perm[:num_test])
 
 
+def _write_sysu_person(root: Path, w: _Writer, pid: int, per_cam: int) -> None:
+    for cam in range(1, 7):
+        images, _ = w.render(pid, cam, cam in (3, 6), per_cam)
+        _save(images, [root / f"cam{cam}" / f"{pid:04d}" / f"{i:04d}.jpg" for i in range(1, per_cam + 1)])
+
+
+def _write_sysu_person_job(job: tuple[Path, int, int, int, int, int]) -> None:
+    root, seed, height, width, pid, per_cam = job
+    _write_sysu_person(root, _Writer(seed, height, width), pid, per_cam)
+
+
 def _write_sysu(root: Path, w: _Writer, num_train: int, num_test: int, per_cam: int) -> None:
     total = num_train + num_test
     train_val, test = _split_ids(w.seed, total, num_test)
     val = set(_rng(w.seed, _K_SPLIT, 1).permutation(train_val)[: len(train_val) // 4].tolist())
     perm_rng = _rng(w.seed, _K_PERM)
     table: dict[tuple[int, int], np.ndarray] = {}
+    if w.workers > 1:  # images depend only on (seed, pid, camera): the files are the same as with one process
+        jobs = [(root, w.seed, w.height, w.width, pid, per_cam) for pid in range(1, total + 1)]
+        with ProcessPoolExecutor(w.workers) as pool:
+            list(pool.map(_write_sysu_person_job, jobs, chunksize=4))
     for pid in range(1, total + 1):
+        if w.workers <= 1:
+            _write_sysu_person(root, w, pid, per_cam)
         for cam in range(1, 7):
-            images, _ = w.render(pid, cam, cam in (3, 6), per_cam)
-            _save(images, [root / f"cam{cam}" / f"{pid:04d}" / f"{i:04d}.jpg" for i in range(1, per_cam + 1)])
             table[(cam, pid)] = np.stack([perm_rng.permutation(per_cam) + 1 for _ in range(SYSU_NUM_TRIALS)])
     for name, ids in (("train", [i for i in train_val if i not in val]), ("val", sorted(val)), ("test", test)):
         atomic_write_text(root / "exp" / f"{name}_id.txt", ",".join(map(str, ids)) + "\n")
@@ -571,6 +587,7 @@ def write_synthetic(
     width: int = 64,
     seed: int = 0,
     overwrite: bool = False,
+    workers: int = 1,
 ) -> Path:
     """Write a synthetic visible-infrared dataset in the official layout of ``layout``.
 
@@ -600,6 +617,7 @@ def write_synthetic(
         width: Image width in pixels.
         seed: Seed of every random choice; the same arguments give byte-identical files.
         overwrite: Replace a synthetic dataset written with other parameters (never touches other data).
+        workers: Processes rendering the images (SYSU layout; the files are the same for any number).
 
     Returns:
         The absolute dataset root, ready for :func:`idkl_lib.data.build_dataset` with the same layout name.
@@ -633,7 +651,7 @@ def write_synthetic(
         return path
     path.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path / MARKER, {**params, "complete": False})
-    writer = _Writer(int(seed), int(height), int(width))
+    writer = _Writer(int(seed), int(height), int(width), _check_int("workers", workers, 1))
     _LAYOUT_WRITERS[layout](path, writer, int(num_train_ids), int(num_test_ids), int(images_per_camera))
     atomic_write_json(path / MARKER, {**params, "complete": True})
     return path
