@@ -162,14 +162,28 @@ def build_loader(cfg: TrainConfig, dataset: VIDataset, epoch: int, rank: int = 0
     workers."""
     shard = "identity_blocks" if cfg.distributed_batch == "global" else "batches"
     sampler = CrossModalityIdentitySampler(
-        dataset.train, p=cfg.p, k=cfg.k, seed=cfg.seed, epoch=epoch, num_replicas=world, rank=rank, shard=shard
+        dataset.train,
+        p=cfg.p,
+        k=cfg.k,
+        seed=cfg.seed,
+        epoch=epoch,
+        num_replicas=world,
+        rank=rank,
+        shard=shard,
+        identity_choice=cfg.identity_choice,  # type: ignore[arg-type]
     )
     transform = build_transforms(
         cfg.height, cfg.width, train=cfg.augment, random_erasing=cfg.random_erasing, channel_augment=cfg.channel_augment
     )
     generator = torch.Generator().manual_seed(_epoch_seed(cfg, epoch, rank))
+    images: Any = ImageDataset(dataset.train, transform)
+    if cfg.decoded_cache:  # uint8 images from the cache; _train_epoch augments the batch on the device
+        from .data.cache import CachedImageDataset, DecodedImageCache
+
+        cache = DecodedImageCache.build(dataset.train, Path(cfg.out_dir) / "decoded_cache", cfg.height, cfg.width)
+        images = CachedImageDataset(dataset.train, cache)
     return DataLoader(
-        ImageDataset(dataset.train, transform),
+        images,
         batch_size=sampler.batch_size,
         sampler=sampler,
         drop_last=True,
@@ -353,6 +367,17 @@ def train(
     return TrainResult(model, history, metrics, ckpt_path, ips, epochs_run, eval_history)
 
 
+def _batch_augment(cfg: TrainConfig) -> Callable[[Tensor], Tensor] | None:
+    """The on-device augmentation of ``--decoded-cache`` batches (None without the cache)."""
+    if not cfg.decoded_cache:
+        return None
+    from .data.gpu_augment import BatchAugment
+
+    return BatchAugment(
+        random_erasing=cfg.random_erasing if cfg.augment else 0.0, flip=cfg.augment, pad=10 * cfg.augment
+    )
+
+
 @dataclass
 class _EpochState:
     """What every training epoch works with: the objects built once per :func:`train` call, the running step count
@@ -386,8 +411,11 @@ def _train_epoch(run: _EpochState, loader: DataLoader, epoch: int) -> int:
         bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False)
     try:
         pending: list[tuple[int, dict[str, Tensor]]] = []
+        batch_augment = _batch_augment(cfg)
         for images, pids, _cams, modality, _idx in loader:
             images = images.to(device, non_blocking=True)
+            if batch_augment is not None:  # --decoded-cache: uint8 batch -> augmented, normalised
+                images = batch_augment(images)
             if cfg.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             pids = pids.to(device, non_blocking=True)

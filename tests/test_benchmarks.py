@@ -79,3 +79,27 @@ def test_bench_gpu_train_without_gpu_explains_and_writes_nothing(tmp_path: Path)
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0 and "needs --device cuda" in done.stdout
     assert not out.exists()
+
+
+def test_bench_real_size_quick(tmp_path: Path) -> None:
+    out = tmp_path / "real_size.json"
+    result = check_result(run_benchmark("bench_real_size", out), out, "bench_real_size")
+    (proc,) = result["results"]["per_process"]  # type: ignore[index]
+    assert result["results"]["all_finite"] is True  # type: ignore[index]
+    assert proc["maxrss_mib_end"] > 0 and proc["step_seconds"] > 0 and set(proc["loss_terms"]) >= {"id", "tgsa_inter"}
+
+
+@pytest.mark.slow
+def test_bench_real_size_quick_two_processes(tmp_path: Path) -> None:
+    out = tmp_path / "real_size2.json"
+    result = check_result(run_benchmark("bench_real_size", out, "--processes", "2"), out, "bench_real_size")
+    procs = result["results"]["per_process"]  # type: ignore[index]
+    assert [p["rank"] for p in procs] == [0, 1] and all(p["local_ids"] == 2 for p in procs)
+
+
+def test_bench_loader_quick(tmp_path: Path) -> None:
+    out = tmp_path / "loader.json"
+    result = check_result(run_benchmark("bench_loader", out, "--decoded-cache"), out, "bench_loader")
+    res = result["results"]
+    assert res["per_worker_images_per_cpu_s"] > 0 and res["loader_images_per_s"] > 0  # type: ignore[index]
+    assert res["decoded_cache"]["read_only_images_per_s"] > 0  # type: ignore[index]

@@ -51,6 +51,7 @@ EXPECTED_KEYS: dict[str, set[str]] = {
         "loss_preset",
         "feature",
         "flip",
+        "cmc_mode",
         "protocols",
         "cmc",
         "untrained",
@@ -191,6 +192,7 @@ def test_step_contents(ci_run: PipelineResult) -> None:
     assert (ci_run.run_dir / "02_train_baseline" / "checkpoint.pth").is_file()
     assert m["02_train"]["epochs_run"] == PRESETS["ci"]["epochs"]
     protocols = m["03_evaluate"]["protocols"]
+    assert m["03_evaluate"]["cmc_mode"] == "unique_ids"
     assert set(protocols) == {
         f"sysu/{mode}-search/{shot}" for mode in ("all", "indoor") for shot in ("single-shot", "multi-shot")
     }

@@ -136,7 +136,7 @@ def test_sysu_trial_columns_only_match_the_full_distance_matrix(sysu: VIDataset)
         assert shared[alone.name].settings == alone.settings
         trials = sysu_gallery_trials(sysu.gallery, table, mode, shots, num_trials=4)
         for idx, a, b in zip(trials, alone.trials, shared[alone.name].trials, strict=True):
-            ref = evaluate_rank(full[:, idx], q_pids, g_pids[idx], q_cams, g_cams[idx])
+            ref = evaluate_rank(full[:, idx], q_pids, g_pids[idx], q_cams, g_cams[idx], cmc_mode="unique_ids")
             for res in (a, b):
                 np.testing.assert_allclose(res.cmc, ref.cmc, rtol=0, atol=1e-12)
                 assert res.mAP == pytest.approx(ref.mAP, rel=1e-9)
@@ -224,8 +224,13 @@ def test_regdb_known_swap_both_directions() -> None:
         assert res.name == f"regdb/{direction.replace('_', '-')}"
         # ids 3, 4: both true matches first (AP 1, INP 1). Ids 1, 2: the two images of the swapped id come first
         # (distance 0), then the true matches at ranks 3, 4 (ties in gallery order): AP (1/3 + 2/4) / 2 = 5/12,
-        # INP 2/4. Over 8 queries: R1 = 4/8, R3 = 1, mAP = (4 * 5/12 + 4) / 8, mINP = (4 * 0.5 + 4) / 8.
-        np.testing.assert_allclose(res.mean.cmc[:3], [0.5, 0.5, 1.0])
+        # INP 2/4. Over 8 queries: R1 = 4/8, mAP = (4 * 5/12 + 4) / 8, mINP = (4 * 0.5 + 4) / 8. CMC: de-duplicated
+        # (default) the swapped id is the first distinct id and the true one the second, R2 = 1; first-match R3 = 1.
+        np.testing.assert_allclose(res.mean.cmc[:3], [0.5, 1.0, 1.0])
+        assert res.cmc_mode == "unique_ids" and res.as_dict()["cmc_mode"] == "unique_ids"
+        first = evaluate_regdb(dataset, q, g, direction, cmc_mode="first_match")
+        np.testing.assert_allclose(first.mean.cmc[:3], [0.5, 0.5, 1.0])
+        assert first.cmc_mode == "first_match" and first.mean.mAP == res.mean.mAP
         assert res.mean.mAP == pytest.approx((4 * 5 / 12 + 4) / 8)
         assert res.mean.mINP == pytest.approx(0.75)
         assert res.mean.num_queries == 8
@@ -369,3 +374,21 @@ def test_evaluate_dataset_regdb_and_feature_dtypes() -> None:
     assert all(r.mean.r1 == 1.0 for r in results.values())
     with pytest.raises(TypeError, match="query_feats must hold real numbers"):
         evaluate_regdb(dataset, q.astype(object), g)
+
+
+def test_cmc_conventions_differ_at_rank5_hand_computed() -> None:
+    # One RegDB query of id 0 (thermal), a visible gallery ranked by distance as ids 1 1 1 2 2 2 3 3 0 4 4 ...:
+    # first-match: the true match is the 9th item -> R5 = R8 = 0, R9 = 1. De-duplicated identity list 1, 2, 3, 0:
+    # the true identity is the 4th distinct id -> R3 = 0, R4 = R5 = 1. mAP (1/9) is the same in both.
+    g_ids = [1, 1, 1, 2, 2, 2, 3, 3, 0, 4, 4]
+    query = (Sample("t/0.bmp", 0, 2, INFRARED),)
+    gallery = tuple(Sample(f"v/{i}.bmp", pid, 1, VISIBLE) for i, pid in enumerate(g_ids))
+    dataset = VIDataset("regdb", Path("r"), (), query, gallery, 0, {"trial": 1})
+    q = np.zeros((1, 2))
+    g = np.stack([[float(i + 1), 0.0] for i in range(len(g_ids))])  # distance grows with the gallery position
+    dedup = evaluate_regdb(dataset, q, g, "thermal_to_visible", normalize=False)
+    first = evaluate_regdb(dataset, q, g, "thermal_to_visible", normalize=False, cmc_mode="first_match")
+    assert dedup.cmc_mode == "unique_ids" and first.cmc_mode == "first_match"
+    assert (dedup.mean.rank(3), dedup.mean.r5, first.mean.r5, first.mean.rank(8), first.mean.rank(9)) == (0, 1, 0, 0, 1)
+    assert dedup.mean.mAP == first.mean.mAP == pytest.approx(1 / 9)
+    assert dedup.as_dict()["cmc_mode"] == "unique_ids" and dedup.as_dict()["mean"]["R5"] == 100.0

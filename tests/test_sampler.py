@@ -199,3 +199,78 @@ def test_with_a_dataloader_on_the_synthetic_dataset(sysu_dataset: VIDataset) -> 
     assert torch.equal(pids.view(3, 4), pids.view(3, 4)[:, :1].expand(3, 4)) and len(set(pids.tolist())) == 3
     assert all(c in (3, 6) for c in camids[0::2].tolist()) and all(c in (1, 2, 4, 5) for c in camids[1::2].tolist())
     assert index.tolist() == sampler.batches()[0].tolist()
+
+
+def _reference_epoch(samples: list[Sample], p: int, k: int, seed: int, epoch: int) -> list[int]:
+    """A literal, loop-by-loop simulation of the reference's epoch (docs/method.md, sampler) with the same draws.
+
+    Chunk formation follows this library's rule (shuffled copies for a poor modality); the identity choice is the
+    reference's: ``np.random.choice(avai_pids, P, replace=False)`` over the identities with chunks left, popping the
+    first chunk of each and removing an identity from the list when it runs out.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence([seed, epoch]))
+    h = k // 2
+    pools: dict[int, tuple[list[int], list[int]]] = {}
+    for pid in sorted({s.pid for s in samples}):
+        ir = [i for i, s in enumerate(samples) if s.pid == pid and s.modality == INFRARED]
+        vis = [i for i, s in enumerate(samples) if s.pid == pid and s.modality == VISIBLE]
+        if ir and vis:
+            pools[pid] = (ir, vis)
+    chunk_lists: dict[int, list[list[int]]] = {}
+    for pid, (ir, vis) in pools.items():
+        c = max(min(len(ir), len(vis)), h) // h
+        drawn = []
+        for pool in (ir, vis):
+            seq: list[int] = []
+            while len(seq) < c * h:
+                seq.extend(rng.permutation(np.array(pool)).tolist())
+            drawn.append(seq[: c * h])
+        chunk_lists[pid] = []
+        for j in range(c):
+            chunk: list[int] = []
+            for t in range(h):
+                chunk += [drawn[0][j * h + t], drawn[1][j * h + t]]
+            chunk_lists[pid].append(chunk)
+    position = {pid: j for j, pid in enumerate(pools)}  # the library draws positions in identity order
+    avai_pids = list(pools)
+    final_idxs: list[int] = []
+    while len(avai_pids) >= p:
+        selected = rng.choice([position[q] for q in avai_pids], p, replace=False)
+        for j in selected:
+            pid = list(pools)[j]
+            final_idxs.extend(chunk_lists[pid].pop(0))
+            if not chunk_lists[pid]:
+                avai_pids.remove(pid)
+    return final_idxs
+
+
+SYSU_LIKE = {pid: (n_ir, n_vis) for pid, (n_ir, n_vis) in enumerate([(3, 20), (24, 11), (7, 7), (40, 9), (10, 30)] * 4)}
+
+
+@pytest.mark.parametrize(("p", "k", "seed"), [(4, 4, 0), (6, 10, 3), (3, 2, 7)])
+def test_uniform_choice_equals_a_literal_simulation_of_the_reference(p: int, k: int, seed: int) -> None:
+    samples = make_samples(SYSU_LIKE, seed)
+    sampler = CrossModalityIdentitySampler(samples, p=p, k=k, seed=seed)
+    assert sampler.identity_choice == "uniform"
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        assert list(sampler) == _reference_epoch(samples, p, k, seed, epoch)
+
+
+def test_proportional_choice_spreads_rich_identities_over_the_epoch() -> None:
+    # id 0 has 8 chunks, ids 1..7 one each; P = 2. Uniform choice uses id 0 in about half of the early batches and
+    # leaves most of its chunks unused; proportional choice takes it in almost every batch until its share drops.
+    samples = make_samples({0: (16, 16), **{pid: (2, 2) for pid in range(1, 8)}})
+    used = {}
+    for mode in ("uniform", "proportional"):
+        counts = []
+        for seed in range(200):
+            batches = CrossModalityIdentitySampler(samples, p=2, k=4, seed=seed, identity_choice=mode).batches()
+            counts.append(sum(samples[b[0]].pid == 0 or samples[b[4]].pid == 0 for b in batches))
+        used[mode] = float(np.mean(counts))
+        for seed in range(3):
+            s = CrossModalityIdentitySampler(samples, p=2, k=4, seed=seed, identity_choice=mode)
+            assert_layout(samples, s.batches(), 2, 4)
+    assert used["proportional"] > used["uniform"] + 0.5
+    with pytest.raises(ValueError, match="identity_choice='random'"):
+        CrossModalityIdentitySampler(samples, p=2, k=4, identity_choice="random")  # type: ignore[arg-type]

@@ -217,3 +217,12 @@ def test_visible_and_infrared_modalities_in_parsed_datasets(sysu_dataset: VIData
     with Image.open(sysu_dataset.gallery[0].path) as im:
         rgb = np.asarray(im).astype(int)
     assert np.abs(rgb[..., 0] - rgb[..., 2]).max() > 20  # visible images carry colour
+
+
+def test_sysu_written_by_several_processes_is_byte_identical(tmp_path: Path) -> None:
+    kwargs = dict(layout="sysu", num_train_ids=3, num_test_ids=2, images_per_camera=1, height=32, width=16, seed=4)
+    one = write_synthetic(tmp_path / "one", **kwargs)  # type: ignore[arg-type]
+    two = write_synthetic(tmp_path / "two", workers=2, **kwargs)  # type: ignore[arg-type]
+    files = sorted(p.relative_to(one) for p in one.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(two) for p in two.rglob("*") if p.is_file()) and len(files) > 30
+    assert all((one / f).read_bytes() == (two / f).read_bytes() for f in files)

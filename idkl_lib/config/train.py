@@ -17,6 +17,9 @@ from .weights import LossWeights
 AMP_MODES: tuple[str, ...] = ("auto", "bf16", "fp16", "off")
 """Mixed-precision modes :class:`TrainConfig` accepts."""
 
+IDENTITY_CHOICES: tuple[str, ...] = ("uniform", "proportional")
+"""How the sampler picks a batch's identities (:attr:`TrainConfig.identity_choice`)."""
+
 DISTRIBUTED_BATCHES: tuple[str, ...] = ("global", "per_process")
 """How a multi-process run forms its batch (:attr:`TrainConfig.distributed_batch`)."""
 
@@ -125,6 +128,7 @@ class TrainConfig:
 
     DATASETS: ClassVar[tuple[str, ...]] = _dataset_names()
     AMP_MODES: ClassVar[tuple[str, ...]] = AMP_MODES
+    IDENTITY_CHOICES: ClassVar[tuple[str, ...]] = IDENTITY_CHOICES
     RESUMABLE_CHANGES: ClassVar[tuple[str, ...]] = (
         "epochs",
         "data_root",
@@ -195,6 +199,12 @@ class TrainConfig:
             else "K images per identity must be even (an even integer >= 2: K/2 visible + K/2 infrared)"
         ),
     )
+    identity_choice: str = _option(
+        "uniform",
+        "How the sampler picks the P identities of a batch: uniform (the reference) or proportional to their "
+        "remaining chunks.",
+        choices=IDENTITY_CHOICES,
+    )
     epochs: int = _option(
         160,
         "Total number of training epochs (resuming continues up to this number).",
@@ -247,6 +257,13 @@ class TrainConfig:
         lambda v: None if 0.0 <= v <= 1.0 else "a probability in [0, 1]",
     )
     channel_augment: bool = _option(False, "Channel augmentation of visible images (with augment).")
+    decoded_cache: bool = _option(
+        False,
+        "Decode and resize every training image once into <out_dir>/decoded_cache/ (a memory-mapped uint8 file, "
+        "rebuilt when the dataset changes) and apply flip, pad + crop and random erasing to whole batches on the "
+        "training device (same distribution as the PIL path): for GPUs that JPEG decoding cannot feed. Not with "
+        "channel_augment.",
+    )
     distributed_batch: str = _option(
         "global",
         "Multi-process runs: 'global' keeps the recipe's P x K batch, each process forwarding P/N identity blocks "
@@ -311,6 +328,11 @@ class TrainConfig:
         if isinstance(self.loss_overrides, str):  # the command line's (and older checkpoints') text form
             object.__setattr__(self, "loss_overrides", parse_loss_overrides(self.loss_overrides))
         object.__setattr__(self, "loss_overrides", {k: float(v) for k, v in self.loss_overrides.items()})
+        if self.decoded_cache and self.channel_augment:
+            raise ValueError(
+                "TrainConfig.decoded_cache=True: the decoded cache's batched augmentation has no channel_augment; "
+                "switch one of them off"
+            )
         self.model_config(2)  # validates arch / base_width / pretrained together
 
     @classmethod

@@ -469,8 +469,9 @@ def _render(
 class _Writer:
     """Renders the images of one dataset, caching identities and camera scenes."""
 
-    def __init__(self, seed: int, height: int, width: int, evidence: float = 0.0) -> None:
+    def __init__(self, seed: int, height: int, width: int, evidence: float = 0.0, workers: int = 1) -> None:
         self.seed, self.height, self.width, self.evidence = seed, height, width, float(evidence)
+        self.workers = workers  # processes the layout writers may use (the files do not depend on it)
         self._cameras: dict[tuple[int, bool], _Camera] = {}
         self._identities: dict[int, _Identity] = {}
 

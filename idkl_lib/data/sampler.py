@@ -5,11 +5,15 @@ from __future__ import annotations
 import operator
 import warnings
 from collections.abc import Iterator, Sequence
+from typing import Literal
 
 import numpy as np
 from torch.utils.data import Sampler
 
 from .records import INFRARED, VISIBLE, Sample
+
+IdentityChoice = Literal["uniform", "proportional"]
+IDENTITY_CHOICES: tuple[str, ...] = ("uniform", "proportional")
 
 
 def _positive_int(name: str, value: object, minimum: int) -> int:
@@ -45,11 +49,13 @@ class CrossModalityIdentitySampler(Sampler[int]):
       modality is subsampled without replacement; a modality with fewer than ``h`` images is drawn with
       replacement (whole shuffled copies, then a random part), so a poor identity still gives one chunk and
       never crashes the sampler (SPEC.md pitfall 23).
-    * Batches are built by repeatedly picking ``P`` distinct identities among those with chunks left, at random
-      with probability proportional to their remaining chunks, and taking one chunk of each. The epoch stops when
-      fewer than ``P`` identities have chunks left. So an epoch has at most ``floor(sum_id c_id / P)`` batches;
-      ``len(self)`` gives the exact count for the current epoch (about ``sum_id 2 * h * c_id`` images, as the
-      reference's epoch length).
+    * Batches are built by repeatedly picking ``P`` distinct identities among those with chunks left and taking the
+      next chunk of each. ``identity_choice="uniform"`` (default, the reference's
+      ``np.random.choice(avai_pids, P, replace=False)``) picks them uniformly; ``"proportional"`` picks them with
+      probability proportional to their remaining chunks (rich identities are spread more evenly over the epoch).
+      The epoch stops when fewer than ``P`` identities have chunks left. So an epoch has at most
+      ``floor(sum_id c_id / P)`` batches; ``len(self)`` gives the exact count for the current epoch (about
+      ``sum_id 2 * h * c_id`` images, as the reference's epoch length).
 
     Identities with images of only one modality cannot form pairs: they are left out with a warning.
     The shuffle is a deterministic function of ``(seed, epoch)``; call :meth:`set_epoch` every epoch.
@@ -71,6 +77,7 @@ class CrossModalityIdentitySampler(Sampler[int]):
         num_replicas: Number of distributed ranks R.
         rank: This process's rank, ``0 <= rank < R``.
         shard: How the ranks share a global batch: ``"identity_blocks"`` or ``"batches"`` (see above).
+        identity_choice: ``"uniform"`` (reference) or ``"proportional"`` to the remaining chunks.
     """
 
     SHARDS = ("identity_blocks", "batches")
@@ -85,6 +92,7 @@ class CrossModalityIdentitySampler(Sampler[int]):
         num_replicas: int = 1,
         rank: int = 0,
         shard: str = "identity_blocks",
+        identity_choice: IdentityChoice = "uniform",
     ) -> None:
         self.p = _positive_int("p", p, 1)
         self.k = _positive_int("k", k, 2)
@@ -94,6 +102,12 @@ class CrossModalityIdentitySampler(Sampler[int]):
         self.epoch = _positive_int("epoch", epoch, 0)
         self.num_replicas = _positive_int("num_replicas", num_replicas, 1)
         self.rank = _positive_int("rank", rank, 0)
+        if identity_choice not in IDENTITY_CHOICES:
+            raise ValueError(
+                f"CrossModalityIdentitySampler: identity_choice={identity_choice!r} is not one of "
+                f"{', '.join(IDENTITY_CHOICES)}"
+            )
+        self.identity_choice: IdentityChoice = identity_choice
         if self.rank >= self.num_replicas:
             raise ValueError(f"CrossModalityIdentitySampler: rank must be < num_replicas={num_replicas}, got {rank}")
         if shard not in self.SHARDS:
@@ -163,14 +177,17 @@ class CrossModalityIdentitySampler(Sampler[int]):
             block[:, 0::2] = _draw(rng, infrared, c * h).reshape(c, h)
             block[:, 1::2] = _draw(rng, visible, c * h).reshape(c, h)
             chunks.append(block)
-        remaining = np.array([len(b) for b in chunks], dtype=np.int64)
+        total = np.array([len(b) for b in chunks], dtype=np.int64)
+        remaining = total.copy()
         batches: list[np.ndarray] = []
         while np.count_nonzero(remaining) >= self.p:
-            available = np.flatnonzero(remaining)
-            weights = remaining[available] / remaining[available].sum()
+            available = np.flatnonzero(remaining)  # identity order, exhausted ones removed (the reference's list)
+            weights = None
+            if self.identity_choice == "proportional":
+                weights = remaining[available] / remaining[available].sum()
             chosen = rng.choice(available, size=self.p, replace=False, p=weights)
+            batches.append(np.concatenate([chunks[j][total[j] - remaining[j]] for j in chosen]))  # next chunk
             remaining[chosen] -= 1
-            batches.append(np.concatenate([chunks[j][remaining[j]] for j in chosen]))
         result = np.stack(batches) if batches else np.empty((0, self.p * self.k), dtype=np.int64)
         self._cache = (self.epoch, result)
         return result

@@ -14,6 +14,7 @@ import secrets
 import shutil
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -54,16 +55,31 @@ def _split_ids(seed: int, num_ids: int, num_test: int, *keys: int) -> tuple[list
     return sorted(int(i) for i in perm[num_test:]), sorted(int(i) for i in perm[:num_test])
 
 
+def _write_sysu_person(root: Path, w: _Writer, pid: int, per_cam: int) -> None:
+    for cam in range(1, 7):
+        images, _ = w.render(pid, cam, cam in (3, 6), per_cam)
+        _save(images, [root / f"cam{cam}" / f"{pid:04d}" / f"{i:04d}.jpg" for i in range(1, per_cam + 1)])
+
+
+def _write_sysu_person_job(job: tuple[Path, int, int, int, float, int, int]) -> None:
+    root, seed, height, width, evidence, pid, per_cam = job
+    _write_sysu_person(root, _Writer(seed, height, width, evidence), pid, per_cam)
+
+
 def _write_sysu(root: Path, w: _Writer, num_train: int, num_test: int, per_cam: int) -> None:
     total = num_train + num_test
     train_val, test = _split_ids(w.seed, total, num_test)
     val = set(_rng(w.seed, _K_SPLIT, 1).permutation(train_val)[: len(train_val) // 4].tolist())
     perm_rng = _rng(w.seed, _K_PERM)
     table: dict[tuple[int, int], np.ndarray] = {}
+    if w.workers > 1:  # images depend only on (seed, pid, camera): the files are the same as with one process
+        jobs = [(root, w.seed, w.height, w.width, w.evidence, pid, per_cam) for pid in range(1, total + 1)]
+        with ProcessPoolExecutor(w.workers) as pool:
+            list(pool.map(_write_sysu_person_job, jobs, chunksize=4))
     for pid in range(1, total + 1):
+        if w.workers <= 1:
+            _write_sysu_person(root, w, pid, per_cam)
         for cam in range(1, 7):
-            images, _ = w.render(pid, cam, cam in (3, 6), per_cam)
-            _save(images, [root / f"cam{cam}" / f"{pid:04d}" / f"{i:04d}.jpg" for i in range(1, per_cam + 1)])
             table[(cam, pid)] = np.stack([perm_rng.permutation(per_cam) + 1 for _ in range(SYSU_NUM_TRIALS)])
     for name, ids in (("train", [i for i in train_val if i not in val]), ("val", sorted(val)), ("test", test)):
         atomic_write_text(root / "exp" / f"{name}_id.txt", ",".join(map(str, ids)) + "\n")
@@ -201,14 +217,15 @@ def _swap_in(root: Path, built: Path) -> None:
     os.replace(built / MARKER, root / MARKER)
 
 
-def _build(root: Path, params: dict[str, object], replace: bool) -> None:
+def _build(root: Path, params: dict[str, object], replace: bool, workers: int = 1) -> None:
     for leftover in root.parent.glob(f".{root.name}.tmp-*"):  # of interrupted writers: only a lock holder makes them
         shutil.rmtree(leftover, ignore_errors=True)
     built = root.parent / f".{root.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
     built.mkdir(parents=True)
     try:
         evidence = float(params.get("modality_specific_evidence", 0.0))  # type: ignore[arg-type]
-        writer = _Writer(int(params["seed"]), int(params["height"]), int(params["width"]), evidence)  # type: ignore[call-overload]
+        size = int(params["height"]), int(params["width"])  # type: ignore[call-overload]
+        writer = _Writer(int(params["seed"]), *size, evidence, workers)  # type: ignore[call-overload]
         _LAYOUT_WRITERS[str(params["layout"])](
             built,
             writer,
@@ -241,6 +258,7 @@ def write_synthetic(
     overwrite: bool = False,
     modality_specific_evidence: float = 0.0,
     lock_timeout: float = 1800.0,
+    workers: int = 1,
 ) -> Path:
     """Write a synthetic visible-infrared dataset in the official layout of ``layout``.
 
@@ -281,6 +299,7 @@ def write_synthetic(
             patches in visible images, thermal marks in infrared ones; see :mod:`idkl_lib.data._synthetic_render`).
             0 (the default) writes exactly the dataset of earlier versions.
         lock_timeout: Seconds to wait for another process writing the same root (negative: as long as it runs).
+        workers: Processes rendering the images (SYSU layout; the files are the same for any number).
 
     Returns:
         The absolute dataset root, ready for :func:`idkl_lib.data.build_dataset` with the same layout name.
@@ -322,5 +341,5 @@ def write_synthetic(
     with folder_lock(path, timeout=lock_timeout, purpose="written (a synthetic dataset)"):
         if _reusable(path, params):  # another process finished it while this one waited
             return path
-        _build(path, params, _replaces_existing(path, params, overwrite))
+        _build(path, params, _replaces_existing(path, params, overwrite), _check_int("workers", workers, 1))
     return path

@@ -71,7 +71,7 @@ def evaluate_llcm(
     normalize: bool = True,
     metric: Metric = "euclidean",
     rerank: bool | RerankConfig = False,
-    cmc_mode: CMCMode = "first_match",
+    cmc_mode: CMCMode = "unique_ids",
     max_rank: int = 20,
 ) -> ProtocolResult:
     """LLCM search (SPEC.md §0, §4.6).
@@ -96,7 +96,7 @@ def evaluate_llcm(
         normalize: L2-normalise the features.
         metric: ``"euclidean"`` or ``"cosine"``.
         rerank: k-reciprocal re-ranking (standard variant unless the config says otherwise, as in the reference).
-        cmc_mode: CMC convention.
+        cmc_mode: CMC convention: "unique_ids" (default, the reference's and the official rule) or "first_match".
         max_rank: CMC length.
 
     Returns:

@@ -12,7 +12,11 @@ swap the two themselves. Options shared by every protocol:
 * ``rerank``: ``False`` (default, the standard protocol), ``True`` or a :class:`RerankConfig` for k-reciprocal
   re-ranking; re-ranked results carry ``+rerank`` in their name and the settings in ``settings["rerank"]``.
   With the Euclidean metric the re-ranking sees squared distances, as in the reference.
-* ``cmc_mode``: see :func:`idkl_lib.eval.rank.evaluate_rank`.
+* ``cmc_mode``: ``"unique_ids"`` (default: the reference's and the official SYSU-MM01 rule, rank-k = the true
+  identity among the first k distinct identities, so R5/R10/R20 compare with published tables) or
+  ``"first_match"`` (torchreid/AGW); see :func:`idkl_lib.eval.rank.evaluate_rank`. R1, mAP and mINP do not
+  depend on it. Every result names its convention (:attr:`ProtocolResult.cmc_mode`, ``"cmc_mode"`` in
+  :meth:`ProtocolResult.as_dict`).
 """
 
 from __future__ import annotations
@@ -66,7 +70,7 @@ def evaluate_dataset(
     normalize: bool = True,
     metric: Metric = "euclidean",
     rerank: bool | RerankConfig = False,
-    cmc_mode: CMCMode = "first_match",
+    cmc_mode: CMCMode = "unique_ids",
     max_rank: int = 20,
     num_trials: int = 10,
     seed: int = 0,

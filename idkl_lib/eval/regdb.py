@@ -35,7 +35,7 @@ def evaluate_regdb(
     normalize: bool = True,
     metric: Metric = "euclidean",
     rerank: bool | RerankConfig = False,
-    cmc_mode: CMCMode = "first_match",
+    cmc_mode: CMCMode = "unique_ids",
     max_rank: int = 20,
 ) -> ProtocolResult:
     """RegDB search over the whole test set of one split (SPEC.md §4.5), one pass.
@@ -51,7 +51,7 @@ def evaluate_regdb(
         normalize: L2-normalise the features.
         metric: ``"euclidean"`` or ``"cosine"``.
         rerank: k-reciprocal re-ranking (standard variant unless the config says otherwise).
-        cmc_mode: CMC convention.
+        cmc_mode: CMC convention: "unique_ids" (default, the reference's and the official rule) or "first_match".
         max_rank: CMC length.
 
     Returns:

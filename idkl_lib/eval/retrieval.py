@@ -44,11 +44,17 @@ class ProtocolResult:
     mean: RankResult
     settings: dict[str, object]
 
+    @property
+    def cmc_mode(self) -> str:
+        """The CMC convention of :attr:`mean` and :attr:`trials` (``"unique_ids"`` or ``"first_match"``)."""
+        return str(self.settings.get("cmc_mode", "unspecified"))
+
     def as_dict(self) -> dict[str, object]:
         """A JSON-ready dict for ``metrics.json``: mean and per-trial metrics in percent, plus the settings."""
         mean = {**self.mean.as_dict(), "num_queries": self.mean.num_queries}
         return {
             "name": self.name,
+            "cmc_mode": self.cmc_mode,
             "mean": mean,
             "cmc": [100.0 * float(v) for v in self.mean.cmc],
             "trials": [{**t.as_dict(), "num_queries": t.num_queries} for t in self.trials],

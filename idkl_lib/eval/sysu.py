@@ -136,7 +136,7 @@ def evaluate_sysu(
     normalize: bool = True,
     metric: Metric = "euclidean",
     rerank: bool | RerankConfig = False,
-    cmc_mode: CMCMode = "first_match",
+    cmc_mode: CMCMode = "unique_ids",
     max_rank: int = 20,
 ) -> ProtocolResult:
     """SYSU-MM01 infrared -> visible search (SPEC.md §4.4).
@@ -157,7 +157,7 @@ def evaluate_sysu(
         metric: ``"euclidean"`` or ``"cosine"``.
         rerank: k-reciprocal re-ranking (``True`` = paper defaults; cross-modal variant unless the config says
             otherwise, as in the reference).
-        cmc_mode: CMC convention.
+        cmc_mode: CMC convention: "unique_ids" (default, the reference's and the official rule) or "first_match".
         max_rank: CMC length.
 
     Returns:

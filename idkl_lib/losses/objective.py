@@ -8,6 +8,7 @@ preset) this equals the reference's objective for its batch-120 branch:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -99,10 +100,28 @@ def check_batch_layout(pids: Tensor, modality: Tensor) -> BatchLayout:
     return BatchLayout(num_ids=p, num_instances=k)
 
 
+def float32_output(out: IDKLOutput) -> IDKLOutput:
+    """``out`` with every float16/bfloat16 tensor cast to float32 (wider tensors are kept as they are)."""
+    low = (torch.float16, torch.bfloat16)
+    return dataclasses.replace(
+        out,
+        **{
+            f.name: getattr(out, f.name).float()
+            for f in dataclasses.fields(out)
+            if isinstance(getattr(out, f.name), Tensor) and getattr(out, f.name).dtype in low
+        },
+    )
+
+
 def compute_losses(
     out: IDKLOutput, pids: Tensor, modality: Tensor, weights: LossWeights, *, margin: float = TRIPLET_MARGIN
 ) -> dict[str, Tensor]:
     """The weighted IDKL loss terms of one batch; only terms with a non-zero weight are computed.
+
+    Every term is computed in float32 whatever the model ran in: half-precision outputs (e.g. from a bf16
+    ``torch.autocast`` forward) are cast to float32 and autocast is switched off inside, so distances, softmaxes
+    and KL terms never run in bf16 (as the reference's apex O1 kept its loss inputs in float32). Gradients flow
+    back through the casts into the half-precision graph.
 
     The layout is checked once (:func:`check_batch_layout`); the terms then use strided views of the batch
     (infrared rows at even, visible rows at odd positions) and run without further host-device synchronisation.
@@ -118,7 +137,13 @@ def compute_losses(
         ``{term name: weight * term}`` (scalar tensors, float32 or wider) in :meth:`LossWeights.names` order.
     """
     layout = check_batch_layout(pids, modality)
-    modality = modality.long()
+    with torch.autocast(pids.device.type, enabled=False):
+        return _weighted_terms(float32_output(out), pids, modality.long(), weights, margin, layout)
+
+
+def _weighted_terms(
+    out: IDKLOutput, pids: Tensor, modality: Tensor, weights: LossWeights, margin: float, layout: BatchLayout
+) -> dict[str, Tensor]:
     m = layout.num_instances // 2
 
     def vi(x: Tensor) -> tuple[Tensor, Tensor]:  # (visible rows, infrared rows), batch order
