@@ -41,7 +41,7 @@ from typing import Any
 import torch
 
 from benchmarks._common import PeakMemory, measure, synchronize
-from benchmarks.bench_gpu_train import SPEC_GFLOP_PER_IMAGE_384x144 as ANALYTIC_GFLOP_PER_IMAGE
+from benchmarks.bench_gpu_train import ANALYTIC_GFLOP_PER_IMAGE_384x144 as ANALYTIC_GFLOP_PER_IMAGE
 from benchmarks.bench_gpu_train import detect_peak_tflops, step_flops, time_loader
 from benchmarks.bench_train_step import adam, amp_dtype, build_idkl, idkl_step_fn, make_batch
 from idkl_lib.config import LossWeights, TrainConfig
