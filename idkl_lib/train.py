@@ -34,6 +34,7 @@ Command line::
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -57,7 +58,9 @@ from .eval import evaluate_dataset
 from .eval.features import extract_features
 from .losses import compute_losses
 from .models import IDKLModel, build_model
+from .run_guard import guard_run_folder
 from .runs import CHECKPOINT_NAME, METRICS_NAME
+from .train_checks import apply_resume_changes, divergent_row, preflight, resume_epochs_problem
 from .utils.io import atomic_write_json
 from .utils.runtime import resolve_device, seed_everything, seed_worker
 
@@ -84,8 +87,33 @@ class NonFiniteLossError(RuntimeError):
             what = f"the model's weights became non-finite by step {step} (a NaN/inf gradient): {shown}"
         super().__init__(
             f"{what}; training stopped and {kept}. "
-            "Lower the learning rate, enable grad_clip, or switch amp to 'bf16'/'off', then resume."
+            "Lower the learning rate, enable grad_clip, or switch amp to 'bf16'/'off', then resume allowing that "
+            "change (--resume --resume-changes lr,grad_clip,amp)."
         )
+
+
+class DivergedLossError(NonFiniteLossError):
+    """Training diverged: the total loss grew to more than ``TrainConfig.divergence_factor`` times the median of the
+    recent logged losses. The same guarantees as :class:`NonFiniteLossError` (the last good checkpoint is kept).
+
+    Attributes:
+        value: The total loss at ``step``.
+        median: The running median it was compared with.
+    """
+
+    def __init__(self, step: int, value: float, median: float, factor: float, checkpoint: Path | None) -> None:
+        super().__init__(step, ["total"], checkpoint)
+        self.value, self.median, self.kind = value, median, "divergence"
+        kept = f"the last good checkpoint is kept at {checkpoint}" if checkpoint else "no checkpoint was written yet"
+        self.args = (
+            f"loss diverged at step {step}: total {value:.3g} > {factor:g} x the running median {median:.3g} "
+            f"(divergence_factor); training stopped and {kept}. Lower the learning rate, enable grad_clip, or switch "
+            "amp to 'bf16'/'off', then resume allowing that change (--resume --resume-changes lr,grad_clip,amp), "
+            "or raise --divergence-factor (0 = off).",
+        )
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 @dataclass
@@ -224,14 +252,23 @@ def train(
         cfg: Training configuration (validated on construction).
         dataset: An already parsed dataset; parsed from ``cfg.dataset`` / ``cfg.data_root`` when omitted.
         resume: ``True`` continues from ``<out_dir>/checkpoint.pth`` if it exists (else starts afresh); a path
-            resumes from that file. Without resume an existing checkpoint in ``out_dir`` is overwritten.
+            resumes from that file. Without resume an ``out_dir`` holding a run's results is refused
+            (:class:`~idkl_lib.run_guard.RunFolderError`) unless ``cfg.overwrite``.
         progress: Show a tqdm bar with the running losses.
         on_log: Called with every logged history row (e.g. to update a live plot in a notebook).
 
+    Before the first step the dataset's images and evaluation files, the out-dir and the pretrained weights are
+    checked (:func:`idkl_lib.train_checks.preflight`); the out-dir is locked and claimed (``run.json``) while the
+    run writes it (:func:`idkl_lib.run_guard.guard_run_folder`).
+
     Raises:
-        NonFiniteLossError: A loss term or a weight became NaN/inf; the last good checkpoint is kept.
-        ValueError: The resumed checkpoint was trained with another configuration (the message lists the fields),
-            or ``p`` is not divisible by the number of processes.
+        NonFiniteLossError: A loss term or a weight became NaN/inf, or the loss diverged (:class:`DivergedLossError`);
+            the last good checkpoint is kept.
+        idkl_lib.run_guard.RunFolderError: ``out_dir`` holds another run's results.
+        idkl_lib.utils.lock.FolderLockTimeout: another process trains into ``out_dir``.
+        ValueError: The resumed checkpoint was trained with another configuration (the message lists the fields)
+            or for more epochs than asked, ``p`` is not divisible by the number of processes, or a pre-check failed
+            (``DatasetCheckError``, a pretrained file that is not a state dict).
         FileNotFoundError: ``resume`` names a missing file, or the dataset is missing.
     """
     rank, world = init_distributed()
@@ -259,6 +296,38 @@ def train(
     ckpt_path = out_dir / CHECKPOINT_NAME
 
     model = build_model(cfg.model_config(dataset.num_train_ids)).to(device)
+    dataset = preflight(cfg, dataset, model)
+    continues = resume is True or (bool(resume) and Path(resume).expanduser().resolve() == ckpt_path.resolve())
+    guard = (
+        guard_run_folder(
+            out_dir,
+            "train",
+            cfg.to_dict(),
+            resume=continues,
+            overwrite=cfg.overwrite,
+            ignore=TrainConfig.RESUMABLE_CHANGES,
+        )
+        if rank == 0
+        else contextlib.nullcontext()
+    )
+    with guard:
+        return _train_in_folder(cfg, dataset, model, resume, progress, on_log, device, rank, world)
+
+
+def _train_in_folder(
+    cfg: TrainConfig,
+    dataset: VIDataset,
+    model: IDKLModel,
+    resume: bool | str | Path,
+    progress: bool,
+    on_log: Callable[[dict[str, float]], None] | None,
+    device: torch.device,
+    rank: int,
+    world: int,
+) -> TrainResult:
+    """The body of :func:`train` once the out-dir is checked, locked and claimed."""
+    out_dir = Path(cfg.out_dir)
+    ckpt_path = out_dir / CHECKPOINT_NAME
     if world > 1 and cfg.sync_batchnorm:
         model = convert_batchnorm(model, device)  # type: ignore[assignment]
     if cfg.channels_last:
@@ -269,7 +338,7 @@ def train(
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
     weights = cfg.loss_weights()
 
-    start_epoch, step, history, eval_history = 0, 0, [], []
+    start_epoch, step, history, eval_history, changes = 0, 0, [], [], []
     source = ckpt_path if resume is True else (Path(resume) if resume else None)
     last_good: Path | None = None  # the checkpoint a divergence falls back to
     if source is not None and source.exists():
@@ -281,13 +350,23 @@ def train(
                 f"Only {', '.join(TrainConfig.RESUMABLE_CHANGES)} may change on resume; use the checkpoint's values, "
                 "or a new out_dir for a new run"
             )
+        problem = resume_epochs_problem(source, int(state["epoch"]), cfg)
+        if problem:
+            raise ValueError(problem)
         load_model_state(model, state["model_state"])
         optimizer.load_state_dict(state["optimizer_state"])
         scheduler.load_state_dict(state["scheduler_state"])
-        scaler.load_state_dict(state["scaler_state"])
+        if state["config"].get("amp", cfg.amp) == cfg.amp:  # another precision starts with a fresh scaler
+            scaler.load_state_dict(state["scaler_state"])
         start_epoch, step = int(state["epoch"]), int(state["step"])
         history = list(state.get("extra", {}).get("history", []))
         eval_history = list(state.get("extra", {}).get("eval_history", []))
+        changes = list(state.get("extra", {}).get("resume_changes", []))
+        change = apply_resume_changes(cfg, state["config"], optimizer, scheduler, start_epoch)
+        if change is not None:
+            changes.append(change)
+            if rank == 0:
+                warnings.warn(f"resuming {source} with {change['changes']} at epoch {start_epoch}", stacklevel=2)
         last_good = source
     elif resume and resume is not True:
         raise FileNotFoundError(f"resume checkpoint {source} does not exist; pass resume=True to use {ckpt_path}")
@@ -334,7 +413,12 @@ def train(
                 step=step,
                 rng_state=capture_rng_state(),
                 config=cfg.to_dict(),
-                extra={"history": history, "eval_history": eval_history, "num_classes": dataset.num_train_ids},
+                extra={
+                    "history": history,
+                    "eval_history": eval_history,
+                    "num_classes": dataset.num_train_ids,
+                    "resume_changes": changes,
+                },
             )
             last_good = ckpt_path
         if world > 1:
@@ -408,12 +492,12 @@ def _train_epoch(run: _EpochState, loader: DataLoader, epoch: int) -> int:
             step += 1
             pending.append((step, {"total": loss.detach(), **{k: v.detach() for k, v in terms.items()}}))
             if len(pending) >= cfg.log_every:  # every rank flushes at the same steps (equal batch counts)
-                _flush(pending, epoch, optimizer, history, on_log, bar, last_good, world)
+                _flush(pending, epoch, optimizer, history, on_log, bar, last_good, world, cfg.divergence_factor)
                 pending = []
             if bar is not None:
                 bar.update(1)
         if pending:  # always before the epoch's checkpoint is written
-            _flush(pending, epoch, optimizer, history, on_log, bar, last_good, world)
+            _flush(pending, epoch, optimizer, history, on_log, bar, last_good, world, cfg.divergence_factor)
     finally:
         if bar is not None:
             bar.close()
@@ -429,6 +513,7 @@ def _flush(
     bar: Any,
     last_good: Path | None,
     world: int = 1,
+    factor: float = 0.0,
 ) -> None:
     """Move the pending loss tensors to the host in one transfer, check them, and log them.
 
@@ -448,6 +533,12 @@ def _flush(
             row = finite[bad_rows[0]].tolist()
             terms = [n for n, ok in zip(names, row, strict=True) if not ok and n != "total"] or ["total"]
         raise NonFiniteLossError(int(first), terms, last_good)
+    diverged = divergent_row(history, values[:, names.index("total")].tolist(), factor)
+    local_div = float(pending[diverged[0]][0]) if diverged else math.inf
+    first_div = _reduce_scalar(local_div, "min", stacked.device, world)
+    if first_div < math.inf:
+        value, median = (diverged[1], diverged[2]) if diverged and first_div == local_div else (math.nan, math.nan)
+        raise DivergedLossError(int(first_div), value, median, factor, last_good)
     lr = optimizer.param_groups[0]["lr"]
     for (step, _), row in zip(pending, values.tolist(), strict=True):
         entry = {"step": float(step), "epoch": float(epoch + 1), "lr": lr, **dict(zip(names, row, strict=True))}
