@@ -347,8 +347,8 @@ def _train_in_folder(
         if changed:
             raise ValueError(
                 f"cannot resume from {source}: it was trained with another configuration ({'; '.join(changed)}). "
-                f"Only {', '.join(TrainConfig.RESUMABLE_CHANGES)} may change on resume; use the checkpoint's values, "
-                "or a new out_dir for a new run"
+                f"Only {', '.join(TrainConfig.RESUMABLE_CHANGES)} may change on resume, and lr, grad_clip, amp when "
+                "TrainConfig.resume_changes names them; use the checkpoint's values, or a new out_dir for a new run"
             )
         problem = resume_epochs_problem(source, int(state["epoch"]), cfg)
         if problem:
