@@ -111,3 +111,16 @@ def test_a_real_datasets_folder_as_synthetic_data_root_stops_before_anything_run
     assert not run_dir.exists() and sorted(p.name for p in real.iterdir()) == [f"cam{c}" for c in range(1, 7)]
     assert cli(run_dir, notebooks, "-p", "data_root", str(real)) == 2
     assert "-p dataset sysu" in one_line(capsys)
+
+
+def test_a_notebook_given_a_real_datasets_folder_as_synthetic_root_stops_naming_the_dataset(tmp_path: Path) -> None:
+    from idkl_lib.data.card import prepare_dataset
+
+    real = tmp_path / "SYSU-MM01"
+    for cam in range(1, 7):
+        (real / f"cam{cam}").mkdir(parents=True)
+    with pytest.raises(ValueError) as caught:
+        prepare_dataset("synthetic", real, synthetic_ids=4, synthetic_images=1)
+    message = str(caught.value)
+    assert "\n" not in message and "SYSU-MM01" in message and "dataset='sysu'" in message
+    assert sorted(p.name for p in real.iterdir()) == [f"cam{c}" for c in range(1, 7)]  # nothing written
