@@ -120,7 +120,7 @@ def test_a_notebook_given_a_real_datasets_folder_as_synthetic_root_stops_naming_
     for cam in range(1, 7):
         (real / f"cam{cam}").mkdir(parents=True)
     with pytest.raises(ValueError) as caught:
-        prepare_dataset("synthetic", real, synthetic_ids=4, synthetic_images=1)
+        prepare_dataset("synthetic", real, synthetic_ids=4, synthetic_images=2)
     message = str(caught.value)
     assert "\n" not in message and "SYSU-MM01" in message and "dataset='sysu'" in message
     assert sorted(p.name for p in real.iterdir()) == [f"cam{c}" for c in range(1, 7)]  # nothing written
