@@ -12,11 +12,18 @@ Guarantees:
 
 * The checkpoint is only ever replaced by a complete file (temporary file + rename); temporaries left by a process
   killed while saving are removed by the next run in that folder.
-* Loss values are checked for NaN/inf at every log flush (every ``log_every`` steps and at the end of every epoch),
-  and the weights at the end of every epoch, before the epoch's checkpoint is written: a diverged run stops with
-  :class:`NonFiniteLossError` and the checkpoint on disk stays the last good one.
+* Loss values are checked for NaN/inf and for divergence (a total loss above ``divergence_factor`` x its running
+  median) at every log flush (every ``log_every`` steps and at the end of every epoch), and the weights at the end of
+  every epoch, before the epoch's checkpoint is written: a diverged run stops with :class:`NonFiniteLossError` (or
+  its :class:`DivergedLossError`) and the checkpoint on disk stays the last good one.
 * A resumed run must use the configuration stored in the checkpoint (only
-  :attr:`~idkl_lib.config.TrainConfig.RESUMABLE_CHANGES`, such as ``epochs``, may differ); otherwise ``ValueError``.
+  :attr:`~idkl_lib.config.TrainConfig.RESUMABLE_CHANGES`, such as ``epochs``, may differ, and ``lr``, ``grad_clip``,
+  ``amp`` when ``resume_changes`` names them: recorded in the checkpoint's ``extra["resume_changes"]``) and ask for
+  at least the epochs already done; otherwise ``ValueError``.
+* The out-dir is checked, locked and claimed (``run.json``) before the first step; one holding another run's results
+  is refused without ``resume`` or ``overwrite`` (:mod:`idkl_lib.run_guard`). The dataset's images and evaluation
+  files, the free space and the pretrained weights are checked before the first step too
+  (:func:`idkl_lib.train_checks.preflight`).
 * Evaluations during training (``eval_every``) are reported only; the final checkpoint is the last epoch's.
 
 Multi-GPU: launch the same entry point with ``torchrun --nproc_per_node N -m idkl_lib.train ...``. The global batch
@@ -60,60 +67,18 @@ from .losses import compute_losses
 from .models import IDKLModel, build_model
 from .run_guard import guard_run_folder
 from .runs import CHECKPOINT_NAME, METRICS_NAME
-from .train_checks import apply_resume_changes, divergent_row, preflight, resume_epochs_problem
+from .train_checks import (
+    DivergedLossError,  # noqa: F401  (re-exported: the training errors are imported from here)
+    NonFiniteLossError,
+    apply_resume_changes,
+    flush_losses,
+    non_finite_tensors,
+    preflight,
+    reduce_scalar,
+    resume_epochs_problem,
+)
 from .utils.io import atomic_write_json
 from .utils.runtime import resolve_device, seed_everything, seed_worker
-
-
-class NonFiniteLossError(RuntimeError):
-    """Training diverged: a loss term, or a weight of the model, became NaN or infinite.
-
-    Loss terms are checked at every log flush, the model's parameters and buffers at the end of every epoch; both
-    checks run before the epoch's checkpoint is written, so the checkpoint on disk is the last good one.
-
-    Attributes:
-        step: Global step (1-based) of the first non-finite loss; for ``kind="weights"``, the epoch's last step.
-        terms: The non-finite loss terms (``kind="loss"``) or model tensors (``kind="weights"``).
-        checkpoint: The last good checkpoint, or None if this call has none (a fresh run in its first epoch).
-        kind: ``"loss"`` or ``"weights"``.
-    """
-
-    def __init__(self, step: int, terms: Sequence[str], checkpoint: Path | None, kind: str = "loss") -> None:
-        self.step, self.terms, self.checkpoint, self.kind = step, list(terms), checkpoint, kind
-        kept = f"the last good checkpoint is kept at {checkpoint}" if checkpoint else "no checkpoint was written yet"
-        shown = ", ".join(self.terms[:10]) + (f" and {len(self.terms) - 10} more" if len(self.terms) > 10 else "")
-        what = f"loss became non-finite at step {step} in term(s) {shown}"
-        if kind == "weights":
-            what = f"the model's weights became non-finite by step {step} (a NaN/inf gradient): {shown}"
-        super().__init__(
-            f"{what}; training stopped and {kept}. "
-            "Lower the learning rate, enable grad_clip, or switch amp to 'bf16'/'off', then resume allowing that "
-            "change (--resume --resume-changes lr,grad_clip,amp)."
-        )
-
-
-class DivergedLossError(NonFiniteLossError):
-    """Training diverged: the total loss grew to more than ``TrainConfig.divergence_factor`` times the median of the
-    recent logged losses. The same guarantees as :class:`NonFiniteLossError` (the last good checkpoint is kept).
-
-    Attributes:
-        value: The total loss at ``step``.
-        median: The running median it was compared with.
-    """
-
-    def __init__(self, step: int, value: float, median: float, factor: float, checkpoint: Path | None) -> None:
-        super().__init__(step, ["total"], checkpoint)
-        self.value, self.median, self.kind = value, median, "divergence"
-        kept = f"the last good checkpoint is kept at {checkpoint}" if checkpoint else "no checkpoint was written yet"
-        self.args = (
-            f"loss diverged at step {step}: total {value:.3g} > {factor:g} x the running median {median:.3g} "
-            f"(divergence_factor); training stopped and {kept}. Lower the learning rate, enable grad_clip, or switch "
-            "amp to 'bf16'/'off', then resume allowing that change (--resume --resume-changes lr,grad_clip,amp), "
-            "or raise --divergence-factor (0 = off).",
-        )
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 @dataclass
@@ -154,22 +119,6 @@ def _amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
     if cfg.amp in ("auto", "bf16"):
         return torch.bfloat16
     return torch.float16
-
-
-def _reduce_scalar(value: float, op: str, device: torch.device, world: int) -> float:
-    """``value`` reduced (``"min"`` or ``"max"``) over all processes: one all-reduce, so that all ranks decide alike."""
-    if world <= 1:
-        return value
-    tensor = torch.tensor([value], dtype=torch.float64, device=device)
-    dist.all_reduce(tensor, op=dist.ReduceOp.MIN if op == "min" else dist.ReduceOp.MAX)
-    return float(tensor.item())
-
-
-def _non_finite_tensors(model: nn.Module) -> list[str]:
-    """Names of the model's floating-point parameters and buffers holding a NaN or an infinity (one sync)."""
-    named = [(name, t) for name, t in model.state_dict().items() if t.is_floating_point()]
-    finite = torch.stack([torch.isfinite(t).all() for _, t in named]).cpu().tolist()
-    return [name for (name, _), ok in zip(named, finite, strict=True) if not ok]
 
 
 def _remove_stale_temporaries(out_dir: Path) -> None:
@@ -396,8 +345,8 @@ def _train_in_folder(
         train_time += time.perf_counter() - epoch_start
         images_seen += len(loader) * loader.batch_size * world  # type: ignore[operator]
         # a NaN/inf gradient in the epoch's last step leaves a finite loss but broken weights: never save those
-        broken = _non_finite_tensors(model)
-        if _reduce_scalar(float(bool(broken)), "max", device, world) > 0:
+        broken = non_finite_tensors(model)
+        if reduce_scalar(float(bool(broken)), "max", device, world) > 0:
             raise NonFiniteLossError(step, broken or ["(on another process)"], last_good, kind="weights")
         scheduler.step()
         if rank == 0 and cfg.eval_every > 0 and (epoch + 1) % cfg.eval_every == 0 and epoch + 1 < cfg.epochs:
@@ -492,61 +441,16 @@ def _train_epoch(run: _EpochState, loader: DataLoader, epoch: int) -> int:
             step += 1
             pending.append((step, {"total": loss.detach(), **{k: v.detach() for k, v in terms.items()}}))
             if len(pending) >= cfg.log_every:  # every rank flushes at the same steps (equal batch counts)
-                _flush(pending, epoch, optimizer, history, on_log, bar, last_good, world, cfg.divergence_factor)
+                flush_losses(pending, epoch, optimizer, history, on_log, bar, last_good, world, cfg.divergence_factor)
                 pending = []
             if bar is not None:
                 bar.update(1)
         if pending:  # always before the epoch's checkpoint is written
-            _flush(pending, epoch, optimizer, history, on_log, bar, last_good, world, cfg.divergence_factor)
+            flush_losses(pending, epoch, optimizer, history, on_log, bar, last_good, world, cfg.divergence_factor)
     finally:
         if bar is not None:
             bar.close()
     return step
-
-
-def _flush(
-    pending: list[tuple[int, dict[str, Tensor]]],
-    epoch: int,
-    optimizer: torch.optim.Optimizer,
-    history: list[dict[str, float]],
-    on_log: Callable[[dict[str, float]], None] | None,
-    bar: Any,
-    last_good: Path | None,
-    world: int = 1,
-    factor: float = 0.0,
-) -> None:
-    """Move the pending loss tensors to the host in one transfer, check them, and log them.
-
-    In a distributed run the ranks agree (one all-reduce) on the first non-finite step of any of them, so that all
-    stop together instead of the others waiting forever in the next gradient all-reduce.
-    """
-    names = list(pending[0][1])
-    stacked = torch.stack([torch.stack([row[n].float() for n in names]) for _, row in pending])
-    values = stacked.cpu()
-    finite = torch.isfinite(values)
-    bad_rows = (~finite).any(1).nonzero().flatten().tolist()
-    local_first = float(pending[bad_rows[0]][0]) if bad_rows else math.inf
-    first = _reduce_scalar(local_first, "min", stacked.device, world)
-    if first < math.inf:
-        terms = ["(on another process)"]
-        if first == local_first:
-            row = finite[bad_rows[0]].tolist()
-            terms = [n for n, ok in zip(names, row, strict=True) if not ok and n != "total"] or ["total"]
-        raise NonFiniteLossError(int(first), terms, last_good)
-    diverged = divergent_row(history, values[:, names.index("total")].tolist(), factor)
-    local_div = float(pending[diverged[0]][0]) if diverged else math.inf
-    first_div = _reduce_scalar(local_div, "min", stacked.device, world)
-    if first_div < math.inf:
-        value, median = (diverged[1], diverged[2]) if diverged and first_div == local_div else (math.nan, math.nan)
-        raise DivergedLossError(int(first_div), value, median, factor, last_good)
-    lr = optimizer.param_groups[0]["lr"]
-    for (step, _), row in zip(pending, values.tolist(), strict=True):
-        entry = {"step": float(step), "epoch": float(epoch + 1), "lr": lr, **dict(zip(names, row, strict=True))}
-        history.append(entry)
-        if on_log is not None:
-            on_log(entry)
-    if bar is not None:
-        bar.set_postfix(loss=f"{values[-1, 0].item():.3f}")
 
 
 # ----------------------------------------------------------------------------------------------- command line
