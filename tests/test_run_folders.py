@@ -291,3 +291,15 @@ def test_read_only_out_dir_fails_before_training(
     finally:
         out.chmod(0o700)
     assert calls[0] == 0
+
+
+def test_cli_flags_of_the_new_fields() -> None:
+    from idkl_lib.train_cli import build_arg_parser
+
+    parser = build_arg_parser()
+    args = parser.parse_args(
+        ["--overwrite", "--skip-corrupt", "--resume-changes", "lr,amp", "--divergence-factor", "0"]
+    )
+    assert (args.overwrite, args.skip_corrupt, args.resume_changes, args.divergence_factor) == (True, True, "lr,amp", 0)
+    assert parser.parse_args(["--overwrite", "false"]).overwrite is False
+    assert parser.parse_args([]).overwrite is False
