@@ -39,8 +39,14 @@ the failure is recorded in ``status.json``; the CLI exits with status 1.
 
 Resume: ``--resume`` skips a step that finished earlier with the same parameters and the same notebook code
 (hashes in ``status.json``) whose outputs are still there; once a step runs, every later step runs too, as it
-may read that step's outputs. Without ``--resume`` an existing run folder is reused and every selected step
-re-runs, overwriting its outputs.
+may read that step's outputs. Without ``--resume`` a run folder made by the same command (same preset and
+parameters) is reused and every selected step re-runs, overwriting its outputs.
+
+Protection: the run folder records what made it (``run.json``: kind, hash of preset and parameters, creation time,
+command line) and is locked while the pipeline writes it. A run folder holding another pipeline run's results is
+refused unless ``resume`` or ``overwrite``; a training out-dir (or another kind of run folder) is always refused; a
+second pipeline writing the same folder fails naming the first (:mod:`idkl_lib.run_guard`). A real dataset's folder
+given as ``data_root`` with ``dataset="synthetic"`` is refused before anything runs (the data is never modified).
 """
 
 from __future__ import annotations
@@ -68,6 +74,7 @@ from idkl_lib.pipeline_params import (
     parse_param_value,
 )
 from idkl_lib.pipeline_step import PipelineError, _check_kernel, _execute_step
+from idkl_lib.run_guard import guard_run_folder
 from idkl_lib.runs import (
     ENVIRONMENT_NAME,
     METRICS_NAME,
@@ -266,6 +273,7 @@ def run_pipeline(
     only: Sequence[str] | None = None,
     log_output: bool = False,
     verbose: bool = True,
+    overwrite: bool = False,
 ) -> PipelineResult:
     """Execute the steps' notebooks in order into ``run_dir`` and write the report (see module docstring).
 
@@ -281,6 +289,7 @@ def run_pipeline(
         only: Step names to run (the others are left as they are in ``run_dir``).
         log_output: Stream the notebooks' output through papermill's logger.
         verbose: Print a progress line per step and the report path.
+        overwrite: Replace another pipeline run's results in ``run_dir`` (its ``status.json`` and ``metrics.json``).
 
     Returns:
         The report path, the per-step results and the run-level metrics.
@@ -288,8 +297,10 @@ def run_pipeline(
     Raises:
         PipelineError: A notebook failed or wrote no ``metrics.json``.
         FileNotFoundError: A selected step's notebook does not exist.
-        ValueError: Unknown preset, step name, kernel or ``-p`` name, or a notebook without the parameters the
-            pipeline needs.
+        ValueError: Unknown preset, step name, kernel or ``-p`` name, a notebook without the parameters the
+            pipeline needs, or a real dataset's folder with ``dataset="synthetic"``.
+        idkl_lib.run_guard.RunFolderError: ``run_dir`` holds another run's results (see Protection above).
+        idkl_lib.utils.lock.FolderLockTimeout: another process writes ``run_dir``.
     """
     steps = tuple(DEFAULT_STEPS if steps is None else steps)
     names = [step.name for step in steps]
@@ -318,11 +329,58 @@ def run_pipeline(
     _check_kernel(kernel_name)
     run_dir = Path(run_dir).resolve()
     resolved = _resolve_params(steps, selected, notebooks, preset, dict(params or {}), run_dir)
+    _check_real_data(resolved, notebooks_dir)
+    made_by = {"preset": preset, "params": dict(params or {})}
+    with guard_run_folder(run_dir, "pipeline", made_by, resume=resume, overwrite=overwrite, same_config_reuses=True):
+        return _run_steps(
+            run_dir,
+            steps,
+            selected,
+            notebooks,
+            notebooks_dir,
+            resolved,
+            preset,
+            resume,
+            kernel_name,
+            log_output,
+            verbose,
+        )
 
-    if run_dir.is_dir() and any(run_dir.iterdir()) and verbose:
+
+def _check_real_data(resolved: Mapping[str, Mapping[str, Any]], notebooks_dir: Path) -> None:
+    """Refuse a real dataset's folder given as the synthetic data's ``data_root`` (relative to the notebooks)."""
+    from idkl_lib.data.layout import find_real_dataset
+
+    for name, params in resolved.items():
+        if params.get("dataset", "synthetic") != "synthetic" or "data_root" not in params:
+            continue
+        found = find_real_dataset(notebooks_dir / str(params["data_root"]))
+        if found is not None:
+            folder, layout = found
+            raise ValueError(
+                f"step {name}: data_root={params['data_root']!r} is (inside) a real {layout} dataset at {folder}, but "
+                f"dataset='synthetic' would write a synthetic dataset there and report on it; pass -p dataset {layout} "
+                "to use the real data, or a data_root outside it for synthetic data"
+            )
+
+
+def _run_steps(
+    run_dir: Path,
+    steps: Sequence[Step],
+    selected: Sequence[Step],
+    notebooks: Mapping[str, Path],
+    notebooks_dir: Path,
+    resolved: dict[str, dict[str, Any]],
+    preset: str | None,
+    resume: bool,
+    kernel_name: str,
+    log_output: bool,
+    verbose: bool,
+) -> PipelineResult:
+    """Run the selected steps into the claimed and locked ``run_dir``."""
+    if any(p.name != "run.json" for p in run_dir.iterdir()) and verbose:
         how = "skipping steps finished with the same parameters" if resume else "re-running every selected step"
         print(f"Reusing existing run folder {run_dir}: {how}", flush=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
     from idkl_lib.utils.runtime import environment_info  # imports torch: not needed for --help or bad arguments
 
     device = next((p["device"] for p in resolved.values() if "device" in p), None)

@@ -1,7 +1,8 @@
 """The command line of :func:`idkl_lib.pipeline.run_pipeline`::
 
 python -m idkl_lib.pipeline --run-dir reports/demo [--preset demo|ci|full] [-p NAME VALUE ...]
-    [--notebooks-dir notebooks] [--only 03_evaluate ...] [--resume] [--kernel python3] [--log-output]
+    [--notebooks-dir notebooks] [--only 03_evaluate ...] [--resume | --overwrite] [--kernel python3] [--log-output]
+    [--debug]
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from pathlib import Path
 
 from idkl_lib.pipeline import PipelineError, run_pipeline
 from idkl_lib.pipeline_params import DEFAULT_STEPS, PRESETS, parse_param_value
+from idkl_lib.utils.errors import USER_ERRORS, OneLineArgumentParser, print_error
 
 __all__ = ["main"]
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="python -m idkl_lib.pipeline",
         description="Run the idkl_lib notebooks in order with papermill and write a report folder.",
         epilog=f"Steps: {', '.join(step.name for step in DEFAULT_STEPS)}. Presets: {', '.join(PRESETS)}.",
@@ -37,19 +39,25 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--notebooks-dir", type=Path, default=Path("notebooks"), help="folder with the notebooks")
     parser.add_argument("--only", nargs="+", metavar="STEP", help="run only these steps (by step name)")
     parser.add_argument("--resume", action="store_true", help="skip steps finished with the same parameters")
+    parser.add_argument("--overwrite", action="store_true", help="replace another pipeline run's results in --run-dir")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error (else one line)")
     parser.add_argument("--kernel", default="python3", help="Jupyter kernel name (default python3)")
     parser.add_argument("--log-output", action="store_true", help="stream the notebooks' output")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the exit status (0 ok, 1 a step failed, 2 bad arguments)."""
+    """Command-line entry point; returns the exit status (0 ok, 1 a step failed or an unexpected error, 2 a user
+    error: bad arguments, a protected or locked run folder, a real dataset's folder as synthetic data_root). Errors
+    are one line; ``--debug`` shows the traceback. ``--sweep``/``--experiment`` hand the command to
+    :mod:`idkl_lib.sweep`."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if any(arg.split("=")[0] in ("--sweep", "--experiment") for arg in argv):  # a sweep: idkl_lib.sweep runs it
         from idkl_lib import sweep
 
         return sweep.main(argv)
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     if args.log_output:
         import logging
 
@@ -65,11 +73,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             kernel_name=args.kernel,
             only=args.only,
             log_output=args.log_output,
+            overwrite=args.overwrite,
         )
-    except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except (ValueError, TypeError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except Exception as exc:
+        if args.debug:
+            raise
+        print_error(parser.prog, exc, (PipelineError,))
+        return 2 if isinstance(exc, USER_ERRORS) else 1
     return 0

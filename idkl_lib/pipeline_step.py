@@ -14,7 +14,8 @@ import papermill
 from papermill.exceptions import PapermillExecutionError
 
 from idkl_lib.pipeline_params import Step
-from idkl_lib.runs import FIGURES_DIR, METRICS_NAME
+from idkl_lib.run_guard import RUN_RECORD_NAME
+from idkl_lib.runs import CHECKPOINT_NAME, FIGURES_DIR, METRICS_NAME
 from idkl_lib.utils.io import atomic_write_text
 
 __all__ = ["PipelineError"]
@@ -119,6 +120,9 @@ def _execute_step(
     step_dir.mkdir(parents=True, exist_ok=True)
     (step_dir / METRICS_NAME).unlink(missing_ok=True)
     shutil.rmtree(step_dir / FIGURES_DIR, ignore_errors=True)
+    if not params.get("resume"):  # a training step re-run from scratch replaces this run's model (the run-dir is
+        for name in (CHECKPOINT_NAME, RUN_RECORD_NAME):  # claimed by the pipeline); "auto" or a path continues it
+            (step_dir / name).unlink(missing_ok=True)
     executed = run_dir / f"{step.name}.ipynb"
     html_path = run_dir / f"{step.name}.html"
     html_path.unlink(missing_ok=True)  # a stale export must not pass for this run's

@@ -13,6 +13,9 @@ Run folder (``run_dir`` = ``reports/<name>``; a step folder is ``<run_dir>/<step
     <run_dir>/params.json             {step name: the parameters it ran with}
     <run_dir>/environment.json        versions, git commit, device, host, start/end time
     <run_dir>/status.json             run state, per-step state and parameter hashes, the failure if any
+    <run_dir>/run.json                what made the folder (kind, config hash, created, command): a training out-dir
+                                      (e.g. 02_train/) has its own; another run's results are refused
+                                      (:mod:`idkl_lib.run_guard`)
 """
 
 from __future__ import annotations

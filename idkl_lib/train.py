@@ -1,22 +1,29 @@
 """The IDKL training loop (nanoGPT-sized, no framework) and its command line.
 
 One call, :func:`train`, builds the dataset, the sampler, the model and the optimiser from a frozen
-:class:`~idkl_lib.config.TrainConfig`, trains with the reference recipe (SPEC.md §3: Adam, MultiStepLR stepped per
-epoch, optional linear warm-up), checkpoints atomically after every epoch and, with ``resume=True``, continues a
-killed run so that the result equals an uninterrupted run (every epoch re-seeds its RNGs from ``(seed, epoch)``, so
-an epoch replayed after a kill draws the same batches, augmentations and dropout masks; with ``deterministic=True``
-the resumed weights are bit-identical to an uninterrupted run's, which ``tests/test_train.py`` checks, including
-after a SIGKILL in the middle of an epoch).
+:class:`~idkl_lib.config.TrainConfig`, trains with the reference recipe
+(docs/method.md#44-optimiser-schedule-and-precision: Adam, MultiStepLR stepped per epoch, optional linear warm-up),
+checkpoints atomically after every epoch and, with ``resume=True``, continues a killed run so that the result equals
+an uninterrupted run (every epoch re-seeds its RNGs from ``(seed, epoch)``, so an epoch replayed after a kill draws
+the same batches, augmentations and dropout masks; with ``deterministic=True`` the resumed weights are bit-identical
+to an uninterrupted run's, which ``tests/test_train.py`` checks, including after a SIGKILL in the middle of an epoch).
 
 Guarantees:
 
 * The checkpoint is only ever replaced by a complete file (temporary file + rename); temporaries left by a process
   killed while saving are removed by the next run in that folder.
-* Loss values are checked for NaN/inf at every log flush (every ``log_every`` steps and at the end of every epoch),
-  and the weights at the end of every epoch, before the epoch's checkpoint is written: a diverged run stops with
-  :class:`NonFiniteLossError` and the checkpoint on disk stays the last good one.
+* Loss values are checked for NaN/inf and for divergence (a total loss above ``divergence_factor`` x its running
+  median) at every log flush (every ``log_every`` steps and at the end of every epoch), and the weights at the end of
+  every epoch, before the epoch's checkpoint is written: a diverged run stops with :class:`NonFiniteLossError` (or
+  its :class:`DivergedLossError`) and the checkpoint on disk stays the last good one.
 * A resumed run must use the configuration stored in the checkpoint (only
-  :attr:`~idkl_lib.config.TrainConfig.RESUMABLE_CHANGES`, such as ``epochs``, may differ); otherwise ``ValueError``.
+  :attr:`~idkl_lib.config.TrainConfig.RESUMABLE_CHANGES`, such as ``epochs``, may differ, and ``lr``, ``grad_clip``,
+  ``amp`` when ``resume_changes`` names them: recorded in the checkpoint's ``extra["resume_changes"]``) and ask for
+  at least the epochs already done; otherwise ``ValueError``.
+* The out-dir is checked, locked and claimed (``run.json``) before the first step; one holding another run's results
+  is refused without ``resume`` or ``overwrite`` (:mod:`idkl_lib.run_guard`). The dataset's images and evaluation
+  files, the free space and the pretrained weights are checked before the first step too
+  (:func:`idkl_lib.train_checks.preflight`).
 * Evaluations during training (``eval_every``) are reported only; the final checkpoint is the last epoch's.
 
 Multi-GPU: launch the same entry point with ``torchrun --nproc_per_node N -m idkl_lib.train ...``. The global batch
@@ -34,6 +41,7 @@ Command line::
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -57,35 +65,20 @@ from .eval import evaluate_dataset
 from .eval.features import extract_features
 from .losses import compute_losses
 from .models import IDKLModel, build_model
+from .run_guard import guard_run_folder
 from .runs import CHECKPOINT_NAME, METRICS_NAME
+from .train_checks import (
+    DivergedLossError,  # noqa: F401  (re-exported: the training errors are imported from here)
+    NonFiniteLossError,
+    apply_resume_changes,
+    flush_losses,
+    non_finite_tensors,
+    preflight,
+    reduce_scalar,
+    resume_epochs_problem,
+)
 from .utils.io import atomic_write_json
 from .utils.runtime import resolve_device, seed_everything, seed_worker
-
-
-class NonFiniteLossError(RuntimeError):
-    """Training diverged: a loss term, or a weight of the model, became NaN or infinite.
-
-    Loss terms are checked at every log flush, the model's parameters and buffers at the end of every epoch; both
-    checks run before the epoch's checkpoint is written, so the checkpoint on disk is the last good one.
-
-    Attributes:
-        step: Global step (1-based) of the first non-finite loss; for ``kind="weights"``, the epoch's last step.
-        terms: The non-finite loss terms (``kind="loss"``) or model tensors (``kind="weights"``).
-        checkpoint: The last good checkpoint, or None if this call has none (a fresh run in its first epoch).
-        kind: ``"loss"`` or ``"weights"``.
-    """
-
-    def __init__(self, step: int, terms: Sequence[str], checkpoint: Path | None, kind: str = "loss") -> None:
-        self.step, self.terms, self.checkpoint, self.kind = step, list(terms), checkpoint, kind
-        kept = f"the last good checkpoint is kept at {checkpoint}" if checkpoint else "no checkpoint was written yet"
-        shown = ", ".join(self.terms[:10]) + (f" and {len(self.terms) - 10} more" if len(self.terms) > 10 else "")
-        what = f"loss became non-finite at step {step} in term(s) {shown}"
-        if kind == "weights":
-            what = f"the model's weights became non-finite by step {step} (a NaN/inf gradient): {shown}"
-        super().__init__(
-            f"{what}; training stopped and {kept}. "
-            "Lower the learning rate, enable grad_clip, or switch amp to 'bf16'/'off', then resume."
-        )
 
 
 @dataclass
@@ -126,22 +119,6 @@ def _amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
     if cfg.amp in ("auto", "bf16"):
         return torch.bfloat16
     return torch.float16
-
-
-def _reduce_scalar(value: float, op: str, device: torch.device, world: int) -> float:
-    """``value`` reduced (``"min"`` or ``"max"``) over all processes: one all-reduce, so that all ranks decide alike."""
-    if world <= 1:
-        return value
-    tensor = torch.tensor([value], dtype=torch.float64, device=device)
-    dist.all_reduce(tensor, op=dist.ReduceOp.MIN if op == "min" else dist.ReduceOp.MAX)
-    return float(tensor.item())
-
-
-def _non_finite_tensors(model: nn.Module) -> list[str]:
-    """Names of the model's floating-point parameters and buffers holding a NaN or an infinity (one sync)."""
-    named = [(name, t) for name, t in model.state_dict().items() if t.is_floating_point()]
-    finite = torch.stack([torch.isfinite(t).all() for _, t in named]).cpu().tolist()
-    return [name for (name, _), ok in zip(named, finite, strict=True) if not ok]
 
 
 def _remove_stale_temporaries(out_dir: Path) -> None:
@@ -238,14 +215,23 @@ def train(
         cfg: Training configuration (validated on construction).
         dataset: An already parsed dataset; parsed from ``cfg.dataset`` / ``cfg.data_root`` when omitted.
         resume: ``True`` continues from ``<out_dir>/checkpoint.pth`` if it exists (else starts afresh); a path
-            resumes from that file. Without resume an existing checkpoint in ``out_dir`` is overwritten.
+            resumes from that file. Without resume an ``out_dir`` holding a run's results is refused
+            (:class:`~idkl_lib.run_guard.RunFolderError`) unless ``cfg.overwrite``.
         progress: Show a tqdm bar with the running losses.
         on_log: Called with every logged history row (e.g. to update a live plot in a notebook).
 
+    Before the first step the dataset's images and evaluation files, the out-dir and the pretrained weights are
+    checked (:func:`idkl_lib.train_checks.preflight`); the out-dir is locked and claimed (``run.json``) while the
+    run writes it (:func:`idkl_lib.run_guard.guard_run_folder`).
+
     Raises:
-        NonFiniteLossError: A loss term or a weight became NaN/inf; the last good checkpoint is kept.
-        ValueError: The resumed checkpoint was trained with another configuration (the message lists the fields),
-            or ``p`` is not divisible by the number of processes.
+        NonFiniteLossError: A loss term or a weight became NaN/inf, or the loss diverged (:class:`DivergedLossError`);
+            the last good checkpoint is kept.
+        idkl_lib.run_guard.RunFolderError: ``out_dir`` holds another run's results.
+        idkl_lib.utils.lock.FolderLockTimeout: another process trains into ``out_dir``.
+        ValueError: The resumed checkpoint was trained with another configuration (the message lists the fields)
+            or for more epochs than asked, ``p`` is not divisible by the number of processes, or a pre-check failed
+            (``DatasetCheckError``, a pretrained file that is not a state dict).
         FileNotFoundError: ``resume`` names a missing file, or the dataset is missing.
     """
     rank, world = init_distributed()
@@ -273,6 +259,38 @@ def train(
     ckpt_path = out_dir / CHECKPOINT_NAME
 
     model = build_model(cfg.model_config(dataset.num_train_ids)).to(device)
+    dataset = preflight(cfg, dataset, model)
+    continues = resume is True or (bool(resume) and Path(resume).expanduser().resolve() == ckpt_path.resolve())
+    guard = (
+        guard_run_folder(
+            out_dir,
+            "train",
+            cfg.to_dict(),
+            resume=continues,
+            overwrite=cfg.overwrite,
+            ignore=TrainConfig.RESUMABLE_CHANGES,
+        )
+        if rank == 0
+        else contextlib.nullcontext()
+    )
+    with guard:
+        return _train_in_folder(cfg, dataset, model, resume, progress, on_log, device, rank, world)
+
+
+def _train_in_folder(
+    cfg: TrainConfig,
+    dataset: VIDataset,
+    model: IDKLModel,
+    resume: bool | str | Path,
+    progress: bool,
+    on_log: Callable[[dict[str, float]], None] | None,
+    device: torch.device,
+    rank: int,
+    world: int,
+) -> TrainResult:
+    """The body of :func:`train` once the out-dir is checked, locked and claimed."""
+    out_dir = Path(cfg.out_dir)
+    ckpt_path = out_dir / CHECKPOINT_NAME
     if world > 1 and cfg.sync_batchnorm:
         model = convert_batchnorm(model, device)  # type: ignore[assignment]
     if cfg.channels_last:
@@ -283,7 +301,7 @@ def train(
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
     weights = cfg.loss_weights()
 
-    start_epoch, step, history, eval_history = 0, 0, [], []
+    start_epoch, step, history, eval_history, changes = 0, 0, [], [], []
     source = ckpt_path if resume is True else (Path(resume) if resume else None)
     last_good: Path | None = None  # the checkpoint a divergence falls back to
     if source is not None and source.exists():
@@ -292,16 +310,26 @@ def train(
         if changed:
             raise ValueError(
                 f"cannot resume from {source}: it was trained with another configuration ({'; '.join(changed)}). "
-                f"Only {', '.join(TrainConfig.RESUMABLE_CHANGES)} may change on resume; use the checkpoint's values, "
-                "or a new out_dir for a new run"
+                f"Only {', '.join(TrainConfig.RESUMABLE_CHANGES)} may change on resume, and lr, grad_clip, amp when "
+                "TrainConfig.resume_changes names them; use the checkpoint's values, or a new out_dir for a new run"
             )
+        problem = resume_epochs_problem(source, int(state["epoch"]), cfg)
+        if problem:
+            raise ValueError(problem)
         load_model_state(model, state["model_state"])
         optimizer.load_state_dict(state["optimizer_state"])
         scheduler.load_state_dict(state["scheduler_state"])
-        scaler.load_state_dict(state["scaler_state"])
+        if state["config"].get("amp", cfg.amp) == cfg.amp:  # another precision starts with a fresh scaler
+            scaler.load_state_dict(state["scaler_state"])
         start_epoch, step = int(state["epoch"]), int(state["step"])
         history = list(state.get("extra", {}).get("history", []))
         eval_history = list(state.get("extra", {}).get("eval_history", []))
+        changes = list(state.get("extra", {}).get("resume_changes", []))
+        change = apply_resume_changes(cfg, state["config"], optimizer, scheduler, start_epoch)
+        if change is not None:
+            changes.append(change)
+            if rank == 0:
+                warnings.warn(f"resuming {source} with {change['changes']} at epoch {start_epoch}", stacklevel=2)
         last_good = source
     elif resume and resume is not True:
         raise FileNotFoundError(f"resume checkpoint {source} does not exist; pass resume=True to use {ckpt_path}")
@@ -331,8 +359,8 @@ def train(
         train_time += time.perf_counter() - epoch_start
         images_seen += len(loader) * loader.batch_size * world  # type: ignore[operator]
         # a NaN/inf gradient in the epoch's last step leaves a finite loss but broken weights: never save those
-        broken = _non_finite_tensors(model)
-        if _reduce_scalar(float(bool(broken)), "max", device, world) > 0:
+        broken = non_finite_tensors(model)
+        if reduce_scalar(float(bool(broken)), "max", device, world) > 0:
             raise NonFiniteLossError(step, broken or ["(on another process)"], last_good, kind="weights")
         scheduler.step()
         if rank == 0 and cfg.eval_every > 0 and (epoch + 1) % cfg.eval_every == 0 and epoch + 1 < cfg.epochs:
@@ -348,7 +376,12 @@ def train(
                 step=step,
                 rng_state=capture_rng_state(),
                 config=cfg.to_dict(),
-                extra={"history": history, "eval_history": eval_history, "num_classes": dataset.num_train_ids},
+                extra={
+                    "history": history,
+                    "eval_history": eval_history,
+                    "num_classes": dataset.num_train_ids,
+                    "resume_changes": changes,
+                },
             )
             last_good = ckpt_path
         if world > 1:
@@ -436,54 +469,16 @@ def _train_epoch(run: _EpochState, loader: DataLoader, epoch: int) -> int:
             step += 1
             pending.append((step, {"total": loss.detach(), **{k: v.detach() for k, v in terms.items()}}))
             if len(pending) >= cfg.log_every:  # every rank flushes at the same steps (equal batch counts)
-                _flush(pending, epoch, optimizer, history, on_log, bar, last_good, world)
+                flush_losses(pending, epoch, optimizer, history, on_log, bar, last_good, world, cfg.divergence_factor)
                 pending = []
             if bar is not None:
                 bar.update(1)
         if pending:  # always before the epoch's checkpoint is written
-            _flush(pending, epoch, optimizer, history, on_log, bar, last_good, world)
+            flush_losses(pending, epoch, optimizer, history, on_log, bar, last_good, world, cfg.divergence_factor)
     finally:
         if bar is not None:
             bar.close()
     return step
-
-
-def _flush(
-    pending: list[tuple[int, dict[str, Tensor]]],
-    epoch: int,
-    optimizer: torch.optim.Optimizer,
-    history: list[dict[str, float]],
-    on_log: Callable[[dict[str, float]], None] | None,
-    bar: Any,
-    last_good: Path | None,
-    world: int = 1,
-) -> None:
-    """Move the pending loss tensors to the host in one transfer, check them, and log them.
-
-    In a distributed run the ranks agree (one all-reduce) on the first non-finite step of any of them, so that all
-    stop together instead of the others waiting forever in the next gradient all-reduce.
-    """
-    names = list(pending[0][1])
-    stacked = torch.stack([torch.stack([row[n].float() for n in names]) for _, row in pending])
-    values = stacked.cpu()
-    finite = torch.isfinite(values)
-    bad_rows = (~finite).any(1).nonzero().flatten().tolist()
-    local_first = float(pending[bad_rows[0]][0]) if bad_rows else math.inf
-    first = _reduce_scalar(local_first, "min", stacked.device, world)
-    if first < math.inf:
-        terms = ["(on another process)"]
-        if first == local_first:
-            row = finite[bad_rows[0]].tolist()
-            terms = [n for n, ok in zip(names, row, strict=True) if not ok and n != "total"] or ["total"]
-        raise NonFiniteLossError(int(first), terms, last_good)
-    lr = optimizer.param_groups[0]["lr"]
-    for (step, _), row in zip(pending, values.tolist(), strict=True):
-        entry = {"step": float(step), "epoch": float(epoch + 1), "lr": lr, **dict(zip(names, row, strict=True))}
-        history.append(entry)
-        if on_log is not None:
-            on_log(entry)
-    if bar is not None:
-        bar.set_postfix(loss=f"{values[-1, 0].item():.3f}")
 
 
 # ----------------------------------------------------------------------------------------------- command line

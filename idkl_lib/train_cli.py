@@ -18,6 +18,7 @@ import torch.distributed as dist
 
 from .config import TrainConfig, format_loss_overrides
 from .train import NonFiniteLossError, load_dataset, train
+from .utils.errors import USER_ERRORS, OneLineArgumentParser, one_line
 from .utils.runtime import resolve_device
 
 __all__ = ["build_arg_parser", "main"]
@@ -50,7 +51,7 @@ def _parse_optional_int(text: str) -> int | None:
 
 def build_arg_parser() -> argparse.ArgumentParser:
     """An argument parser with one ``--option`` per :class:`TrainConfig` field (defaults from the dataclass)."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="python -m idkl_lib.train",
         description="Train IDKL on a VI-ReID dataset (one option per TrainConfig field; bad values exit with code 2).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -60,8 +61,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
         kind = str(f.type)
         default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
         options: dict[str, Any] = {"default": default, "help": f.metadata["help"].replace("%", "%%")}
-        if kind == "bool":
-            options.update(type=_parse_bool, metavar="{true,false}")
+        if kind == "bool":  # a bare --flag means true
+            options.update(type=_parse_bool, nargs="?", const=True, metavar="{true,false}")
         elif kind == "bool | str":
             options.update(type=_parse_bool_or_path, metavar="{true,false,PATH}")
         elif kind == "int | None":
@@ -75,6 +76,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
         parser.add_argument(flag, **options)
     parser.add_argument("--resume", action="store_true", help="continue from <out-dir>/checkpoint.pth if present")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (batch logs)")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error (else one line)")
     return parser
 
 
@@ -86,13 +88,15 @@ def _flag_names(message: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the process exit code.
 
-    Exit codes: 0 success; 2 a bad parameter (unknown option, invalid value, unavailable device, missing dataset,
-    a checkpoint that does not fit: the message names the option, no traceback); 1 training diverged
-    (:class:`NonFiniteLossError`; the last good checkpoint is kept and named).
+    Exit codes: 0 success; 2 a user error (unknown option, invalid value, unavailable device, missing or damaged
+    dataset, an out-dir that is a file, read-only, full, locked by another run or holding another run's results, a
+    pretrained file that is not a state dict, a checkpoint that does not fit: one line naming the thing and the fix,
+    no traceback); 1 training diverged (:class:`NonFiniteLossError`; the last good checkpoint is kept and named) or
+    an unexpected error (one line; ``--debug`` shows the traceback).
     """
     parser = build_arg_parser()
     args = vars(parser.parse_args(argv))
-    resume, no_progress = args.pop("resume"), args.pop("no_progress")
+    resume, no_progress, debug = args.pop("resume"), args.pop("no_progress"), args.pop("debug")
     args["milestones"] = tuple(args["milestones"])
     try:
         cfg = TrainConfig(**args)
@@ -104,16 +108,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--device: {exc}")
     try:
         dataset = load_dataset(cfg)
-    except (ValueError, FileNotFoundError) as exc:
-        parser.error(f"--data-root {cfg.data_root}: {exc}")
+    except (ValueError, OSError) as exc:
+        if debug:
+            raise
+        parser.error(f"--data-root {cfg.data_root}: {' '.join(str(exc).split())}")
     try:
         result = train(cfg, dataset=dataset, resume=resume, progress=not no_progress)
-    except NonFiniteLossError as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return 1
-    except (ValueError, FileNotFoundError) as exc:  # e.g. a checkpoint trained with another configuration
-        print(f"{parser.prog}: error: {_flag_names(str(exc))}", file=sys.stderr)
-        return 2
+    except Exception as exc:
+        if debug:
+            raise
+        code = 1 if isinstance(exc, NonFiniteLossError) or not isinstance(exc, USER_ERRORS) else 2
+        print(f"{parser.prog}: error: {_flag_names(one_line(exc, (NonFiniteLossError,)))}", file=sys.stderr)
+        return code
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

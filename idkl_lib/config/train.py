@@ -20,6 +20,18 @@ AMP_MODES: tuple[str, ...] = ("auto", "bf16", "fp16", "off")
 IDENTITY_CHOICES: tuple[str, ...] = ("uniform", "proportional")
 """How the sampler picks a batch's identities (:attr:`TrainConfig.identity_choice`)."""
 
+RESUME_CHANGES: tuple[str, ...] = ("lr", "grad_clip", "amp")
+"""Fields a resumed run may change when :attr:`TrainConfig.resume_changes` names them (a diverged run's remedies)."""
+
+
+def _resume_changes(value: str) -> str | None:
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    wrong = [n for n in names if n not in RESUME_CHANGES]
+    if wrong:
+        return f"unknown name(s) {', '.join(wrong)}; a comma-separated subset of {','.join(RESUME_CHANGES)}"
+    return None
+
+
 DISTRIBUTED_BATCHES: tuple[str, ...] = ("global", "per_process")
 """How a multi-process run forms its batch (:attr:`TrainConfig.distributed_batch`)."""
 
@@ -140,6 +152,10 @@ class TrainConfig:
         "final_eval",
         "eval_batch_size",
         "log_every",
+        "overwrite",
+        "skip_corrupt",
+        "divergence_factor",
+        "resume_changes",
     )
     """Fields that may differ between a run and its resumption (they steer the run, not the arithmetic of training);
     all others must match the checkpoint's."""
@@ -213,7 +229,12 @@ class TrainConfig:
     lr: float = _option(
         3.5e-4,
         "Adam learning rate.",
-        lambda v: None if v > 0 and math.isfinite(v) else "the learning rate must be a positive number",
+        lambda v: (
+            None
+            if 0 < v <= 10
+            else "the learning rate must be a positive number"
+            + (" <= 10 (Adam's weights explode far below that; the recipe uses 3.5e-4)" if v > 10 else "")
+        ),
     )
     weight_decay: float = _option(5e-3, "Adam's (coupled, L2) weight decay on every parameter.", _non_negative)
     milestones: tuple[int, ...] = _option(
@@ -307,6 +328,32 @@ class TrainConfig:
         "every epoch).",
         _at_least(1),
     )
+
+    overwrite: bool = _option(
+        False,
+        "Replace the results of another run in out_dir (its checkpoint and metrics.json); without it (or --resume) "
+        "an out_dir holding a run's results is refused.",
+    )
+    skip_corrupt: bool = _option(
+        False,
+        "Leave damaged images out of the dataset (found before training, listed in a warning) instead of stopping.",
+    )
+    divergence_factor: float = _option(
+        1e3,
+        "Stop like a NaN when the total loss exceeds this many times the median of the last 50 logged losses (after "
+        "10 logged steps; the median counts as at least 1); 0 = off.",
+        lambda v: None if v == 0 or (v > 1 and math.isfinite(v)) else "must be 0 (off) or a finite number > 1",
+    )
+    resume_changes: str = _option(
+        "",
+        "On resume, allow these fields to differ from the checkpoint (comma-separated subset of lr,grad_clip,amp: a "
+        "diverged run's remedies); the change and its epoch are recorded in the checkpoint.",
+        _resume_changes,
+    )
+
+    def allowed_resume_changes(self) -> tuple[str, ...]:
+        """The fields :attr:`resume_changes` names."""
+        return tuple(n.strip() for n in self.resume_changes.split(",") if n.strip())
 
     def __post_init__(self) -> None:
         for name in ("data_root", "out_dir", "pretrained"):
@@ -403,7 +450,10 @@ class TrainConfig:
         return [
             f"{name}: {saved[name]!r} -> {value!r}"
             for name, value in self.to_dict().items()
-            if name in saved and name not in self.RESUMABLE_CHANGES and plain(name, saved[name]) != plain(name, value)
+            if name in saved
+            and name not in self.RESUMABLE_CHANGES
+            and name not in self.allowed_resume_changes()
+            and plain(name, saved[name]) != plain(name, value)
         ]
 
 

@@ -195,7 +195,14 @@ def load_imagenet_state_dict(arch: str, pretrained: bool | str | os.PathLike[str
             f"pretrained={str(pretrained)!r}: no such file. Pass the path of a torchvision {arch} state dict "
             f"(.pth), pretrained=True to use the hub cache ({imagenet_checkpoint_path(arch)}), or pretrained=False."
         )
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a file that is not a checkpoint
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ValueError(
+            f"pretrained={str(pretrained)!r}: not a readable torch state dict ({reason}); pass the path of a "
+            f"torchvision {arch} state dict (.pth), pretrained=True, or pretrained=False"
+        ) from None
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, Tensor) for v in obj.values()):
