@@ -58,6 +58,7 @@ from .eval.features import extract_features
 from .losses import compute_losses
 from .models import IDKLModel, build_model
 from .runs import CHECKPOINT_NAME, METRICS_NAME
+from .tensorboard_log import TrainingBoard
 from .utils.io import atomic_write_json
 from .utils.runtime import resolve_device, seed_everything, seed_worker
 
@@ -218,7 +219,8 @@ def train(
     epoch, step, config, loss history). With ``final_eval`` the final model is evaluated with the dataset's standard
     protocols and ``<out_dir>/metrics.json`` is written: ``{"final": {protocol: result}, "during_training":
     [{"epoch": e, "metrics": {...}}, ...]}``; the ``eval_every`` evaluations are for learning curves only and
-    never select a checkpoint (no model selection on test data).
+    never select a checkpoint (no model selection on test data). Rank 0 also writes every logged loss term, the learning rate, images/s and the
+    evaluations to ``<out_dir>/tensorboard/`` (:mod:`idkl_lib.tensorboard_log`; a failing log only warns).
 
     Args:
         cfg: Training configuration (validated on construction).
@@ -304,6 +306,8 @@ def train(
     if rank == 0:
         _remove_stale_temporaries(out_dir)
     images_seen, train_time = 0, 0.0
+    board = TrainingBoard.open(out_dir, rank=rank, start_step=step)  # <out_dir>/tensorboard/, never stops training
+    on_log = board.wrap(on_log)
     run = _EpochState(ddp_model, optimizer, scaler, weights, cfg, device, amp, history, on_log, progress, rank, world)
     for epoch in range(start_epoch, cfg.epochs):
         seed_everything(_epoch_seed(cfg, epoch, rank), deterministic=cfg.deterministic)
@@ -314,8 +318,10 @@ def train(
         step = _train_epoch(run, loader, epoch)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        train_time += time.perf_counter() - epoch_start
+        epoch_time = time.perf_counter() - epoch_start
+        train_time += epoch_time
         images_seen += len(loader) * loader.batch_size * world  # type: ignore[operator]
+        board.log_epoch(step, len(loader) * loader.batch_size * world, epoch_time)  # type: ignore[operator]
         # a NaN/inf gradient in the epoch's last step leaves a finite loss but broken weights: never save those
         broken = _non_finite_tensors(model)
         if _reduce_scalar(float(bool(broken)), "max", device, world) > 0:
@@ -323,6 +329,7 @@ def train(
         scheduler.step()
         if rank == 0 and cfg.eval_every > 0 and (epoch + 1) % cfg.eval_every == 0 and epoch + 1 < cfg.epochs:
             eval_history.append({"epoch": epoch + 1, "metrics": evaluate_model(model, dataset, cfg, device)})
+            board.log_metrics(step, eval_history[-1]["metrics"])
         if rank == 0:
             save_checkpoint(
                 ckpt_path,
@@ -344,6 +351,8 @@ def train(
     metrics: dict[str, Any] = {}
     if rank == 0 and cfg.final_eval:
         metrics = evaluate_model(model, dataset, cfg, device)
+        board.log_metrics(step, metrics)
+    board.close()
     if rank == 0 and (cfg.final_eval or eval_history):
         atomic_write_json(out_dir / METRICS_NAME, {"final": metrics, "during_training": eval_history})
     if rank == 0 and not ckpt_path.exists():  # resumed from another file, all epochs done, nothing written here
