@@ -219,8 +219,9 @@ def train(
     epoch, step, config, loss history). With ``final_eval`` the final model is evaluated with the dataset's standard
     protocols and ``<out_dir>/metrics.json`` is written: ``{"final": {protocol: result}, "during_training":
     [{"epoch": e, "metrics": {...}}, ...]}``; the ``eval_every`` evaluations are for learning curves only and
-    never select a checkpoint (no model selection on test data). Rank 0 also writes every logged loss term, the learning rate, images/s and the
-    evaluations to ``<out_dir>/tensorboard/`` (:mod:`idkl_lib.tensorboard_log`; a failing log only warns).
+    never select a checkpoint (no model selection on test data). Rank 0 also writes every logged loss term, the
+    learning rate, images/s and the evaluations to ``<out_dir>/tensorboard/`` (:mod:`idkl_lib.tensorboard_log`; a
+    log that cannot be written only warns).
 
     Args:
         cfg: Training configuration (validated on construction).
