@@ -27,10 +27,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from idkl_lib.runs import TENSORBOARD_DIR
+
 __all__ = ["TENSORBOARD_DIR", "EVAL_METRICS", "TrainingBoard"]
 
-TENSORBOARD_DIR = "tensorboard"
-"""The event-file folder inside a training ``out_dir``."""
 EVAL_METRICS = ("R1", "R5", "R10", "R20", "mAP", "mINP")
 """The mean metrics of each protocol result that are logged."""
 _NOT_LOSSES = ("step", "epoch", "lr")
