@@ -33,6 +33,12 @@ folder, e.g. checkpoints, are kept; papermill overwrites the executed notebook a
 Run folder: see :mod:`idkl_lib.runs` (one definition of the layout for the pipeline, the trainer and the
 notebooks).
 
+Output: one line per step, ``[2/6] 02_train ... done in 182.7 s`` (on a terminal a progress bar over the notebook's
+cells runs while the step does, and is cleared after it), then the report's path. Kernels are started with
+CurveZMQ transport encryption where the kernel supports it (:func:`idkl_lib.pipeline_step._kernel_manager_class`),
+so no per-step "Kernel is running over TCP without encryption" warning. Each finished step also gets a reveal.js
+slide deck, ``<step>.slides.html`` (:mod:`idkl_lib.slides`).
+
 Failure: a notebook error stops the run with a :class:`PipelineError` naming the notebook, the cell
 (execution count and index) and ``ename: evalue``; the partial executed notebook and its HTML are kept and
 the failure is recorded in ``status.json``; the CLI exits with status 1.
@@ -82,6 +88,7 @@ from idkl_lib.runs import (
     STATUS_NAME,
     jsonable,
 )
+from idkl_lib.slides import slides_path
 from idkl_lib.utils.io import atomic_write_json
 
 __all__ = [
@@ -101,7 +108,8 @@ _STATUS_SCHEMA = 1
 
 @dataclass(frozen=True)
 class StepResult:
-    """Outcome of one step in this run (``state`` is ``"done"`` or ``"skipped"`` by ``resume``)."""
+    """Outcome of one step in this run (``state`` is ``"done"`` or ``"skipped"`` by ``resume``); ``slides`` is the
+    step's reveal.js deck (``<run_dir>/<step>.slides.html``, see :mod:`idkl_lib.slides`)."""
 
     name: str
     notebook: Path
@@ -111,6 +119,7 @@ class StepResult:
     metrics: dict[str, Any]
     executed_notebook: Path
     html: Path
+    slides: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -214,20 +223,32 @@ class _Run:
         if skip_if_fresh and _is_fresh(previous, params_hash, nb_hash, self.run_dir, step.name):
             self.echo(f"{prefix} ... skipped (finished earlier with the same parameters)")
             metrics = _read_json(self.run_dir / step.name / METRICS_NAME) or {}
-            return StepResult(step.name, notebook, "skipped", 0.0, params, metrics, executed, html)
+            deck = slides_path(executed)
+            return StepResult(
+                step.name, notebook, "skipped", 0.0, params, metrics, executed, html, deck if deck.is_file() else None
+            )
 
         entry: dict[str, Any] = {"notebook": str(notebook), "state": "running", "params_hash": params_hash}
         entry.update(notebook_hash=nb_hash, started=_now(), finished=None, duration_s=None, error=None)
         self.status["steps"][step.name] = entry
         self.save_status()
-        self.echo(f"{prefix} ...", end="\n" if self.log_output else " ")
+        # one line per step: "[i/n] name ... done in 12.3 s"; on a terminal a bar over the cells runs meanwhile
+        bar = {"desc": prefix, "leave": False} if self.verbose and not self.log_output and _is_terminal() else False
+        line_open = not bar and not self.log_output  # the line is finished when the step is
+        if line_open:
+            self.echo(f"{prefix} ...", end=" ")
+        elif self.log_output:
+            self.echo(f"{prefix} ...")
+        tail = "" if line_open else f"{prefix} ... "
         start = time.perf_counter()
         try:
-            _, html_written = _execute_step(step, notebook, params, self.run_dir, self.kernel_name, self.log_output)
+            _, html_written = _execute_step(
+                step, notebook, params, self.run_dir, self.kernel_name, self.log_output, progress_bar=bar
+            )
         except PipelineError as exc:
             entry.update(state="failed", finished=_now(), duration_s=round(time.perf_counter() - start, 3))
             entry["error"] = {key: exc.to_dict()[key] for key in ("cell_index", "exec_count", "ename", "evalue")}
-            self.echo(f"{prefix + ' ' if self.log_output else ''}FAILED after {entry['duration_s']:.1f} s")
+            self.echo(f"{tail}FAILED after {entry['duration_s']:.1f} s")
             self.echo(f"Report (partial): {self.finish('failed', exc)}")
             raise
         except BaseException:  # KeyboardInterrupt and the like: record it, then let it propagate
@@ -237,9 +258,21 @@ class _Run:
         duration = time.perf_counter() - start
         entry.update(state="done", finished=_now(), duration_s=round(duration, 3))
         self.save_status()
-        self.echo(f"{prefix + ' ' if self.log_output else ''}done in {duration:.1f} s")
+        self.echo(f"{tail}done in {duration:.1f} s")
         metrics = _read_json(self.run_dir / step.name / METRICS_NAME) or {}
-        return StepResult(step.name, notebook, "done", duration, params, metrics, executed, html_written or html)
+        deck = slides_path(executed)
+        html_path = html_written or html
+        return StepResult(
+            step.name,
+            notebook,
+            "done",
+            duration,
+            params,
+            metrics,
+            executed,
+            html_path,
+            deck if deck.is_file() else None,
+        )
 
     def collect_metrics(self) -> dict[str, Any]:
         collected: dict[str, Any] = {}
@@ -248,6 +281,14 @@ class _Run:
             if metrics is not None:
                 collected[step.name] = jsonable(metrics, f"{step.name}/{METRICS_NAME}")
         return collected
+
+
+def _is_terminal() -> bool:
+    """Whether stderr is a terminal: a progress bar there redraws in place; in a log file it would be noise."""
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced or closed stderr
+        return False
 
 
 def _is_fresh(entry: Mapping[str, Any] | None, params_hash: str, nb_hash: str, run_dir: Path, name: str) -> bool:

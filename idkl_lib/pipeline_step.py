@@ -1,5 +1,5 @@
-"""Executing one pipeline step: one notebook run with papermill, its HTML export and, when it fails, a
-:class:`PipelineError` that names the notebook, the cell and the exception."""
+"""Executing one pipeline step: one notebook run with papermill, its HTML export and slide deck and, when it fails,
+a :class:`PipelineError` that names the notebook, the cell and the exception."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from papermill.exceptions import PapermillExecutionError
 from idkl_lib.pipeline_params import Step
 from idkl_lib.run_guard import RUN_RECORD_NAME
 from idkl_lib.runs import CHECKPOINT_NAME, FIGURES_DIR, METRICS_NAME
+from idkl_lib.slides import export_slides, slides_path
 from idkl_lib.utils.io import atomic_write_text
 
 __all__ = ["PipelineError"]
@@ -88,6 +89,29 @@ def _check_kernel(kernel_name: str) -> None:
         ) from None
 
 
+def _kernel_manager_class() -> type | None:
+    """The kernel manager papermill starts kernels with: CurveZMQ-encrypted transport whenever the kernelspec declares
+    support (ipykernel >= 7.4 does; jupyter_client >= 8.10 provisions the keys).
+
+    An unencrypted TCP kernel logs "Kernel is running over TCP without encryption" on every start, i.e. once per
+    step; an encrypted one has nothing to warn about. With older libraries (no ``transport_encryption``) this is
+    None: papermill's default manager, whose kernels do not print that warning either.
+    """
+    import zmq
+    from jupyter_client import AsyncKernelManager
+    from traitlets import default
+
+    if "transport_encryption" not in AsyncKernelManager.class_trait_names() or not zmq.has("curve"):
+        return None
+
+    class EncryptedKernelManager(AsyncKernelManager):
+        @default("transport_encryption")
+        def _transport_encryption_default(self) -> str:
+            return "auto"
+
+    return EncryptedKernelManager
+
+
 def _export_html(executed: Path, html_path: Path) -> Path | None:
     from nbconvert import HTMLExporter
 
@@ -113,9 +137,18 @@ def _error_cell_index(executed: Path, exc: PapermillExecutionError) -> int:
 
 
 def _execute_step(
-    step: Step, notebook: Path, params: dict[str, Any], run_dir: Path, kernel_name: str, log_output: bool
+    step: Step,
+    notebook: Path,
+    params: dict[str, Any],
+    run_dir: Path,
+    kernel_name: str,
+    log_output: bool,
+    progress_bar: bool | dict[str, Any] = False,
 ) -> tuple[Path, Path | None]:
-    """Run one notebook; raise PipelineError on a notebook error or a missing metrics.json."""
+    """Run one notebook; raise PipelineError on a notebook error or a missing metrics.json.
+
+    ``progress_bar`` is papermill's: False, or tqdm options of the one bar over the notebook's cells.
+    """
     step_dir = run_dir / step.name
     step_dir.mkdir(parents=True, exist_ok=True)
     (step_dir / METRICS_NAME).unlink(missing_ok=True)
@@ -126,15 +159,18 @@ def _execute_step(
     executed = run_dir / f"{step.name}.ipynb"
     html_path = run_dir / f"{step.name}.html"
     html_path.unlink(missing_ok=True)  # a stale export must not pass for this run's
+    slides_path(executed).unlink(missing_ok=True)
+    manager = _kernel_manager_class()
     try:
         papermill.execute_notebook(
             str(notebook),
             str(executed),
             parameters=params,
             kernel_name=kernel_name,
-            progress_bar=False,
+            progress_bar=progress_bar,
             log_output=log_output,
             cwd=str(notebook.parent),
+            **({} if manager is None else {"kernel_manager_class": manager}),
         )
     except PapermillExecutionError as exc:
         html = _export_html(executed, html_path) if executed.is_file() else None
@@ -163,6 +199,7 @@ def _execute_step(
             evalue=str(exc),
         ) from exc
     html = _export_html(executed, html_path)
+    export_slides(executed)
     if not (step_dir / METRICS_NAME).is_file():
         raise PipelineError(
             f"step {step.name!r}: notebook {notebook} finished without writing {step_dir / 'metrics.json'}; "

@@ -2,7 +2,9 @@
 
 :func:`write_index` reads ``status.json`` (step order and states), ``environment.json``, ``params.json`` and
 each step's ``<step>/metrics.json`` and ``<step>/figures/``, and writes one dependency-free HTML page
-(inline CSS, relative links, no scripts), so a run folder can be zipped, mailed or served as it is.
+(inline CSS, relative links, no scripts), so a run folder can be zipped, mailed or served as it is. Each step links
+its HTML page, its slide deck (``<step>.slides.html``) and its executed notebook; when a step folder holds
+TensorBoard logs, the page shows the command that opens them.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from idkl_lib.runs import SLIDES_SUFFIX, TENSORBOARD_DIR
 from idkl_lib.utils.io import atomic_write_text
 
 __all__ = ["IMAGE_SUFFIXES", "flatten_metrics", "render_index", "write_index"]
@@ -130,7 +133,11 @@ def _steps_table(run_dir: Path, order: list[str], steps: dict[str, Any]) -> str:
         entry = steps.get(name) or {}
         links = [
             _link(run_dir, path, label)
-            for path, label in ((run_dir / f"{name}.html", "report"), (run_dir / f"{name}.ipynb", "notebook"))
+            for path, label in (
+                (run_dir / f"{name}.html", "report"),
+                (run_dir / f"{name}{SLIDES_SUFFIX}", "slides"),
+                (run_dir / f"{name}.ipynb", "notebook"),
+            )
             if path.is_file()
         ]
         duration = entry.get("duration_s")
@@ -142,7 +149,14 @@ def _steps_table(run_dir: Path, order: list[str], steps: dict[str, Any]) -> str:
             f"<td>{' · '.join(links)}</td></tr>"
         )
     head = "<tr><th>#</th><th>step</th><th>notebook</th><th>state</th><th>time</th><th>outputs</th></tr>"
-    return f"<table>{head}{''.join(rows)}</table>"
+    logged = [name for name in order if (run_dir / name / TENSORBOARD_DIR).is_dir()]
+    board = ""
+    if logged:
+        board = (
+            f"<p>Training curves of {html.escape(', '.join(logged))} in TensorBoard: "
+            f"<code>tensorboard --logdir {html.escape(str(run_dir))}</code></p>"
+        )
+    return f"<table>{head}{''.join(rows)}</table>{board}"
 
 
 def _metrics_table(order: list[str], all_metrics: dict[str, Any]) -> str:

@@ -4,11 +4,12 @@ one JSON cleaner. The pipeline, the trainer and the notebooks all use these name
 Run folder (``run_dir`` = ``reports/<name>``; a step folder is ``<run_dir>/<step name>``)::
 
     <run_dir>/01_data_exploration/      metrics.json, figures/
-    <run_dir>/02_train/                 checkpoint.pth, history.json, metrics.json, figures/   (IDKL)
+    <run_dir>/02_train/                 checkpoint.pth, history.json, metrics.json, figures/, tensorboard/   (IDKL)
     <run_dir>/02_train_baseline/        the same for the model trained without distillation
     <run_dir>/03_evaluate/ ...
     <run_dir>/index.html              the report (links every step, figures, metrics table)
     <run_dir>/<step>.ipynb, .html     executed notebook and its HTML export (also for a failed step)
+    <run_dir>/<step>.slides.html      its reveal.js slide deck, code hidden (finished steps)
     <run_dir>/metrics.json            {step name: that step's metrics}
     <run_dir>/params.json             {step name: the parameters it ran with}
     <run_dir>/environment.json        versions, git commit, device, host, start/end time
@@ -38,7 +39,9 @@ __all__ = [
     "FIGURES_DIR",
     "METRICS_NAME",
     "PARAMS_NAME",
+    "SLIDES_SUFFIX",
     "STATUS_NAME",
+    "TENSORBOARD_DIR",
     "TRAIN_STEP",
     "checkpoint_path",
     "jsonable",
@@ -58,6 +61,10 @@ FIGURES_DIR = "figures"
 PARAMS_NAME = "params.json"
 ENVIRONMENT_NAME = "environment.json"
 STATUS_NAME = "status.json"
+TENSORBOARD_DIR = "tensorboard"
+"""TensorBoard event files of a training folder (``idkl_lib.tensorboard_log``)."""
+SLIDES_SUFFIX = ".slides.html"
+"""A step's slide deck is ``<run_dir>/<step>.slides.html``, next to ``<step>.html`` (``idkl_lib.slides``)."""
 
 
 def step_path(run_dir: str | os.PathLike[str], step: str) -> Path:

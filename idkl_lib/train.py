@@ -67,6 +67,7 @@ from .losses import compute_losses
 from .models import IDKLModel, build_model
 from .run_guard import guard_run_folder
 from .runs import CHECKPOINT_NAME, METRICS_NAME
+from .tensorboard_log import TrainingBoard
 from .train_checks import (
     DivergedLossError,  # noqa: F401  (re-exported: the training errors are imported from here)
     NonFiniteLossError,
@@ -209,7 +210,9 @@ def train(
     epoch, step, config, loss history). With ``final_eval`` the final model is evaluated with the dataset's standard
     protocols and ``<out_dir>/metrics.json`` is written: ``{"final": {protocol: result}, "during_training":
     [{"epoch": e, "metrics": {...}}, ...]}``; the ``eval_every`` evaluations are for learning curves only and
-    never select a checkpoint (no model selection on test data).
+    never select a checkpoint (no model selection on test data). Rank 0 also writes every logged loss term, the
+    learning rate, images/s and the evaluations to ``<out_dir>/tensorboard/`` (:mod:`idkl_lib.tensorboard_log`; a
+    log that cannot be written only warns).
 
     Args:
         cfg: Training configuration (validated on construction).
@@ -346,6 +349,8 @@ def _train_in_folder(
     if rank == 0:
         _remove_stale_temporaries(out_dir)
     images_seen, train_time = 0, 0.0
+    board = TrainingBoard.open(out_dir, rank=rank, start_step=step)  # <out_dir>/tensorboard/, never stops training
+    on_log = board.wrap(on_log)
     run = _EpochState(ddp_model, optimizer, scaler, weights, cfg, device, amp, history, on_log, progress, rank, world)
     for epoch in range(start_epoch, cfg.epochs):
         seed_everything(_epoch_seed(cfg, epoch, rank), deterministic=cfg.deterministic)
@@ -356,8 +361,10 @@ def _train_in_folder(
         step = _train_epoch(run, loader, epoch)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        train_time += time.perf_counter() - epoch_start
+        epoch_time = time.perf_counter() - epoch_start
+        train_time += epoch_time
         images_seen += len(loader) * loader.batch_size * world  # type: ignore[operator]
+        board.log_epoch(step, len(loader) * loader.batch_size * world, epoch_time)  # type: ignore[operator]
         # a NaN/inf gradient in the epoch's last step leaves a finite loss but broken weights: never save those
         broken = non_finite_tensors(model)
         if reduce_scalar(float(bool(broken)), "max", device, world) > 0:
@@ -365,6 +372,7 @@ def _train_in_folder(
         scheduler.step()
         if rank == 0 and cfg.eval_every > 0 and (epoch + 1) % cfg.eval_every == 0 and epoch + 1 < cfg.epochs:
             eval_history.append({"epoch": epoch + 1, "metrics": evaluate_model(model, dataset, cfg, device)})
+            board.log_metrics(step, eval_history[-1]["metrics"])
         if rank == 0:
             save_checkpoint(
                 ckpt_path,
@@ -391,6 +399,8 @@ def _train_in_folder(
     metrics: dict[str, Any] = {}
     if rank == 0 and cfg.final_eval:
         metrics = evaluate_model(model, dataset, cfg, device)
+        board.log_metrics(step, metrics)
+    board.close()
     if rank == 0 and (cfg.final_eval or eval_history):
         atomic_write_json(out_dir / METRICS_NAME, {"final": metrics, "during_training": eval_history})
     if rank == 0 and not ckpt_path.exists():  # resumed from another file, all epochs done, nothing written here

@@ -9,8 +9,13 @@ checked afterwards.
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
+import os
 import re
+import sys
+from collections.abc import Iterator
+from html.parser import HTMLParser
 from pathlib import Path
 
 import nbformat
@@ -152,17 +157,41 @@ def test_shared_parameters_have_one_meaning() -> None:
 # ---------------------------------------------------------------------------------------------- executed run
 
 
+@contextlib.contextmanager
+def captured_output(folder: Path) -> Iterator[None]:
+    """Everything written to stdout and stderr, by Python and by child processes such as the kernels, goes to
+    ``folder/stdout.txt`` and ``folder/stderr.txt``."""
+    with open(folder / "stdout.txt", "w") as out, open(folder / "stderr.txt", "w") as err:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        saved = os.dup(1), os.dup(2)
+        os.dup2(out.fileno(), 1)
+        os.dup2(err.fileno(), 2)
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                yield
+        finally:
+            out.flush()
+            err.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
 @pytest.fixture(scope="module")
 def ci_run(tmp_path_factory: pytest.TempPathFactory) -> PipelineResult:
-    """The whole pipeline with the ``ci`` preset, the synthetic dataset written into a temporary folder."""
+    """The whole pipeline with the ``ci`` preset, the synthetic dataset written into a temporary folder; what it
+    prints is kept in ``stdout.txt`` / ``stderr.txt`` beside the run folder."""
     root = tmp_path_factory.mktemp("notebooks")
-    return run_pipeline(
-        root / "run",
-        preset="ci",
-        params={"data_root": str(root / "data")},
-        notebooks_dir=NOTEBOOKS_DIR,
-        verbose=False,
-    )
+    with captured_output(root):
+        return run_pipeline(
+            root / "run",
+            preset="ci",
+            params={"data_root": str(root / "data")},
+            notebooks_dir=NOTEBOOKS_DIR,
+            verbose=True,
+        )
 
 
 @pytest.mark.notebooks
@@ -222,6 +251,66 @@ def test_report_folder(ci_run: PipelineResult) -> None:
         assert params[step.name]["dataset"] == "synthetic" and params[step.name]["seed"] == PRESETS["ci"]["seed"]
     assert params["02_train_baseline"]["run_tag"] == "baseline"
     assert json.loads((run / "metrics.json").read_text()).keys() == {s.name for s in DEFAULT_STEPS}
+
+
+class _Sections(HTMLParser):
+    """Counts ``<section>`` elements by nesting depth: reveal.js slides (1) and their vertical subslides (2)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.depth, self.counts = 0, {1: 0, 2: 0}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "section":
+            self.depth += 1
+            self.counts[self.depth] = self.counts.get(self.depth, 0) + 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "section":
+            self.depth -= 1
+
+
+def _expected_slides(nb: nbformat.NotebookNode) -> tuple[int, int]:
+    """(slides, slides + subslides) by the cells' slide types; the first shown cell always opens a slide."""
+    types = [cell.metadata.get("slideshow", {}).get("slide_type", "-") for cell in nb.cells]
+    first = next(i for i, kind in enumerate(types) if kind not in ("skip", "notes"))
+    rest = types[first + 1 :]
+    return 1 + rest.count("slide"), 1 + rest.count("slide") + rest.count("subslide")
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("step", DEFAULT_STEPS, ids=[step.name for step in DEFAULT_STEPS])
+def test_slide_decks(ci_run: PipelineResult, step: Step) -> None:
+    source = nbformat.read(str(NOTEBOOKS_DIR / f"{step.notebook}.ipynb"), as_version=4)
+    deck_path = ci_run.run_dir / f"{step.name}.slides.html"
+    assert next(s for s in ci_run.steps if s.name == step.name).slides == deck_path
+    deck = deck_path.read_text(encoding="utf-8")
+    parser = _Sections()
+    parser.feed(deck)
+    assert parser.depth == 0
+    assert (parser.counts[1], parser.counts[2]) == _expected_slides(source)
+    assert parser.counts[1] >= 5  # every notebook is a real deck
+    assert "Reveal.initialize" in deck and "Plotly.newPlot" in deck  # a presentation, with the figures
+    code = [cell.source for cell in _code_cells(source) if "wb." in cell.source]
+    assert code and not any(snippet.splitlines()[0] in deck for snippet in code)  # code hidden
+    assert f'href="{step.name}.slides.html"' in ci_run.index_html.read_text(encoding="utf-8")
+
+
+@pytest.mark.notebooks
+def test_the_run_prints_one_line_per_step_and_no_kernel_noise(ci_run: PipelineResult) -> None:
+    out = (ci_run.run_dir.parent / "stdout.txt").read_text()
+    err = (ci_run.run_dir.parent / "stderr.txt").read_text()
+    lines = out.splitlines()
+    steps = [step.name for step in DEFAULT_STEPS]
+    pattern = r"\[(\d+)/(\d+)\] (\S+) \.\.\. done in \d+\.\d s"
+    matched = [re.fullmatch(pattern, line) for line in lines[:-1]]
+    assert all(matched), lines
+    assert [(int(m[1]), int(m[2]), m[3]) for m in matched if m] == [
+        (i, len(steps), name) for i, name in enumerate(steps, start=1)
+    ]
+    assert lines[-1] == f"Report: {ci_run.index_html}"
+    assert "without encryption" not in err and "IPKernelApp" not in err, err
+    assert not err.strip(), err
 
 
 @pytest.mark.notebooks

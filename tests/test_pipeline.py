@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -215,6 +216,10 @@ def test_run_order_parameters_and_report(tmp_path: Path, capsys: pytest.CaptureF
 
     for name in ("01_explore", "02_train", "02_train_baseline"):
         assert (run_dir / f"{name}.ipynb").is_file() and (run_dir / f"{name}.html").is_file()
+        # notebooks without slide metadata still convert: one slide holding every visible cell
+        deck = (run_dir / f"{name}.slides.html").read_text(encoding="utf-8")
+        assert deck.count("<section") == 2 and "reveal.js" in deck and name.removesuffix("_baseline") in deck
+        assert "PARAM_NAMES" not in deck  # code is hidden
     assert "baseline" in (run_dir / "02_train_baseline.html").read_text()
     params = json.loads((run_dir / "params.json").read_text())
     assert params["02_train_baseline"]["tag"] == "baseline" and "tag" not in params["01_explore"]
@@ -230,7 +235,9 @@ def test_run_order_parameters_and_report(tmp_path: Path, capsys: pytest.CaptureF
 
     page = result.index_html.read_text()
     assert result.index_html == run_dir.resolve() / "index.html"
-    assert 'href="02_train_baseline.html"' in page
+    assert 'href="02_train_baseline.html"' in page and 'href="02_train_baseline.slides.html"' in page
+    names = ["01_explore", "02_train", "02_train_baseline"]
+    assert [s.slides for s in result.steps] == [run_dir.resolve() / f"{name}.slides.html" for name in names]
     assert '<img src="02_train/figures/dot.png"' in page
     assert 'href="02_train/figures/interactive.html"' in page
     assert "received.epochs" in page and "0.875" in page
@@ -278,8 +285,12 @@ def test_cli_exit_status_on_failure(tmp_path: Path) -> None:
     command += ["--preset", "ci", "--only", "01_data_exploration", "02_train", "-p", "epochs", "4"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
     assert done.returncode == 1, done.stderr
-    assert "[1/2] 01_data_exploration ... done in" in done.stdout
-    assert "[2/2] 02_train ... FAILED" in done.stdout
+    # quiet: one line per step, then where the report is; no kernel log lines on stderr
+    lines = done.stdout.splitlines()
+    assert re.fullmatch(r"\[1/2\] 01_data_exploration \.\.\. done in \d+\.\d s", lines[0]), lines
+    assert re.fullmatch(r"\[2/2\] 02_train \.\.\. FAILED after \d+\.\d s", lines[1]), lines
+    assert len(lines) == 3 and lines[2].startswith("Report (partial): "), lines
+    assert "without encryption" not in done.stderr and "IPKernelApp" not in done.stderr, done.stderr
     assert "02_train.ipynb" in done.stderr and "In [" in done.stderr and "ValueError: boom in cell" in done.stderr
     metrics = json.loads((run_dir / "01_data_exploration" / "metrics.json").read_text())
     assert metrics["received"]["epochs"] == 4 and isinstance(metrics["received"]["epochs"], int)
