@@ -92,9 +92,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
 
 def _flag_names(message: str) -> str:
     """``TrainConfig.loss_overrides=...`` -> ``--loss-overrides=...``: name the command-line option."""
-    return re.sub(
-        r"TrainConfig\.(\w+)", lambda m: OPTION_NAMES.get(m[1], ("--" + m[1].replace("_", "-"),))[0], message
-    )
+    return re.sub(r"TrainConfig\.(\w+)", lambda m: OPTION_NAMES.get(m[1], ("--" + m[1].replace("_", "-"),))[0], message)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -44,8 +44,8 @@ def recipe_changes(values: Mapping[str, Any], recipe: Mapping[str, Any]) -> dict
 
 def recipe_line(cfg: TrainConfig) -> str:
     """One line naming the recipe a run trains with and the values that differ from its dataset's recipe, e.g.
-    ``recipe regdb: 256x128, P 6 x K 10, loss regdb, lr 0.00035, 160 epochs (milestones 55 95), resnet50; changed from the
-    regdb recipe: k 4 (recipe 10)``."""
+    ``recipe regdb: 256x128, P 6 x K 4, loss regdb, lr 0.00035, 160 epochs (milestones 55 95), resnet50; changed
+    from the regdb recipe: k 4 (recipe 10)``."""
     changes = recipe_changes(cfg.to_dict(), training_recipe(cfg.dataset))
     changed = ", ".join(f"{name} {_text(new)} (recipe {_text(old)})" for name, (old, new) in changes.items())
     return (
