@@ -3,7 +3,8 @@
 A parameter that is also a :class:`~idkl_lib.config.TrainConfig` field (``epochs``, ``lr``, ``height``, ...) is
 checked by that field's own rule (:meth:`TrainConfig.field_problem`), and the recipe fields (``height``, ``p``,
 ``lr``, ...) also accept ``None``: the dataset's recipe (:func:`notebook_recipe`); ``w_<term>`` by
-:class:`LossWeights`; the choices come from the dataset registry, the Grad-CAM methods, the model's feature branches and the synthetic layouts.
+:class:`LossWeights`; the choices come from the dataset registry, the Grad-CAM methods, the model's feature branches
+and the synthetic layouts.
 Only the names that exist in the notebooks alone (run folders, display sizes, ...) have rules of their own here.
 One name means one thing in every notebook.
 """

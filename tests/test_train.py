@@ -408,7 +408,7 @@ def test_cli_help_and_a_bad_parameter_in_a_real_process(sysu_root: Path) -> None
     for option in ("--loss-overrides", "--eval-every", "--resume", "--milestones", "never used to select a checkpoint"):
         assert option in text
     assert failing.returncode == 2
-    assert "--k=5" in bad_err and "Traceback" not in bad_err
+    assert "--images-per-id=5" in bad_err and "Traceback" not in bad_err
 
 
 def test_cli_divergence_exits_1_with_the_message(
