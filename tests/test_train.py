@@ -362,7 +362,7 @@ def test_nan_in_a_fresh_run_names_no_checkpoint(
 @pytest.mark.parametrize(
     ("args", "named"),
     [
-        (["--k", "5"], "--k=5: K images per identity must be even"),
+        (["--k", "5"], "--images-per-id=5: K images per identity must be even"),
         (["--height", "100"], "--height=100: image sides must be multiples of 16"),
         (["--dataset", "foo"], "argument --dataset: invalid choice: 'foo'"),
         (["--loss-overrides", "bogus=1"], "--loss-overrides='bogus=1': unknown loss term(s) bogus"),
