@@ -1,8 +1,10 @@
 """The rules of the notebooks' parameters, derived from the owners of each value.
 
 A parameter that is also a :class:`~idkl_lib.config.TrainConfig` field (``epochs``, ``lr``, ``height``, ...) is
-checked by that field's own rule (:meth:`TrainConfig.field_problem`); ``w_<term>`` by :class:`LossWeights`; the
-choices come from the dataset registry, the Grad-CAM methods, the model's feature branches and the synthetic layouts.
+checked by that field's own rule (:meth:`TrainConfig.field_problem`), and the recipe fields (``height``, ``p``,
+``lr``, ...) also accept ``None``: the dataset's recipe (:func:`notebook_recipe`); ``w_<term>`` by
+:class:`LossWeights`; the choices come from the dataset registry, the Grad-CAM methods, the model's feature branches
+and the synthetic layouts.
 Only the names that exist in the notebooks alone (run folders, display sizes, ...) have rules of their own here.
 One name means one thing in every notebook.
 """
@@ -17,6 +19,7 @@ from typing import Any, get_args
 import numpy as np
 
 from idkl_lib.config import LossWeights, TrainConfig
+from idkl_lib.config.recipe import RECIPE_FIELDS, resolve_recipe
 from idkl_lib.data.registry import DATASETS
 from idkl_lib.data.synthetic import LAYOUTS
 from idkl_lib.models.idkl import Which
@@ -29,6 +32,7 @@ __all__ = [
     "check_params",
     "loss_overrides",
     "loss_weight_overrides",
+    "notebook_recipe",
     "resolve_resume",
 ]
 
@@ -71,9 +75,12 @@ def _fraction(value: Any) -> str | None:
 
 
 def _train_field(name: str) -> Rule:
-    """The rule of the :class:`TrainConfig` field ``name`` (numpy scalars are accepted as their Python values)."""
+    """The rule of the :class:`TrainConfig` field ``name`` (numpy scalars are accepted as their Python values; ``None``
+    for a recipe field, meaning the dataset's recipe)."""
 
     def check(value: Any) -> str | None:
+        if value is None and name in RECIPE_FIELDS:
+            return None
         if isinstance(value, np.generic):
             value = value.item()
         return TrainConfig.field_problem(name, value)
@@ -205,6 +212,24 @@ def loss_overrides(**weights: float | None) -> str:
     from idkl_lib.config import format_loss_overrides
 
     return format_loss_overrides(loss_weight_overrides(**weights))
+
+
+def notebook_recipe(dataset: str, **values: Any) -> dict[str, Any]:
+    """The recipe values a notebook trains with: each recipe parameter (``height``, ``p``, ``lr``, ...) as given, or
+    the recipe of ``dataset`` where it is ``None`` (``"synthetic"``: the CPU demo's recipe; a real dataset: its
+    reference recipe, docs/method.md#41-recipe-per-dataset). Recipe fields not passed come from the recipe too.
+
+    Raises:
+        ParameterError: An unknown dataset or a name that is not a recipe field.
+    """
+    values = {key: value.item() if isinstance(value, np.generic) else value for key, value in values.items()}
+    try:
+        resolved = resolve_recipe(dataset, **values)
+    except ValueError as exc:
+        raise ParameterError(str(exc)) from None
+    if isinstance(resolved["milestones"], list):
+        resolved["milestones"] = tuple(resolved["milestones"])
+    return resolved
 
 
 def resolve_resume(resume: str, step_dir: str | os.PathLike[str]) -> bool | Path:

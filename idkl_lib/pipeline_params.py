@@ -9,10 +9,16 @@ that no notebook of the step list declares is an error listing the known names; 
 notebook does not declare is an error too. ``-p`` values are parsed like papermill's ``-p``: ``True``/``true``,
 ``False``/``false``, ``None``/``null``, integers and floats become those types, ``[...]``/``{...}`` are
 parsed as YAML, anything else stays a string.
+
+Recipes. A notebook's recipe parameters (``height``, ``width``, ``p``, ``k``, ``loss_preset``, ``lr``, ``epochs``,
+``milestones``, ...: :data:`~idkl_lib.data.registry.RECIPE_FIELDS`) that are still ``None`` after these layers are
+filled from the recipe of the step's ``dataset`` (the synthetic dataset: the CPU demo's recipe), so ``params.json``
+holds the values each step trains with.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import warnings
@@ -24,16 +30,15 @@ from typing import Any
 import papermill
 import yaml
 
-from idkl_lib.config import TrainConfig
+from idkl_lib.data.registry import RECIPE_FIELDS, training_recipe
 from idkl_lib.runs import BASELINE_STEP, TRAIN_STEP, jsonable
 
 __all__ = ["DEFAULT_STEPS", "PRESETS", "RESERVED_PARAMS", "Step", "parse_param_value"]
 
 # Presets are short override sets on one set of defaults (nanoGPT's ``config/*.py`` style): the notebooks' own
-# parameter cells, which are the CPU demo. A notebook only receives the names it declares; a name that no notebook
-# declares is an error.
-_PUBLISHED_RECIPE = ("dataset", "arch", "pretrained", "height", "width", "p", "k", "epochs", "lr")
-_PUBLISHED_RECIPE += ("milestones", "augment", "random_erasing", "seed")
+# parameter cells, which are the CPU demo (their recipe parameters are None: the dataset's recipe, the synthetic
+# dataset's being the demo's). A notebook only receives the names it declares; a name that no notebook declares is an
+# error.
 PRESETS: dict[str, dict[str, Any]] = {
     # `make demo`: the notebooks' defaults: the synthetic SYSU-layout dataset (192 training identities, so that matching
     # across modalities has to generalise), a narrow randomly initialised ResNet-18 at 128 x 64 and one CPU thread
@@ -59,11 +64,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "max_points": 100,
         "umap_neighbors": 5,
     },
-    # The published recipe (TrainConfig's defaults, docs/method.md) on a real dataset and a GPU; set data_root with
-    # -p data_root /path.
+    # The reference recipe of the chosen dataset (docs/method.md#41-recipe-per-dataset) on a real dataset and a GPU:
+    # -p dataset regdb -p data_root /path (SYSU-MM01 unless -p dataset is given).
     "full": {
-        **jsonable({name: getattr(TrainConfig(), name) for name in _PUBLISHED_RECIPE}),
-        "base_width": 64,  # the standard width, spelt out (the notebooks' parameter is an int)
+        "dataset": "sysu",
+        "seed": 1,  # the reference's seed
         "device": "cuda",
         "cpu_threads": 0,
         "num_workers": 8,
@@ -153,7 +158,8 @@ def _resolve_params(
     run_dir: Path,
 ) -> dict[str, dict[str, Any]]:
     """Per selected step, the parameters it runs with (see the module docstring for the priority order)."""
-    declared = {stem: set(_declared(path)) for stem, path in notebooks.items()}
+    inspected = {stem: _declared(path) for stem, path in notebooks.items()}
+    declared = {stem: set(names) for stem, names in inspected.items()}
     selected_stems = {step.notebook for step in selected}
     known: set[str] = set().union(*declared.values()) - set(RESERVED_PARAMS)
     steps_by_name = {step.name: step for step in steps}
@@ -213,6 +219,7 @@ def _resolve_params(
         params: dict[str, Any] = {}
         for layer in (preset_params, global_overrides, step.params, scoped.get(step.name, {})):
             params.update({key: value for key, value in layer.items() if key in names})
+        _fill_recipe(params, inspected[step.notebook], step.name)
         for key, value in params.items():
             _check_json_value(key, value)
         if "run_dir" in names:
@@ -221,3 +228,26 @@ def _resolve_params(
             params["step_dir"] = str(run_dir / step.name)
         resolved[step.name] = params
     return resolved
+
+
+def _fill_recipe(params: dict[str, Any], declared: Mapping[str, Any], step: str) -> None:
+    """Set the recipe parameters a notebook declares whose value is ``None`` (in ``params``, or the notebook's default
+    when ``params`` does not set it) to the recipe of the step's dataset (``params["dataset"]`` or the notebook's)."""
+
+    def value(name: str) -> Any:
+        if name in params:
+            return params[name]
+        try:
+            return ast.literal_eval(declared[name]["default"])
+        except (ValueError, SyntaxError):
+            return ...  # an expression: not a recipe placeholder
+
+    names = [name for name in RECIPE_FIELDS if name in declared and value(name) is None]
+    if not names or "dataset" not in declared:
+        return
+    dataset = value("dataset")
+    try:
+        recipe = training_recipe(dataset)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"step {step!r}: parameter dataset={dataset!r}: {exc}") from None
+    params.update({name: jsonable(recipe[name]) for name in names})

@@ -35,8 +35,9 @@ checkpoints and evaluates.
 
 Command line::
 
-    python -m idkl_lib.train --dataset sysu --data-root /data/SYSU-MM01 --arch resnet50 --pretrained true \\
-        --out-dir runs/sysu --epochs 160
+    python -m idkl_lib.train --dataset regdb --data-root /data/RegDB --out-dir runs/regdb
+
+(the dataset's recipe, docs/method.md#41-recipe-per-dataset; any option given overrides it).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ from torch.utils.data import DataLoader
 
 from .checkpoint import capture_rng_state, load_checkpoint, load_model_state, save_checkpoint
 from .config import LossWeights, TrainConfig
+from .config.recipe import recipe_line
 from .data import CrossModalityIdentitySampler, ImageDataset, VIDataset, build_dataset, build_transforms
 from .distributed import convert_batchnorm, gather_batch, gather_fields, init_distributed
 from .eval import evaluate_dataset
@@ -238,6 +240,8 @@ def train(
         FileNotFoundError: ``resume`` names a missing file, or the dataset is missing.
     """
     rank, world = init_distributed()
+    if rank == 0:
+        print(recipe_line(cfg), flush=True)  # the dataset's recipe and what differs from it
     device = resolve_device(cfg.device)
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))

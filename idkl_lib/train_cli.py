@@ -1,8 +1,12 @@
 """The command line of :func:`idkl_lib.train.train`: one ``--option`` per :class:`~idkl_lib.config.TrainConfig` field,
-its help, type and choices read from the field's metadata.
+its help, type and choices read from the field's metadata. The recipe fields (image size, P x K, loss preset, lr,
+epochs, ...) default to the recipe of ``--dataset`` (:meth:`TrainConfig.for_dataset`); an option given overrides it.
 
-    python -m idkl_lib.train --dataset sysu --data-root /data/SYSU-MM01 --arch resnet50 --pretrained true \\
-        --out-dir runs/sysu --epochs 160
+    python -m idkl_lib.train --dataset regdb --data-root /data/RegDB --out-dir runs/regdb --images-per-id 8
+
+Every option has a long name that no abbreviation of torchrun's own options matches (``--ids-per-batch`` and
+``--images-per-id`` for P and K; ``--p``/``--k`` stay as aliases for plain ``python -m``), so all of them pass through
+``torchrun --nproc_per_node N -m idkl_lib.train ...``.
 """
 
 from __future__ import annotations
@@ -17,11 +21,16 @@ from typing import Any
 import torch.distributed as dist
 
 from .config import TrainConfig, format_loss_overrides
+from .config.recipe import RECIPE_FIELDS, recipe_help
 from .train import NonFiniteLossError, load_dataset, train
 from .utils.errors import USER_ERRORS, OneLineArgumentParser, one_line
 from .utils.runtime import resolve_device
 
-__all__ = ["build_arg_parser", "main"]
+__all__ = ["OPTION_NAMES", "build_arg_parser", "main"]
+
+OPTION_NAMES: dict[str, tuple[str, ...]] = {"p": ("--ids-per-batch", "--p"), "k": ("--images-per-id", "--k")}
+"""Fields whose option is not ``--<field-name>``: the long name first, then aliases. ``--p`` cannot pass through
+torchrun (its parser reads it as an ambiguous abbreviation of ``--print-completion``)."""
 
 
 def _parse_bool(text: str) -> bool:
@@ -50,14 +59,15 @@ def _parse_optional_int(text: str) -> int | None:
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
-    """An argument parser with one ``--option`` per :class:`TrainConfig` field (defaults from the dataclass)."""
+    """An argument parser with one ``--option`` per :class:`TrainConfig` field (defaults from the dataclass; the
+    recipe fields are left out of the result when not given, so that :meth:`TrainConfig.for_dataset` fills them)."""
     parser = OneLineArgumentParser(
         prog="python -m idkl_lib.train",
         description="Train IDKL on a VI-ReID dataset (one option per TrainConfig field; bad values exit with code 2).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
+        flags = OPTION_NAMES.get(f.name, ("--" + f.name.replace("_", "-"),))
         kind = str(f.type)
         default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
         options: dict[str, Any] = {"default": default, "help": f.metadata["help"].replace("%", "%%")}
@@ -73,7 +83,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
             options.update(type=str, default=format_loss_overrides(default), metavar="NAME=WEIGHT,...")
         else:
             options.update(type={"int": int, "float": float, "str": str}[kind], choices=f.metadata["choices"])
-        parser.add_argument(flag, **options)
+        if f.name in RECIPE_FIELDS:
+            options.update(default=argparse.SUPPRESS, help=f"{options['help']} ({recipe_help(f.name)})")
+        parser.add_argument(*flags, dest=f.name, **options)
     parser.add_argument("--resume", action="store_true", help="continue from <out-dir>/checkpoint.pth if present")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (batch logs)")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error (else one line)")
@@ -82,7 +94,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
 
 def _flag_names(message: str) -> str:
     """``TrainConfig.loss_overrides=...`` -> ``--loss-overrides=...``: name the command-line option."""
-    return re.sub(r"TrainConfig\.(\w+)", lambda m: "--" + m[1].replace("_", "-"), message)
+    return re.sub(r"TrainConfig\.(\w+)", lambda m: OPTION_NAMES.get(m[1], ("--" + m[1].replace("_", "-"),))[0], message)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -97,9 +109,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_arg_parser()
     args = vars(parser.parse_args(argv))
     resume, no_progress, debug = args.pop("resume"), args.pop("no_progress"), args.pop("debug")
-    args["milestones"] = tuple(args["milestones"])
+    if "milestones" in args:
+        args["milestones"] = tuple(args["milestones"])
     try:
-        cfg = TrainConfig(**args)
+        cfg = TrainConfig.for_dataset(args.pop("dataset"), **args)  # the dataset's recipe, then the options given
     except ValueError as exc:
         parser.error(_flag_names(str(exc)))  # exits with code 2
     try:

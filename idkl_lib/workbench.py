@@ -7,6 +7,7 @@ cell that calls :func:`check_params` and builds the config objects, then library
 Nothing is implemented here; each name lives with its concept:
 
 * parameter rules: :mod:`idkl_lib.params` (derived from :class:`~idkl_lib.config.TrainConfig` and the registries);
+* per-dataset recipes: :mod:`idkl_lib.config.recipe`;
 * run-folder layout, ``metrics.json``: :mod:`idkl_lib.runs`;
 * datasets, the dataset card: :mod:`idkl_lib.data.card`, :mod:`idkl_lib.data.registry`;
 * rebuilding models: :mod:`idkl_lib.checkpoint`;
@@ -20,6 +21,7 @@ from __future__ import annotations
 import torch
 
 from idkl_lib.checkpoint import load_trained_model, untrained_model
+from idkl_lib.config.recipe import recipe_changes
 from idkl_lib.data.card import (
     CARD_LABELS,
     EXPECTED_STATISTICS,
@@ -39,6 +41,7 @@ from idkl_lib.params import (
     check_params,
     loss_overrides,
     loss_weight_overrides,
+    notebook_recipe,
     resolve_resume,
 )
 from idkl_lib.runs import (
@@ -94,7 +97,9 @@ __all__ = [
     "loss_weight_overrides",
     "modality_gap_figure",
     "model_for_view",
+    "notebook_recipe",
     "prepare_dataset",
+    "recipe_changes",
     "rank_view",
     "resolve_resume",
     "set_cpu_threads",

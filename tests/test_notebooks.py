@@ -45,6 +45,9 @@ EXPECTED_KEYS: dict[str, set[str]] = {
         "batch_losses",
         "mean_distance",
         "alignment_kl",
+        "recipe",
+        "recipe_changes",
+        "train_config",
         "eval",
         "checkpoint",
         "history",
@@ -220,6 +223,11 @@ def test_step_contents(ci_run: PipelineResult) -> None:
     assert (ci_run.run_dir / "02_train" / "checkpoint.pth").is_file()
     assert (ci_run.run_dir / "02_train_baseline" / "checkpoint.pth").is_file()
     assert m["02_train"]["epochs_run"] == PRESETS["ci"]["epochs"]
+    # the resolved recipe: the synthetic dataset's (the CPU demo's) with the ci preset's sizes
+    recipe, config = m["02_train"]["recipe"], m["02_train"]["train_config"]
+    assert (recipe["height"], recipe["p"], recipe["lr"], recipe["arch"]) == (64, 2, 0.01, "resnet18")
+    assert all(config[name] == value for name, value in recipe.items())
+    assert set(m["02_train"]["recipe_changes"]) == {"height", "width", "p", "k", "epochs"}
     protocols = m["03_evaluate"]["protocols"]
     assert m["03_evaluate"]["cmc_mode"] == "unique_ids"
     assert set(protocols) == {

@@ -362,7 +362,7 @@ def test_nan_in_a_fresh_run_names_no_checkpoint(
 @pytest.mark.parametrize(
     ("args", "named"),
     [
-        (["--k", "5"], "--k=5: K images per identity must be even"),
+        (["--k", "5"], "--images-per-id=5: K images per identity must be even"),
         (["--height", "100"], "--height=100: image sides must be multiples of 16"),
         (["--dataset", "foo"], "argument --dataset: invalid choice: 'foo'"),
         (["--loss-overrides", "bogus=1"], "--loss-overrides='bogus=1': unknown loss term(s) bogus"),
@@ -408,7 +408,7 @@ def test_cli_help_and_a_bad_parameter_in_a_real_process(sysu_root: Path) -> None
     for option in ("--loss-overrides", "--eval-every", "--resume", "--milestones", "never used to select a checkpoint"):
         assert option in text
     assert failing.returncode == 2
-    assert "--k=5" in bad_err and "Traceback" not in bad_err
+    assert "--images-per-id=5" in bad_err and "Traceback" not in bad_err
 
 
 def test_cli_divergence_exits_1_with_the_message(

@@ -132,8 +132,10 @@ def _dataset_names() -> tuple[str, ...]:
 class TrainConfig:
     """Everything a training run needs, validated on construction (errors name the field and the fix).
 
-    Defaults reproduce the reference SYSU-MM01 recipe (``docs/method.md``); the notebooks and the CLI
-    (``python -m idkl_lib.train --help``, one ``--option`` per field) override them. Each field carries its help text
+    Defaults reproduce the reference SYSU-MM01 recipe (``docs/method.md``); :meth:`for_dataset` starts from the recipe
+    of another dataset (RegDB: 256 x 128, P = 6, ``regdb`` weights), as the command line
+    (``python -m idkl_lib.train --help``, one ``--option`` per field), the notebooks and the pipeline do; the values
+    the user sets override the recipe. Each field carries its help text
     and its rule in its metadata (:meth:`help`, :meth:`field_problem`): the command-line help and the notebooks'
     parameter checks are derived from them.
     """
@@ -398,6 +400,19 @@ class TrainConfig:
         if isinstance(value, list) and str(cls.__dataclass_fields__[name].type).startswith("tuple"):
             value = tuple(value)
         return cls._type_problem(name, value) or (cls.__dataclass_fields__[name].metadata["check"] or _no_check)(value)
+
+    @classmethod
+    def for_dataset(cls, dataset: str, **overrides: Any) -> TrainConfig:
+        """A config starting from the reference recipe of ``dataset`` (``DatasetInfo.recipe`` in the registry:
+        image size, P x K, loss preset, optimiser, schedule, epochs, backbone, augmentation); ``overrides`` (any
+        field) win over it, e.g. ``TrainConfig.for_dataset("regdb", k=4, data_root="/data/RegDB")``.
+
+        Raises:
+            ValueError: An unknown dataset (naming the valid ones) or a bad value (naming the field).
+        """
+        from idkl_lib.data.registry import dataset_info
+
+        return cls(**{**dataset_info(dataset).recipe, **overrides, "dataset": dataset})
 
     @classmethod
     def help(cls) -> dict[str, str]:

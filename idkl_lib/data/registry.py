@@ -18,7 +18,15 @@ from .records import VIDataset
 from .regdb import parse_regdb
 from .sysu import parse_sysu
 
-__all__ = ["DATASETS", "DatasetInfo", "build_dataset", "dataset_info"]
+__all__ = [
+    "DATASETS",
+    "RECIPE_FIELDS",
+    "SYNTHETIC_RECIPE",
+    "DatasetInfo",
+    "build_dataset",
+    "dataset_info",
+    "training_recipe",
+]
 
 
 def _frozen(mapping: Mapping[Any, Any]) -> Mapping[Any, Any]:
@@ -42,8 +50,9 @@ class DatasetInfo:
         main_view: Result name of the protocol a rank list shows (trial number appended).
         camera_alias: Camera ids the protocol's camera rule treats as another camera (SYSU-MM01: camera 3 is at
             the same location as camera 2).
-        recipe: The published training recipe as :class:`~idkl_lib.config.TrainConfig` field values (data only;
-            training does not read it).
+        recipe: The reference training recipe as :class:`~idkl_lib.config.TrainConfig` field values, one per
+            :data:`RECIPE_FIELDS` (docs/method.md#41-recipe-per-dataset); ``TrainConfig.for_dataset``, the command
+            line, the notebooks and the pipeline start from it and the user's values override it.
         synthetic_counts: ``(num_train_ids, images_per_camera) -> {key: count}`` of the synthetic generator in this
             layout (:func:`idkl_lib.data.write_synthetic`), keyed like :attr:`published`.
     """
@@ -63,6 +72,8 @@ class DatasetInfo:
     def __post_init__(self) -> None:
         for name in ("published", "camera_alias", "recipe"):
             object.__setattr__(self, name, _frozen(getattr(self, name)))
+        if self.recipe and set(self.recipe) != set(RECIPE_FIELDS):
+            raise ValueError(f"{self.name}: a recipe sets exactly the fields {RECIPE_FIELDS}, got {tuple(self.recipe)}")
 
     def __call__(self, root: str | os.PathLike[str], **options: Any) -> VIDataset:
         """Parse the dataset at ``root`` (only this dataset's :attr:`options` are passed to the parser)."""
@@ -105,7 +116,63 @@ def _llcm_synthetic(ids: int, images: int) -> dict[str, int]:
     return {"num_train_ids": ids, "query.ids": test, "gallery.ids": test}
 
 
-_RECIPE_COMMON: dict[str, Any] = {"lr": 3.5e-4, "weight_decay": 5e-3, "milestones": (55, 95), "epochs": 160}
+RECIPE_FIELDS: tuple[str, ...] = (
+    "arch",
+    "base_width",
+    "pretrained",
+    "height",
+    "width",
+    "p",
+    "k",
+    "loss_preset",
+    "margin",
+    "lr",
+    "weight_decay",
+    "milestones",
+    "gamma",
+    "warmup_epochs",
+    "epochs",
+    "augment",
+    "random_erasing",
+)
+"""The :class:`~idkl_lib.config.TrainConfig` fields a recipe sets (every recipe sets all of them)."""
+
+# the reference's optimiser, schedule and augmentation are the same for the three datasets (no warm-up)
+_RECIPE_COMMON: dict[str, Any] = {
+    "arch": "resnet50",
+    "base_width": None,
+    "pretrained": True,
+    "margin": 1.3,
+    "lr": 3.5e-4,
+    "weight_decay": 5e-3,
+    "milestones": (55, 95),
+    "gamma": 0.1,
+    "warmup_epochs": 0,
+    "epochs": 160,
+    "augment": True,
+    "random_erasing": 0.5,
+}
+
+SYNTHETIC_RECIPE: Mapping[str, Any] = _frozen(
+    {
+        **_RECIPE_COMMON,
+        "arch": "resnet18",
+        "base_width": 8,
+        "pretrained": False,
+        "height": 128,
+        "width": 64,
+        "p": 8,
+        "k": 4,
+        "loss_preset": "sysu",
+        "lr": 0.01,
+        "milestones": (16,),
+        "epochs": 20,
+        "augment": False,
+        "random_erasing": 0.0,
+    }
+)
+"""The recipe of the synthetic dataset (any layout): the CPU demo of ``make demo`` and the notebooks, a narrow randomly
+initialised ResNet-18 at 128 x 64 that learns in minutes (not a published recipe)."""
 
 DATASETS: Mapping[str, DatasetInfo] = _frozen(
     {
@@ -184,6 +251,16 @@ def dataset_info(name: str) -> DatasetInfo:
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(sorted(DATASETS))}")
     return DATASETS[name]
+
+
+def training_recipe(name: str) -> Mapping[str, Any]:
+    """The training recipe of ``name``: a key of :data:`DATASETS` (its :attr:`DatasetInfo.recipe`) or
+    ``"synthetic"`` (:data:`SYNTHETIC_RECIPE`); ``ValueError`` naming the valid names otherwise."""
+    if name == "synthetic":
+        return SYNTHETIC_RECIPE
+    if isinstance(name, str) and name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; valid names: synthetic, {', '.join(sorted(DATASETS))}")
+    return dataset_info(name).recipe
 
 
 def build_dataset(name: str, root: str | os.PathLike[str], *, trial: int = 1) -> VIDataset:
