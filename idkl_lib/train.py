@@ -1,12 +1,12 @@
 """The IDKL training loop (nanoGPT-sized, no framework) and its command line.
 
 One call, :func:`train`, builds the dataset, the sampler, the model and the optimiser from a frozen
-:class:`~idkl_lib.config.TrainConfig`, trains with the reference recipe (SPEC.md §3: Adam, MultiStepLR stepped per
-epoch, optional linear warm-up), checkpoints atomically after every epoch and, with ``resume=True``, continues a
-killed run so that the result equals an uninterrupted run (every epoch re-seeds its RNGs from ``(seed, epoch)``, so
-an epoch replayed after a kill draws the same batches, augmentations and dropout masks; with ``deterministic=True``
-the resumed weights are bit-identical to an uninterrupted run's, which ``tests/test_train.py`` checks, including
-after a SIGKILL in the middle of an epoch).
+:class:`~idkl_lib.config.TrainConfig`, trains with the reference recipe
+(docs/method.md#44-optimiser-schedule-and-precision: Adam, MultiStepLR stepped per epoch, optional linear warm-up),
+checkpoints atomically after every epoch and, with ``resume=True``, continues a killed run so that the result equals an
+uninterrupted run (every epoch re-seeds its RNGs from ``(seed, epoch)``, so an epoch replayed after a kill draws the
+same batches, augmentations and dropout masks; with ``deterministic=True`` the resumed weights are bit-identical to an
+uninterrupted run's, which ``tests/test_train.py`` checks, including after a SIGKILL in the middle of an epoch).
 
 Guarantees:
 
