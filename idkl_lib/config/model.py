@@ -12,7 +12,8 @@ ARCHS: tuple[str, ...] = ("resnet50", "resnet18")
 
 @dataclass(frozen=True, kw_only=True)
 class ModelConfig:
-    """The IDKL network (SPEC §0, §1): one ResNet stem + layer1 + layer2, then shared and specific layer3/4 tails.
+    """The IDKL network (docs/method.md#2-architecture): one ResNet stem + layer1 + layer2, then shared and specific
+    layer3/4 tails.
 
     Attributes:
         num_classes: Number of training identities (size of the identity classifiers).
@@ -23,9 +24,11 @@ class ModelConfig:
         base_width: Channel width of the stem (64 in the standard ResNet). A smaller value (e.g. 16 or 32) builds a
             narrow, randomly initialised variant for CPU demos and tests; ``None`` means the standard 64.
         last_stride: Stride of layer4 in both tails (1 in the reference: ``drop_last_stride``).
-        gem_p: Fixed (not learnable) GeM exponent (SPEC §1.4).
-        purifier_reduction: Channel reduction ``r`` of the purifier's per-pixel gating nets (SPEC §1.3).
-        disc_hidden: Hidden width of the modality discriminator / confuser MLPs (SPEC §1.6).
+        gem_p: Fixed (not learnable) GeM exponent (docs/method.md#23-gem-pooling).
+        purifier_reduction: Channel reduction ``r`` of the purifier's per-pixel gating nets
+            (docs/method.md#22-in-guided-information-purifier).
+        disc_hidden: Hidden width of the modality discriminator / confuser MLPs
+            (docs/method.md#25-modality-discriminator-and-confuser).
         disc_dropout: Dropout probability inside those MLPs.
     """
 

@@ -13,8 +13,9 @@ from typing import ClassVar
 from .. import ablation as _ablation
 from .model import _is_real
 
-# Loss terms, SPEC §2. Groups name sets of terms for ablations (``LossWeights.without``); "mdr" is this project's name
-# for the cross-modality (visible <-> infrared) alignment terms inside the shared branch (SPEC §0 "Names").
+# Loss terms, docs/method.md#3-losses. Groups name sets of terms for ablations (``LossWeights.without``); "mdr" is
+# this project's name for the cross-modality (visible <-> infrared) alignment terms inside the shared branch
+# (docs/method.md#39-term-names-and-groups).
 _GROUPS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
         "identity": ("id", "id_sp"),
@@ -42,28 +43,39 @@ _GROUPS: Mapping[str, tuple[str, ...]] = MappingProxyType(
 
 @dataclass(frozen=True)
 class LossWeights:
-    """Weight of every named IDKL loss term (SPEC §2); a zero weight switches the term off and it is not computed.
+    """Weight of every named IDKL loss term (docs/method.md#3-losses); a zero weight turns the term off (not computed).
 
     The defaults are the reference's SYSU-MM01 / LLCM configuration (its ``batch == 120`` branch), so
-    ``sum(compute_losses(...).values())`` equals the total objective of SPEC §2.8. Use :meth:`preset` for the other
-    configurations and :meth:`replace` / :meth:`without` for overrides and ablations.
+    ``sum(compute_losses(...).values())`` equals the total objective of
+    docs/method.md#38-total-objective-and-weight-presets. Use :meth:`preset` for the other configurations and
+    :meth:`replace` / :meth:`without` for overrides and ablations.
 
     Attributes:
-        id: L_id, cross-entropy of the shared-branch logits (§2.1).
-        id_sp: L_id_sp, cross-entropy of the specific-branch logits (§2.1).
-        tri_sh: Batch-hard triplet loss on the pre-BN shared feature (§2.2).
-        tri_sp: Batch-hard triplet loss on the pre-BN specific feature (§2.2).
-        ip_entropy: Information purifier, entropy-margin term L_F (§2.3; the reference weights L_F + L_mIN by 0.1).
-        ip_centroid: Information purifier, IN modality-centroid term L_mIN (§2.3).
-        tgsa_inter: TGSA shared <-> specific distance-graph alignment, ``kl_inter_v + kl_inter_i`` (§2.4).
-        tgsa_intra: TGSA visible <-> infrared alignment in the shared branch, ``kl_intra1`` (§2.4; MDR).
-        tgsa_intra_cross: TGSA alignment with the mixed set X_cross, ``kl_intra2 + kl_intra3`` (§2.4; MDR).
-        csa1_inter: CSA1 shared <-> specific logit alignment, ``inter_bg_v + inter_bg_i`` (§2.5).
-        csa1_intra: CSA1 visible <-> infrared logit alignment in the shared branch, ``intra_bg`` (§2.5; MDR).
-        csa2_inter: CSA2 set-level shared <-> specific alignment, ``inter_Sm`` (§2.5).
-        csa2_intra: CSA2 set-level visible <-> infrared alignment, ``intra_Sm`` (§2.5; MDR).
-        disc: L_unad, modality discriminator on the specific feature with the true labels (§2.6).
-        confuser: L_pse, modality confuser on the shared feature with the half-flipped pseudo labels (§2.6).
+        id: L_id, cross-entropy of the shared-branch logits (docs/method.md#32-identity-losses).
+        id_sp: L_id_sp, cross-entropy of the specific-branch logits (docs/method.md#32-identity-losses).
+        tri_sh: Batch-hard triplet loss on the pre-BN shared feature (docs/method.md#33-triplet-losses).
+        tri_sp: Batch-hard triplet loss on the pre-BN specific feature (docs/method.md#33-triplet-losses).
+        ip_entropy: Information purifier, entropy-margin term L_F (docs/method.md#34-information-purifier-losses; the
+            reference weights L_F + L_mIN by 0.1).
+        ip_centroid: Information purifier, IN modality-centroid term L_mIN
+            (docs/method.md#34-information-purifier-losses).
+        tgsa_inter: TGSA shared <-> specific distance-graph alignment, ``kl_inter_v + kl_inter_i``
+            (docs/method.md#35-tgsa-graph-alignment).
+        tgsa_intra: TGSA visible <-> infrared alignment in the shared branch, ``kl_intra1``
+            (docs/method.md#35-tgsa-graph-alignment; MDR).
+        tgsa_intra_cross: TGSA alignment with the mixed set X_cross, ``kl_intra2 + kl_intra3``
+            (docs/method.md#35-tgsa-graph-alignment; MDR).
+        csa1_inter: CSA1 shared <-> specific logit alignment, ``inter_bg_v + inter_bg_i``
+            (docs/method.md#36-csa-logit-alignment).
+        csa1_intra: CSA1 visible <-> infrared logit alignment in the shared branch, ``intra_bg``
+            (docs/method.md#36-csa-logit-alignment; MDR).
+        csa2_inter: CSA2 set-level shared <-> specific alignment, ``inter_Sm`` (docs/method.md#36-csa-logit-alignment).
+        csa2_intra: CSA2 set-level visible <-> infrared alignment, ``intra_Sm``
+            (docs/method.md#36-csa-logit-alignment; MDR).
+        disc: L_unad, modality discriminator on the specific feature with the true labels
+            (docs/method.md#37-modality-discriminator-and-confuser-losses).
+        confuser: L_pse, modality confuser on the shared feature with the half-flipped pseudo labels
+            (docs/method.md#37-modality-discriminator-and-confuser-losses).
     """
 
     id: float = 1.0
@@ -113,7 +125,7 @@ class LossWeights:
         * ``"sysu"`` / ``"llcm"``: the reference's ``batch == 120`` branch with TGSA on (the defaults).
         * ``"regdb"``: the RegDB config, where ``distalign`` is off, so every TGSA term is 0 (the reference's other
           branch then only lowers the CSA inter weights to 0.3). Note the reference picks these weights from the batch
-          size (pitfall 6); here they are explicit.
+          size (docs/method.md#7-deliberate-deviations); here they are explicit.
         * ``"small_batch"``: the reference's ``batch != 120`` branch *with* TGSA on (e.g. SYSU trained with another
           P x K): ``0.1 * (kl_intra1 + kl_inter_v + kl_inter_i)``, no X_cross terms, CSA inter weights 0.3.
         * ``"baseline"``: identity + triplet losses on both streams only (no purifier, no distillation, no modality

@@ -1,7 +1,7 @@
 """LLCM parser (Zhang & Wang, "Diverse Embedding Expansion Network and Low-Light Cross-Modality Benchmark
 for Visible-Infrared Person Re-identification", CVPR 2023).
 
-Release layout (SPEC.md §5.3)::
+Release layout (docs/method.md#103-llcm)::
 
     <root>/vis/<ID>/<ID>_c<NN>_s<seq>_f<frame>_vis.jpg, <root>/nir/<ID>/<ID>_c<NN>_..._nir.jpg
     <root>/idx/{train,test}_{vis,nir}.txt     lines "<relative path> <label>"
@@ -9,7 +9,7 @@ Release layout (SPEC.md §5.3)::
 Statistics of the release: 1,064 identities over 9 cameras (each camera records visible by day and near
 infrared at night); 713 training and 351 test identities. Unlike the reference code, which collapses cameras
 to 2 / 3, records keep the TRUE camera id ``NN`` from the file name, as the official protocol's same-camera
-filtering needs (SPEC.md §0).
+filtering needs (docs/method.md#55-llcm-protocol).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """RegDB parser (Nguyen et al., "Person Recognition System Based on a Combination of Body Images from Visible
 Light and Thermal Cameras", Sensors 2017).
 
-Standard release layout (SPEC.md §5.2)::
+Standard release layout (docs/method.md#102-regdb)::
 
     <root>/Visible/<ID>/<file>.bmp, <root>/Thermal/<ID>/<file>.bmp
     <root>/idx/{train,test}_{visible,thermal}_{trial}.txt     lines "<relative path> <label>", trial 1..10

@@ -1,4 +1,4 @@
-"""The P x K cross-modality identity sampler (SPEC.md §3, "Sampler"), with distributed sharding."""
+"""The P x K cross-modality identity sampler (docs/method.md#42-sampler), with distributed sharding."""
 
 from __future__ import annotations
 
@@ -41,14 +41,14 @@ class CrossModalityIdentitySampler(Sampler[int]):
     Use it as ``DataLoader(dataset, batch_size=sampler.batch_size, sampler=sampler, drop_last=True)``: it yields
     the dataset indices of all of this rank's batches one after the other, and ``len(sampler)`` is a multiple of
     ``P * K``. Within a batch, rows ``b*K .. b*K + K - 1`` are one identity laid out ``[I, V, I, V, ...]``
-    (SPEC.md §3); the losses rely on this layout.
+    (docs/method.md#42-sampler); the losses rely on this layout.
 
     Epoch rule (per identity with both modalities, ``h = K/2``, ``n_I``/``n_V`` its image counts):
 
     * ``c = max(min(n_I, n_V), h) // h`` chunks of ``h`` (infrared, visible) pairs are formed. The larger
       modality is subsampled without replacement; a modality with fewer than ``h`` images is drawn with
       replacement (whole shuffled copies, then a random part), so a poor identity still gives one chunk and
-      never crashes the sampler (SPEC.md pitfall 23).
+      never crashes the sampler (docs/method.md#42-sampler).
     * Batches are built by repeatedly picking ``P`` distinct identities among those with chunks left and taking the
       next chunk of each. ``identity_choice="uniform"`` (default, the reference's
       ``np.random.choice(avai_pids, P, replace=False)``) picks them uniformly; ``"proportional"`` picks them with

@@ -1,8 +1,8 @@
 """Synthetic visible-infrared re-ID datasets written in the official SYSU-MM01, RegDB and LLCM layouts.
 
-Real VI-ReID datasets are licensed, so the workbench ships this generator (SPEC.md §0.3). It writes real image
-files and every split file in the official layout (SPEC.md §5), so :func:`parse_sysu`, :func:`parse_regdb`,
-:func:`parse_llcm` and the evaluation protocols run on it unchanged.
+Real VI-ReID datasets are licensed, so the workbench ships this generator (docs/method.md#9-synthetic-dataset). It
+writes real image files and every split file in the official layout (docs/method.md#10-dataset-layouts), so
+:func:`parse_sysu`, :func:`parse_regdb`, :func:`parse_llcm` and the evaluation protocols run on it unchanged.
 
 The images are drawn by :mod:`idkl_lib.data._synthetic_render` (its docstring describes the rendering).
 """

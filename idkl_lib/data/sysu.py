@@ -1,6 +1,6 @@
 """SYSU-MM01 parser (Wu et al., "RGB-Infrared Cross-Modality Person Re-Identification", ICCV 2017).
 
-Official release layout (SPEC.md §5.1)::
+Official release layout (docs/method.md#101-sysu-mm01)::
 
     <root>/cam{1..6}/<ID:04d>/<img:04d>.jpg     cams 1, 2, 4, 5 visible; cams 3, 6 infrared
     <root>/exp/train_id.txt, val_id.txt, test_id.txt   comma-separated integer ids (one line)

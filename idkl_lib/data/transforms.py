@@ -1,4 +1,4 @@
-"""Training and test image transforms (SPEC.md §3, augmentation), built from ``torchvision.transforms``."""
+"""Training and test image transforms (docs/method.md#43-augmentation), built from ``torchvision.transforms``."""
 
 from __future__ import annotations
 

@@ -36,8 +36,8 @@ def extract_features(
     """Embed ``samples`` with ``model.embed`` in eval mode and return an (N, D) float32 CPU tensor in record order.
 
     The model's train/eval mode is restored afterwards. ``flip`` averages the feature of the image and of its
-    horizontal mirror; ``which`` selects the shared (default, SPEC §4.1), specific or concatenated feature.
-    ``amp_dtype`` (e.g. ``torch.bfloat16``) runs the forward under autocast on CUDA.
+    horizontal mirror; ``which`` selects the shared (default, docs/method.md#26-retrieval-feature), specific or
+    concatenated feature. ``amp_dtype`` (e.g. ``torch.bfloat16``) runs the forward under autocast on CUDA.
     """
     if len(samples) == 0:
         raise ValueError(f"extract_features got no samples for {desc!r}: the split is empty; check the dataset root")

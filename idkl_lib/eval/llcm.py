@@ -74,7 +74,7 @@ def evaluate_llcm(
     cmc_mode: CMCMode = "unique_ids",
     max_rank: int = 20,
 ) -> ProtocolResult:
-    """LLCM search (SPEC.md §0, §4.6).
+    """LLCM search (docs/method.md#55-llcm-protocol).
 
     The official protocol (default): all query images against ``num_trials`` random galleries with one image per
     identity per camera (:func:`llcm_gallery_trials`), the camera filter applied on the true camera ids. The official

@@ -1,4 +1,4 @@
-"""Evaluation protocols of SYSU-MM01, RegDB and LLCM (SPEC.md §0, §4).
+"""Evaluation protocols of SYSU-MM01, RegDB and LLCM (docs/method.md#5-evaluation).
 
 Each protocol only decides which query and gallery records take part (per trial) and which camera ids the
 filter sees; the metrics all come from :func:`idkl_lib.eval.rank.evaluate_rank`.

@@ -1,6 +1,6 @@
 """The one rank core: CMC, mAP and mINP from a query-gallery distance matrix.
 
-Every protocol in :mod:`idkl_lib.eval.protocols` ends here. Conventions (SPEC.md §4.3):
+Every protocol in :mod:`idkl_lib.eval.protocols` ends here. Conventions (docs/method.md#52-metrics-cmc-map-minp):
 
 * The gallery is ranked by ascending distance with a *stable* sort, so ties keep gallery order.
 * Camera filter ``"all"`` (the reference's rule, SYSU-MM01): for query ``q`` every gallery item whose camera id

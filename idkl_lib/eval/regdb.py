@@ -38,7 +38,7 @@ def evaluate_regdb(
     cmc_mode: CMCMode = "unique_ids",
     max_rank: int = 20,
 ) -> ProtocolResult:
-    """RegDB search over the whole test set of one split (SPEC.md §4.5), one pass.
+    """RegDB search over the whole test set of one split (docs/method.md#54-regdb-protocol), one pass.
 
     The camera filter never removes anything (visible = camera 2, thermal = camera 3). Average several splits with
     :func:`mean_over_splits`.

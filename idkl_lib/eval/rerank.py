@@ -1,5 +1,5 @@
 """k-reciprocal re-ranking (Zhong et al., "Re-ranking Person Re-identification with k-reciprocal Encoding",
-CVPR 2017), as applied by the IDKL reference code (SPEC.md §4.2).
+CVPR 2017), as applied by the IDKL reference code (docs/method.md#56-re-ranking).
 
 API::
 

@@ -46,7 +46,8 @@ def _image_number(path: str) -> int:
 def sysu_gallery_trials(
     gallery: Sequence[Sample], perm_table: PermTable, mode: SysuMode = "all", shots: int = 1, num_trials: int = 10
 ) -> list[np.ndarray]:
-    """Gallery indices of every SYSU-MM01 trial, as chosen by ``exp/rand_perm_cam.mat`` (SPEC.md §4.4).
+    """Gallery indices of every SYSU-MM01 trial, as chosen by ``exp/rand_perm_cam.mat``
+    (docs/method.md#53-sysu-mm01-protocol).
 
     Trial ``t`` takes, for each gallery camera of ``mode`` and each test identity present in those cameras, the
     first ``shots`` image numbers of row ``t`` of that (camera, identity)'s permutation, and matches them to the
@@ -139,7 +140,7 @@ def evaluate_sysu(
     cmc_mode: CMCMode = "unique_ids",
     max_rank: int = 20,
 ) -> ProtocolResult:
-    """SYSU-MM01 infrared -> visible search (SPEC.md §4.4).
+    """SYSU-MM01 infrared -> visible search (docs/method.md#53-sysu-mm01-protocol).
 
     Queries are all infrared test images (cameras 3 and 6) in every mode; the gallery of each trial comes from
     :func:`sysu_gallery_trials`. For the camera filter, query camera 3 counts as camera 2 (same location), so a

@@ -1,4 +1,4 @@
-"""IDKL losses (SPEC §2) as pure, vectorised functions, and the weighted objective :func:`compute_losses`."""
+"""IDKL losses (docs/method.md#3-losses): pure vectorised functions and weighted objective :func:`compute_losses`."""
 
 from ..distances import off_diagonal, pairwise_distance
 from .alignment import (

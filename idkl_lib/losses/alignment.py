@@ -1,9 +1,11 @@
-"""Knowledge-alignment losses of IDKL: TGSA (SPEC §2.4), CSA1 and CSA2 (SPEC §2.5), all built on a symmetric KL.
+"""Knowledge-alignment losses of IDKL: TGSA (docs/method.md#35-tgsa-graph-alignment), CSA1 and CSA2
+(docs/method.md#36-csa-logit-alignment), all built on a symmetric KL.
 
 Every function takes whole-batch tensors in the sampler's layout and splits visible / infrared rows itself, so row j
 of the visible set and row j of the infrared set are the same identity. "inter" terms align the shared and specific
-branches; "intra" terms align visible and infrared inside the shared branch (this project's "MDR", SPEC §0).
-Nothing is detached: both sides receive gradients (mutual learning, not teacher -> student).
+branches; "intra" terms align visible and infrared inside the shared branch (this project's "MDR",
+docs/method.md#39-term-names-and-groups). Nothing is detached: both sides receive gradients (mutual learning, not
+teacher -> student).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def distance_logits(feat: Tensor) -> Tensor:
     """D(X): Euclidean distances (clamp 1e-6, sqrt) between all rows of ``feat`` (n, D), diagonal removed: (n, n-1).
 
     TGSA feeds these RAW distances to the softmax as logits, so a larger distance gets a larger probability. This
-    reproduces the reference exactly; it is probably unintended (SPEC §8 pitfall 8).
+    reproduces the reference exactly; it is probably unintended (docs/method.md#6-reference-behaviours-kept-on-purpose).
     """
     feat = feat.to(torch.promote_types(feat.dtype, torch.float32))
     return off_diagonal(pairwise_distance(feat, metric="euclidean", eps=1e-6))

@@ -1,4 +1,7 @@
-"""Identity classification loss (SPEC §2.1: L_id on the shared logits, L_id_sp on the specific logits)."""
+"""Identity classification loss (docs/method.md#32-identity-losses).
+
+L_id on the shared logits, L_id_sp on the specific logits.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Modality discriminator and modality confuser losses (SPEC §2.6), and the modality split used by the alignments.
+"""Modality discriminator and modality confuser losses (docs/method.md#37-modality-discriminator-and-confuser-losses),
+and the modality split used by the alignments.
 
 Modality labels: 0 = visible, 1 = infrared (``idkl_lib.data.records``).
 """
@@ -44,7 +45,7 @@ def confuser_pseudo_labels(modality: Tensor) -> Tensor:
     """The reference's pseudo modality labels for the confuser: ``roll(repeat_interleave(first_half(s), 2), -1)``.
 
     With the sampler's pattern ``s = [1, 0, 1, 0, ...]`` this gives ``[1, 0, 0, 1, 1, 0, 0, 1, ...]``: correct at
-    positions 4k and 4k+1, flipped at 4k+2 and 4k+3 (SPEC §2.6).
+    positions 4k and 4k+1, flipped at 4k+2 and 4k+3 (docs/method.md#37-modality-discriminator-and-confuser-losses).
 
     Args:
         modality: (B,) labels, B even.
@@ -59,7 +60,8 @@ def confuser_pseudo_labels(modality: Tensor) -> Tensor:
 
 
 def modality_discriminator_loss(logits: Tensor, modality: Tensor) -> Tensor:
-    """L_unad = CE(D_special(bn_sp), s): the specific feature must reveal its TRUE modality (SPEC §2.6).
+    """L_unad = CE(D_special(bn_sp), s): the specific feature must reveal its TRUE modality
+    (docs/method.md#37-modality-discriminator-and-confuser-losses).
 
     Args:
         logits: (B, 2) discriminator logits on the post-BN specific feature.
@@ -71,9 +73,10 @@ def modality_discriminator_loss(logits: Tensor, modality: Tensor) -> Tensor:
 def modality_confuser_loss(logits: Tensor, modality: Tensor) -> Tensor:
     """L_pse = CE(D_shared_pseu(bn_sh), s_hat) with the half-flipped pseudo labels of :func:`confuser_pseudo_labels`.
 
-    Reproduces the reference: no gradient reversal and no alternating optimisation (SPEC §2.6, pitfall 11); the
-    confuser cannot fit labels that are wrong for half the batch, which pushes the shared feature towards
-    modality-ambiguous outputs.
+    Reproduces the reference: no gradient reversal and no alternating optimisation
+    (docs/method.md#37-modality-discriminator-and-confuser-losses,
+    docs/method.md#6-reference-behaviours-kept-on-purpose); the confuser cannot fit labels that are wrong for half the
+    batch, which pushes the shared feature towards modality-ambiguous outputs.
 
     Args:
         logits: (B, 2) confuser logits on the post-BN shared feature.

@@ -1,4 +1,5 @@
-"""The IDKL training objective (SPEC §2.8) as a dict of weighted, separately logged terms.
+"""The IDKL training objective (docs/method.md#38-total-objective-and-weight-presets) as a dict of weighted,
+separately logged terms.
 
 ``total = sum(compute_losses(out, pids, modality, weights).values())``. With ``LossWeights()`` (the ``"sysu"``
 preset) this equals the reference's objective for its batch-120 branch:
@@ -28,7 +29,8 @@ if TYPE_CHECKING:
     from ..models.idkl import IDKLOutput
 
 _LAYOUT_HELP = (
-    "IDKL's losses need the cross-modality identity sampler's batch layout (SPEC §3): P >= 2 distinct identities x K "
+    "IDKL's losses need the cross-modality identity sampler's batch layout "
+    "(docs/method.md#31-notation-and-batch-layout): P >= 2 distinct identities x K "
     "images (K even), each identity's K images contiguous and alternating infrared (1), visible (0), infrared, "
     "visible, ... (K/2 of each). Build the loader with idkl_lib.data.CrossModalityIdentitySampler(p=P, k=K) and do not "
     "shuffle or drop samples within a batch"
@@ -43,7 +45,7 @@ class BatchLayout(NamedTuple):
 
 
 def check_batch_layout(pids: Tensor, modality: Tensor) -> BatchLayout:
-    """Assert the sampler layout the losses rely on (SPEC §8 pitfall 7) and return (P, K).
+    """Assert the sampler layout the losses rely on (docs/method.md#31-notation-and-batch-layout) and return (P, K).
 
     Costs two host-device synchronisations, whatever the batch size.
 

@@ -1,4 +1,5 @@
-"""Information purifier losses L_ip (SPEC §2.3): an entropy margin and an IN modality-centroid margin.
+"""Information purifier losses L_ip (docs/method.md#34-information-purifier-losses): an entropy margin and an IN
+modality-centroid margin.
 
 The reference weights their sum by 0.1 (``LossWeights.ip_entropy`` and ``ip_centroid``). Inputs are the pre-BN GeM
 vectors of the purifier maps (``IDKLOutput.ip_*``).

@@ -1,4 +1,4 @@
-"""Batch-hard triplet loss (SPEC §2.2), vectorised with masks (no loop over anchors)."""
+"""Batch-hard triplet loss (docs/method.md#33-triplet-losses), vectorised with masks (no loop over anchors)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def hard_example_mining(dist: Tensor, pids: Tensor) -> tuple[Tensor, Tensor]:
 
     Returns:
         ``(d_ap, d_an)``, each (B,): the largest distance to a same-identity sample (the anchor itself included, as in
-        the reference, SPEC §8 pitfall 9) and the smallest distance to a sample of another identity.
+        the reference, docs/method.md#33-triplet-losses) and the smallest distance to a sample of another identity.
     """
     same = pids.unsqueeze(0) == pids.unsqueeze(1)
     d_ap = dist.masked_fill(~same, float("-inf")).amax(dim=1)
@@ -32,8 +32,8 @@ def hard_example_mining(dist: Tensor, pids: Tensor) -> tuple[Tensor, Tensor]:
 def batch_hard_triplet_loss(feat: Tensor, pids: Tensor, margin: float = TRIPLET_MARGIN) -> Tensor:
     """``mean_i max(0, d_ap(i) - d_an(i) + margin)`` over the batch, Euclidean distance clamped at 1e-12.
 
-    Positives and negatives are mined over the whole batch, whatever the modality (SPEC §2.2). Applied to the pre-BN
-    shared and specific features (``Tri(f_sh) + Tri(f_sp)``).
+    Positives and negatives are mined over the whole batch, whatever the modality (docs/method.md#33-triplet-losses).
+    Applied to the pre-BN shared and specific features (``Tri(f_sh) + Tri(f_sp)``).
 
     Args:
         feat: (B, D) features; half precision is upcast to float32.

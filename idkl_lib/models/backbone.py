@@ -1,9 +1,10 @@
-"""The dual-tail ResNet of IDKL (SPEC §0, §1.1) and ImageNet weight loading.
+"""The dual-tail ResNet of IDKL (docs/method.md#21-shared-stem-and-two-tails) and ImageNet weight loading.
 
 One stem (conv1, bn1, relu, maxpool, layer1, layer2) is shared by every image; its output feeds two separate
 layer3 + layer4 tails, the *shared* tail and the *specific* tail (layer4 stride 1 by default). There are no
 per-modality weights: the specific tail becomes modality-specific only through its losses. This replaces the
-reference's three full ResNet instances (SPEC §8 pitfalls 1, 13) with one network holding the same live parameters.
+reference's three full ResNet instances (docs/method.md#7-deliberate-deviations) with one network holding the same live
+parameters.
 
 Blocks are torchvision's ``BasicBlock`` / ``Bottleneck``; parameter names follow torchvision's, with the tails
 prefixed (``shared_tail.layer3.0.conv1.weight``), so a torchvision state dict maps onto the network directly.
@@ -98,7 +99,7 @@ class DualTailResNet(nn.Module):
         self.shared_tail = make_tail()
         self.specific_tail = make_tail()
         self.out_channels = 8 * w * exp
-        for m in self.modules():  # torchvision / reference ResNet init (SPEC §1.1)
+        for m in self.modules():  # torchvision / reference ResNet init (docs/method.md#21-shared-stem-and-two-tails)
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             elif isinstance(m, nn.BatchNorm2d):

@@ -1,4 +1,8 @@
-"""Pooling, BNNeck and the modality discriminator MLP (SPEC §1.4-§1.6)."""
+"""Pooling, BNNeck and the modality discriminator MLP.
+
+See docs/method.md#23-gem-pooling, docs/method.md#24-bnneck-and-classifiers and
+docs/method.md#25-modality-discriminator-and-confuser.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,10 @@ def gem(x: Tensor, p: float = 3.0, eps: float = 1e-6) -> Tensor:
 
 
 class GeM(nn.Module):
-    """GeM pooling with a FIXED exponent (SPEC §1.4: p = 3, eps = 1e-6, not learnable): (B, C, H, W) -> (B, C)."""
+    """GeM pooling with a FIXED exponent (p = 3, eps = 1e-6, not learnable): (B, C, H, W) -> (B, C).
+
+    See docs/method.md#23-gem-pooling.
+    """
 
     def __init__(self, p: float = 3.0, eps: float = 1e-6) -> None:
         super().__init__()
@@ -32,7 +39,10 @@ class GeM(nn.Module):
 
 
 class BNNeck(nn.BatchNorm1d):
-    """BatchNorm1d whose bias is fixed at zero and frozen (the standard re-ID BNNeck, SPEC §1.5): (B, D) -> (B, D)."""
+    """BatchNorm1d whose bias is fixed at zero and frozen (the standard re-ID BNNeck): (B, D) -> (B, D).
+
+    See docs/method.md#24-bnneck-and-classifiers.
+    """
 
     def __init__(self, dim: int) -> None:
         super().__init__(dim)
@@ -41,7 +51,8 @@ class BNNeck(nn.BatchNorm1d):
 
 
 class ModalityDiscriminator(nn.Module):
-    """Modality classifier MLP (SPEC §1.6): Linear -> BN -> ReLU -> dropout, twice, then Linear -> 2 logits.
+    """Modality classifier MLP (docs/method.md#25-modality-discriminator-and-confuser): Linear -> BN -> ReLU -> dropout,
+    twice, then Linear -> 2 logits.
 
     Used twice in IDKL: on the specific feature with the true modality labels (``D_special``) and on the shared
     feature with half-flipped pseudo labels (the confuser, ``D_shared_pseu``); no gradient reversal.

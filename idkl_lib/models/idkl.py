@@ -1,8 +1,9 @@
-"""The IDKL network (Ren & Zhang, CVPR 2024; SPEC §1): dual-tail backbone, purifier, BNNecks and heads.
+"""The IDKL network (Ren & Zhang, CVPR 2024; docs/method.md#2-architecture): dual-tail backbone, purifier, BNNecks and
+heads.
 
 ``IDKLModel.forward`` returns one :class:`IDKLOutput` in train and eval mode alike; the losses
 (:func:`idkl_lib.losses.compute_losses`) read the fields they need. ``IDKLModel.embed`` returns the retrieval
-feature (post-BN shared by default, SPEC §4.1).
+feature (post-BN shared by default, docs/method.md#26-retrieval-feature).
 """
 
 from __future__ import annotations
@@ -60,12 +61,13 @@ class IDKLOutput:
 
 
 class IDKLModel(nn.Module):
-    """Implicit Discriminative Knowledge Learning network for visible-infrared re-ID (SPEC §1).
+    """Implicit Discriminative Knowledge Learning network for visible-infrared re-ID (docs/method.md#2-architecture).
 
-    Both modalities go through the same weights (there are no per-modality parameters, SPEC §1.1): a shared ResNet
-    stem + layer1 + layer2, then the shared tail (-> F_sh) and the specific tail followed by the IN-guided purifier
-    (-> F_sp). Each feature has a BNNeck and a bias-free identity classifier; the specific branch also has the
-    purifier's auxiliary classifier and a modality discriminator, the shared branch a modality confuser.
+    Both modalities go through the same weights (there are no per-modality parameters,
+    docs/method.md#21-shared-stem-and-two-tails): a shared ResNet stem + layer1 + layer2, then the shared tail (-> F_sh)
+    and the specific tail followed by the IN-guided purifier (-> F_sp). Each feature has a BNNeck and a bias-free
+    identity classifier; the specific branch also has the purifier's auxiliary classifier and a modality discriminator,
+    the shared branch a modality confuser.
 
     Args:
         num_classes: Number of training identities.
@@ -99,7 +101,8 @@ class IDKLModel(nn.Module):
         self.bnneck_sp = BNNeck(dim)
         self.classifier_sh = nn.Linear(dim, num_classes, bias=False)
         self.classifier_sp = nn.Linear(dim, num_classes, bias=False)
-        self.ip_classifier = nn.Linear(dim, num_classes, bias=False)  # C_sp_f: trained only through L_F (pitfall 10)
+        # C_sp_f: trained only through L_F (docs/method.md#6-reference-behaviours-kept-on-purpose)
+        self.ip_classifier = nn.Linear(dim, num_classes, bias=False)
         self.discriminator = ModalityDiscriminator(dim, disc_hidden, disc_dropout)  # D_special
         self.confuser = ModalityDiscriminator(dim, disc_hidden, disc_dropout)  # D_shared_pseu
 
@@ -145,7 +148,7 @@ class IDKLModel(nn.Module):
     def embed(
         self, images: Tensor, modality: Tensor | None = None, which: Which = "shared", flip: bool = False
     ) -> Tensor:
-        """The retrieval feature: post-BNNeck shared feature by default (SPEC §4.1).
+        """The retrieval feature: post-BNNeck shared feature by default (docs/method.md#26-retrieval-feature).
 
         Only the tails that ``which`` needs are run. Gradients are kept (Grad-CAM needs them): wrap the call in
         ``torch.no_grad()`` for extraction, and call ``model.eval()`` first so the BNNecks use running statistics.

@@ -1,4 +1,4 @@
-"""The IN-guided information purifier of the specific stream (SPEC §1.3).
+"""The IN-guided information purifier of the specific stream (docs/method.md#22-in-guided-information-purifier).
 
 Given the specific tail's map ``F``, instance normalisation gives ``IN(F)`` (modality/style statistics removed), and
 two per-pixel gating nets produce ``m_IN = g_IN(IN(F))`` and ``m_F = g_F(F)``. The masks are cross-wired: the
@@ -6,7 +6,8 @@ IN-derived mask gates the raw branch and the raw-derived mask gates the IN branc
 
     x_sp = m_IN * (m_F * F) + m_F * (m_IN * IN(F)).
 
-GeM pooling of ``x_sp`` is the specific feature F_sp. The intermediate maps feed the purifier losses (SPEC §2.3).
+GeM pooling of ``x_sp`` is the specific feature F_sp. The intermediate maps feed the purifier losses
+(docs/method.md#34-information-purifier-losses).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class GatingNet(nn.Sequential):
 
 
 class InformationPurifier(nn.Module):
-    """IN-guided information purifier (SPEC §1.3).
+    """IN-guided information purifier (docs/method.md#22-in-guided-information-purifier).
 
     Args:
         channels: Channels C of the specific map.
@@ -63,7 +64,8 @@ class InformationPurifier(nn.Module):
 
     def __init__(self, channels: int, reduction: int = 16) -> None:
         super().__init__()
-        # Running statistics are tracked as in the reference; eval mode uses them (SPEC §8 pitfall 12).
+        # Running statistics are tracked as in the reference; eval mode uses them
+        # (docs/method.md#22-in-guided-information-purifier).
         self.inorm = nn.InstanceNorm2d(channels, affine=True, track_running_stats=True)
         self.gate_in = GatingNet(channels, reduction)  # m_IN, computed from IN(F); the reference's ``mask1``
         self.gate_raw = GatingNet(channels, reduction)  # m_F, computed from F; the reference's ``mask2``

@@ -1,10 +1,11 @@
-"""Naive per-sample transcriptions of the IDKL losses (SPEC.md §2), the reference the vectorised losses are checked
-against: ``tests/test_losses.py`` asserts agreement, ``benchmarks/bench_losses.py`` times them against
+"""Naive per-sample transcriptions of the IDKL losses (docs/method.md#3-losses), the reference the vectorised losses are
+checked against: ``tests/test_losses.py`` asserts agreement, ``benchmarks/bench_losses.py`` times them against
 :func:`idkl_lib.losses.compute_losses`.
 
 Each function follows the reference code's wording as literally as possible (explicit loops over samples and
 identities, ``nn.KLDivLoss(reduction="batchmean")``, explicit differences for distances), so it is slow on purpose.
-Batches follow the sampler layout (SPEC.md §3); ``sub`` is the modality vector (0 = visible, 1 = infrared).
+Batches follow the sampler layout (docs/method.md#31-notation-and-batch-layout); ``sub`` is the modality vector
+(0 = visible, 1 = infrared).
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ def naive_ce(logits: Tensor, y: Tensor) -> Tensor:
 
 
 def naive_objective(out: IDKLOutput, pids: Tensor, sub: Tensor, distalign: bool) -> Tensor:
-    """SPEC §2.8 transcribed, with the reference's ``B == 120`` switch."""
+    """docs/method.md#38-total-objective-and-weight-presets transcribed, with the reference's ``B == 120`` switch."""
     big = len(pids) == 120
     loss = naive_triplet(out.feat_sh, pids, 1.3) + naive_triplet(out.feat_sp, pids, 1.3)
     if distalign:
