@@ -19,6 +19,7 @@ into visible differences within a few steps.)
 from __future__ import annotations
 
 import dataclasses
+import os
 import socket
 import time
 from pathlib import Path
@@ -402,3 +403,29 @@ def test_p_not_divisible_by_the_processes_names_the_values_that_work(sysu_root: 
     report = _launch(cfg, tmp_path)
     for rank in report:
         assert "p=3" in rank["error"] and "(1, 3)" in rank["error"]
+
+
+def test_readme_torchrun_example_runs_on_two_processes(sysu_root: Path, tmp_path: Path) -> None:
+    """The README's multi-GPU command, run as written through torchrun, with 2 CPU processes and tiny sizes."""
+    import shlex
+    import subprocess
+    import sys
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    args = shlex.split(next(line for line in readme.splitlines() if line.startswith("torchrun ")))
+    assert args[:3] == ["torchrun", "--nproc_per_node", "4"] and args[3:5] == ["-m", "idkl_lib.train"]
+    options = args[5:]
+    options[options.index("--data-root") + 1] = str(sysu_root)
+    options[options.index("--out-dir") + 1] = str(tmp_path / "run")
+    options[options.index("--ids-per-batch") + 1] = "4"  # the tiny data set has few identities
+    options[options.index("--images-per-id") + 1] = "4"
+    tiny = ["--arch", "resnet18", "--base-width", "8", "--pretrained", "false", "--height", "32", "--width", "32"]
+    tiny += ["--epochs", "1", "--num-workers", "0", "--device", "cpu", "--no-progress", "--final-eval", "false"]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master-port",
+               str(_free_port()), "-m", "idkl_lib.train", *options, *tiny]  # fmt: skip
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    saved = load_checkpoint(tmp_path / "run" / CHECKPOINT_NAME)
+    assert saved["epoch"] == 1 and saved["config"]["p"] == 4 and saved["config"]["distributed_batch"] == "global"
