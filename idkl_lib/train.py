@@ -55,17 +55,16 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch import Tensor, nn
+from torch import nn
 from torch.utils.data import DataLoader
 
 from .checkpoint import capture_rng_state, load_checkpoint, load_model_state, save_checkpoint
-from .config import LossWeights, TrainConfig
+from .config import TrainConfig
 from .config.recipe import recipe_line
 from .data import CrossModalityIdentitySampler, ImageDataset, VIDataset, build_dataset, build_transforms
-from .distributed import convert_batchnorm, gather_batch, gather_fields, init_distributed
+from .distributed import convert_batchnorm, init_distributed
 from .eval import evaluate_dataset
 from .eval.features import extract_features
-from .losses import compute_losses
 from .models import IDKLModel, build_model
 from .run_guard import guard_run_folder
 from .runs import CHECKPOINT_NAME, METRICS_NAME
@@ -74,12 +73,12 @@ from .train_checks import (
     DivergedLossError,  # noqa: F401  (re-exported: the training errors are imported from here)
     NonFiniteLossError,
     apply_resume_changes,
-    flush_losses,
     non_finite_tensors,
     preflight,
     reduce_scalar,
     resume_epochs_problem,
 )
+from .train_epoch import EpochState, train_epoch
 from .utils.io import atomic_write_json
 from .utils.runtime import resolve_device, seed_everything, seed_worker
 
@@ -157,7 +156,7 @@ def build_loader(cfg: TrainConfig, dataset: VIDataset, epoch: int, rank: int = 0
     )
     generator = torch.Generator().manual_seed(_epoch_seed(cfg, epoch, rank))
     images: Any = ImageDataset(dataset.train, transform)
-    if cfg.decoded_cache:  # uint8 images from the cache; _train_epoch augments the batch on the device
+    if cfg.decoded_cache:  # uint8 images from the cache; train_epoch augments the batch on the device
         from .data.cache import CachedImageDataset, DecodedImageCache
 
         cache = DecodedImageCache.build(dataset.train, Path(cfg.out_dir) / "decoded_cache", cfg.height, cfg.width)
@@ -355,14 +354,14 @@ def _train_in_folder(
     images_seen, train_time = 0, 0.0
     board = TrainingBoard.open(out_dir, rank=rank, start_step=step)  # <out_dir>/tensorboard/, never stops training
     on_log = board.wrap(on_log)
-    run = _EpochState(ddp_model, optimizer, scaler, weights, cfg, device, amp, history, on_log, progress, rank, world)
+    run = EpochState(ddp_model, optimizer, scaler, weights, cfg, device, amp, history, on_log, progress, rank, world)
     for epoch in range(start_epoch, cfg.epochs):
         seed_everything(_epoch_seed(cfg, epoch, rank), deterministic=cfg.deterministic)
         loader = build_loader(cfg, dataset, epoch, rank, world)
         ddp_model.train()
         epoch_start = time.perf_counter()
         run.step, run.last_good = step, last_good
-        step = _train_epoch(run, loader, epoch)
+        step = train_epoch(run, loader, epoch)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         epoch_time = time.perf_counter() - epoch_start
@@ -412,87 +411,6 @@ def _train_in_folder(
     ips = images_seen / train_time if train_time > 0 else math.nan
     epochs_run = max(0, cfg.epochs - start_epoch)
     return TrainResult(model, history, metrics, ckpt_path, ips, epochs_run, eval_history)
-
-
-def _batch_augment(cfg: TrainConfig) -> Callable[[Tensor], Tensor] | None:
-    """The on-device augmentation of ``--decoded-cache`` batches (None without the cache)."""
-    if not cfg.decoded_cache:
-        return None
-    from .data.gpu_augment import BatchAugment
-
-    return BatchAugment(
-        random_erasing=cfg.random_erasing if cfg.augment else 0.0, flip=cfg.augment, pad=10 * cfg.augment
-    )
-
-
-@dataclass
-class _EpochState:
-    """What every training epoch works with: the objects built once per :func:`train` call, the running step count
-    and the checkpoint a divergence falls back to."""
-
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    scaler: torch.amp.GradScaler
-    weights: LossWeights
-    cfg: TrainConfig
-    device: torch.device
-    amp: torch.dtype | None
-    history: list[dict[str, float]]
-    on_log: Callable[[dict[str, float]], None] | None
-    progress: bool
-    rank: int
-    world: int
-    step: int = 0
-    last_good: Path | None = None
-
-
-def _train_epoch(run: _EpochState, loader: DataLoader, epoch: int) -> int:
-    """One pass over ``loader``; appends logged rows to ``run.history`` and returns the global step count."""
-    model, optimizer, scaler, weights, cfg = run.model, run.optimizer, run.scaler, run.weights, run.cfg
-    device, amp, step, history, on_log = run.device, run.amp, run.step, run.history, run.on_log
-    progress, last_good, rank, world = run.progress, run.last_good, run.rank, run.world
-    bar = None
-    if progress and rank == 0:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False)
-    try:
-        pending: list[tuple[int, dict[str, Tensor]]] = []
-        batch_augment = _batch_augment(cfg)
-        for images, pids, _cams, modality, _idx in loader:
-            images = images.to(device, non_blocking=True)
-            if batch_augment is not None:  # --decoded-cache: uint8 batch -> augmented, normalised
-                images = batch_augment(images)
-            if cfg.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            pids = pids.to(device, non_blocking=True)
-            modality = modality.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-                out = model(images, modality)
-            if world > 1 and cfg.distributed_batch == "global":  # every process: the losses of the global batch
-                out, pids, modality = gather_fields(out), gather_batch(pids), gather_batch(modality)
-            terms = compute_losses(out, pids, modality, weights, margin=cfg.margin)  # fp32 inside
-            loss = torch.stack(list(terms.values())).sum()
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if cfg.grad_clip:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            step += 1
-            pending.append((step, {"total": loss.detach(), **{k: v.detach() for k, v in terms.items()}}))
-            if len(pending) >= cfg.log_every:  # every rank flushes at the same steps (equal batch counts)
-                flush_losses(pending, epoch, optimizer, history, on_log, bar, last_good, world, cfg.divergence_factor)
-                pending = []
-            if bar is not None:
-                bar.update(1)
-        if pending:  # always before the epoch's checkpoint is written
-            flush_losses(pending, epoch, optimizer, history, on_log, bar, last_good, world, cfg.divergence_factor)
-    finally:
-        if bar is not None:
-            bar.close()
-    return step
 
 
 # ----------------------------------------------------------------------------------------------- command line

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import torch
 
-import idkl_lib.train as train_module
+import idkl_lib.train_epoch as epoch_module
 from idkl_lib.checkpoint import load_checkpoint
 from idkl_lib.data import VIDataset, parse_sysu
 from idkl_lib.data.validate import DatasetCheckError
@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def count_steps(monkeypatch: pytest.MonkeyPatch, scale_at: int | None = None, factor: float = 1.0) -> list[int]:
     """Count the training steps (loss computations); with ``scale_at``, multiply that step's ``id`` term."""
-    original, calls = train_module.compute_losses, [0]
+    original, calls = epoch_module.compute_losses, [0]
 
     def compute_losses(*args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
         terms = original(*args, **kwargs)
@@ -42,7 +42,7 @@ def count_steps(monkeypatch: pytest.MonkeyPatch, scale_at: int | None = None, fa
             terms["id"] = terms["id"] * factor
         return terms
 
-    monkeypatch.setattr(train_module, "compute_losses", compute_losses)
+    monkeypatch.setattr(epoch_module, "compute_losses", compute_losses)
     return calls
 
 

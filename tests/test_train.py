@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 import torch
 
-import idkl_lib.train as train_module
+import idkl_lib.train_epoch as epoch_module
 from idkl_lib.checkpoint import load_checkpoint
 from idkl_lib.config import TrainConfig
 from idkl_lib.data import VIDataset, parse_sysu, write_synthetic
@@ -264,7 +264,7 @@ def test_cli_resume_after_sigkill_mid_epoch_equals_uninterrupted_run(
 
 def _poison_loss_term(monkeypatch: pytest.MonkeyPatch, at_call: int, term: str) -> None:
     """Make ``term`` NaN in the ``at_call``-th loss computation of the next training call."""
-    original, calls = train_module.compute_losses, [0]
+    original, calls = epoch_module.compute_losses, [0]
 
     def compute_losses(*args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
         terms = original(*args, **kwargs)
@@ -273,7 +273,7 @@ def _poison_loss_term(monkeypatch: pytest.MonkeyPatch, at_call: int, term: str) 
             terms[term] = terms[term] * float("nan")
         return terms
 
-    monkeypatch.setattr(train_module, "compute_losses", compute_losses)
+    monkeypatch.setattr(epoch_module, "compute_losses", compute_losses)
 
 
 class _NaNGradient(torch.autograd.Function):
@@ -289,7 +289,7 @@ class _NaNGradient(torch.autograd.Function):
 
 
 def _poison_gradient(monkeypatch: pytest.MonkeyPatch, at_call: int) -> None:
-    original, calls = train_module.compute_losses, [0]
+    original, calls = epoch_module.compute_losses, [0]
 
     def compute_losses(*args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
         terms = original(*args, **kwargs)
@@ -298,7 +298,7 @@ def _poison_gradient(monkeypatch: pytest.MonkeyPatch, at_call: int) -> None:
             terms["id"] = _NaNGradient.apply(terms["id"])
         return terms
 
-    monkeypatch.setattr(train_module, "compute_losses", compute_losses)
+    monkeypatch.setattr(epoch_module, "compute_losses", compute_losses)
 
 
 @pytest.mark.parametrize("log_every", [1, 100])  # 100: found only by the end-of-epoch flush, before the save

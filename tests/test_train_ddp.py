@@ -133,7 +133,9 @@ def _worker(
     train_module.save_checkpoint = recording(train_module.save_checkpoint)  # type: ignore[assignment]
     train_module.atomic_write_json = recording(train_module.atomic_write_json)  # type: ignore[assignment]
     if poison is not None and poison[0] == rank:  # a NaN loss term on this rank only, at its poison[1]-th step
-        original, calls = train_module.compute_losses, [0]
+        import idkl_lib.train_epoch as epoch_module
+
+        original, calls = epoch_module.compute_losses, [0]
 
         def compute_losses(*args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
             terms = original(*args, **kwargs)
@@ -142,7 +144,7 @@ def _worker(
                 terms["tri_sh"] = terms["tri_sh"] * float("nan")
             return terms
 
-        train_module.compute_losses = compute_losses  # type: ignore[assignment]
+        epoch_module.compute_losses = compute_losses  # type: ignore[assignment]
     report: dict[str, Any] = {"writes": writes}
     try:
         result = train_module.train(cfg, progress=False)

@@ -6,12 +6,25 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from types import MappingProxyType
 from typing import Any, ClassVar
 
-from .model import ARCHS, ModelConfig, _is_int
+from .fields import (
+    _at_least,
+    _device,
+    _loss_overrides,
+    _milestones,
+    _model_field,
+    _non_negative,
+    _resume_changes,
+    _side,
+    format_loss_overrides,
+    option,
+    parse_loss_overrides,
+)
+from .model import ARCHS, ModelConfig
 from .weights import LossWeights
 
 AMP_MODES: tuple[str, ...] = ("auto", "bf16", "fp16", "off")
@@ -20,106 +33,9 @@ AMP_MODES: tuple[str, ...] = ("auto", "bf16", "fp16", "off")
 IDENTITY_CHOICES: tuple[str, ...] = ("uniform", "proportional")
 """How the sampler picks a batch's identities (:attr:`TrainConfig.identity_choice`)."""
 
-RESUME_CHANGES: tuple[str, ...] = ("lr", "grad_clip", "amp")
-"""Fields a resumed run may change when :attr:`TrainConfig.resume_changes` names them (a diverged run's remedies)."""
-
-
-def _resume_changes(value: str) -> str | None:
-    names = [n.strip() for n in value.split(",") if n.strip()]
-    wrong = [n for n in names if n not in RESUME_CHANGES]
-    if wrong:
-        return f"unknown name(s) {', '.join(wrong)}; a comma-separated subset of {','.join(RESUME_CHANGES)}"
-    return None
-
 
 DISTRIBUTED_BATCHES: tuple[str, ...] = ("global", "per_process")
 """How a multi-process run forms its batch (:attr:`TrainConfig.distributed_batch`)."""
-
-Check = Callable[[Any], "str | None"]
-
-
-def _option(default: Any, help: str, check: Check | None = None, choices: Sequence[Any] | None = None) -> Any:
-    """A :class:`TrainConfig` field: its default, its help text (the command line's ``--help``) and its rule
-    (``check(value)`` -> problem or None, or the ``choices``), in one place."""
-    if choices is not None:
-        allowed = tuple(choices)
-        check = check or (lambda value: None if value in allowed else f"must be one of {', '.join(map(str, allowed))}")
-    metadata = {"help": help, "check": check, "choices": None if choices is None else tuple(choices)}
-    if isinstance(default, dict):
-        return field(default_factory=lambda: dict(default), metadata=metadata)
-    return field(default=default, metadata=metadata)
-
-
-def _at_least(low: int, why: str = "") -> Check:
-    return lambda value: None if value >= low else f"must be an integer >= {low}{why}"
-
-
-def _non_negative(value: float) -> str | None:
-    return None if value >= 0 and math.isfinite(value) else "must be a finite number >= 0 (0 switches it off)"
-
-
-def _side(value: int) -> str | None:
-    if value >= 32 and value % 16 == 0:
-        return None
-    return "image sides must be multiples of 16 and >= 32 (each side a multiple of 16: the backbone's stride is 16)"
-
-
-def _model_field(name: str) -> Check:
-    """The :class:`ModelConfig` rule of one of its fields, worded for the training field of the same name."""
-
-    def check(value: Any) -> str | None:
-        try:
-            ModelConfig(num_classes=2, **{name: value})
-        except ValueError as exc:
-            return str(exc).removeprefix(f"ModelConfig.{name}={value!r}").lstrip(": ")
-        return None
-
-    return check
-
-
-def _device(value: str) -> str | None:
-    from idkl_lib.utils.runtime import device_problem
-
-    return device_problem(value)
-
-
-def _milestones(value: tuple[int, ...]) -> str | None:
-    if all(_is_int(m) and m >= 0 for m in value) and list(value) == sorted(value):
-        return None
-    return "milestones must be increasing epoch numbers >= 0, e.g. [55, 95]"
-
-
-def parse_loss_overrides(text: str) -> dict[str, float]:
-    """``"tgsa_inter=0,csa2_inter=0.3"`` -> ``{"tgsa_inter": 0.0, "csa2_inter": 0.3}``: the command line's text form
-    of :attr:`TrainConfig.loss_overrides` (also what checkpoints of earlier versions stored).
-
-    Raises:
-        ValueError: An item is not ``name=weight``.
-    """
-    overrides: dict[str, float] = {}
-    for item in filter(None, (s.strip() for s in text.split(","))):
-        name, sep, value = item.partition("=")
-        try:
-            overrides[name.strip()] = float(value)
-        except ValueError:
-            sep = ""
-        if not sep:
-            raise ValueError(f"{item!r} is not 'name=weight' (e.g. 'tgsa_inter=0')")
-    return overrides
-
-
-def format_loss_overrides(overrides: Mapping[str, float]) -> str:
-    """The text form of a ``loss_overrides`` mapping (inverse of :func:`parse_loss_overrides`)."""
-    return ",".join(f"{name}={float(value)!r}" for name, value in overrides.items())
-
-
-def _loss_overrides(value: Mapping[str, float] | str) -> str | None:
-    try:
-        overrides = parse_loss_overrides(value) if isinstance(value, str) else dict(value)
-        LossWeights().replace(**overrides)
-    except (ValueError, TypeError) as exc:
-        return str(exc)
-    return None
 
 
 def _dataset_names() -> tuple[str, ...]:
@@ -178,37 +94,37 @@ class TrainConfig:
         {"int": " (an integer)", "float": " (a number)", "bool": " (True or False)", "str": " (text)"}
     )
 
-    dataset: str = _option(
+    dataset: str = option(
         "sysu", "Dataset layout (a synthetic folder is named by its layout).", choices=_dataset_names()
     )
-    data_root: str = _option("data/SYSU-MM01", "Folder holding the dataset in its official layout.")
-    regdb_trial: int = _option(
+    data_root: str = option("data/SYSU-MM01", "Folder holding the dataset in its official layout.")
+    regdb_trial: int = option(
         1,
         "RegDB split 1..10 (ignored for the other datasets).",
         lambda v: None if 1 <= v <= 10 else "RegDB has splits 1..10",
     )
-    arch: str = _option("resnet50", "Backbone, resnet50 (the paper) or resnet18.", _model_field("arch"), ARCHS)
-    base_width: int | None = _option(
+    arch: str = option("resnet50", "Backbone, resnet50 (the paper) or resnet18.", _model_field("arch"), ARCHS)
+    base_width: int | None = option(
         None,
         "Stem width of a narrow, randomly initialised variant for CPU runs (e.g. 16); None = 64.",
         _model_field("base_width"),
     )
-    pretrained: bool | str = _option(
+    pretrained: bool | str = option(
         True,
         "ImageNet initialisation: true, false or the path of a torchvision state dict (.pth).",
         _model_field("pretrained"),
     )
-    height: int = _option(
+    height: int = option(
         384, "Training and test image height (multiple of 16, >= 32; reference SYSU/LLCM 384, RegDB 256).", _side
     )
-    width: int = _option(144, "Image width (multiple of 16, >= 32; reference 144 / 128).", _side)
-    p: int = _option(
+    width: int = option(144, "Image width (multiple of 16, >= 32; reference 144 / 128).", _side)
+    p: int = option(
         12,
         "Identities per batch: the global batch, whose identity blocks are split among the processes of a "
         "distributed run (see distributed_batch).",
         lambda v: None if v >= 2 else "P identities per batch must be >= 2 (the triplet loss needs negatives)",
     )
-    k: int = _option(
+    k: int = option(
         10,
         "Images per identity per batch, K/2 infrared + K/2 visible (even).",
         lambda v: (
@@ -217,18 +133,18 @@ class TrainConfig:
             else "K images per identity must be even (an even integer >= 2: K/2 visible + K/2 infrared)"
         ),
     )
-    identity_choice: str = _option(
+    identity_choice: str = option(
         "uniform",
         "How the sampler picks the P identities of a batch: uniform (the reference) or proportional to their "
         "remaining chunks.",
         choices=IDENTITY_CHOICES,
     )
-    epochs: int = _option(
+    epochs: int = option(
         160,
         "Total number of training epochs (resuming continues up to this number).",
         _at_least(1, " (train for at least one epoch)"),
     )
-    lr: float = _option(
+    lr: float = option(
         3.5e-4,
         "Adam learning rate.",
         lambda v: (
@@ -238,56 +154,56 @@ class TrainConfig:
             + (" <= 10 (Adam's weights explode far below that; the recipe uses 3.5e-4)" if v > 10 else "")
         ),
     )
-    weight_decay: float = _option(5e-3, "Adam's (coupled, L2) weight decay on every parameter.", _non_negative)
-    milestones: tuple[int, ...] = _option(
+    weight_decay: float = option(5e-3, "Adam's (coupled, L2) weight decay on every parameter.", _non_negative)
+    milestones: tuple[int, ...] = option(
         (55, 95),
         "Epochs (0-based epoch index) from which the learning rate is multiplied by gamma once more.",
         _milestones,
     )
-    gamma: float = _option(
+    gamma: float = option(
         0.1,
         "Learning-rate factor per milestone.",
         lambda v: None if 0 < v <= 1 else "the learning-rate factor per milestone must lie in (0, 1]",
     )
-    warmup_epochs: int = _option(
+    warmup_epochs: int = option(
         0, "Linear warm-up: epoch e < warmup_epochs uses (e + 1) / warmup_epochs of the rate.", _at_least(0)
     )
-    loss_preset: str = _option(
+    loss_preset: str = option(
         "sysu",
         "LossWeights.preset name (sysu, llcm, regdb, small_batch, baseline, no_distill).",
         choices=LossWeights.PRESETS,
     )
-    loss_overrides: dict[str, float] = _option(
+    loss_overrides: dict[str, float] = option(
         {},
         "Weights on top of the preset, {name: weight}; on the command line a comma-separated name=weight list, "
         "e.g. 'tgsa_inter=0,csa2_inter=0'.",
         _loss_overrides,
     )
-    margin: float = _option(1.3, "Triplet margin (reference 1.3).", _non_negative)
-    amp: str = _option(
+    margin: float = option(1.3, "Triplet margin (reference 1.3).", _non_negative)
+    amp: str = option(
         "auto",
         "Mixed precision: auto (bf16 on CUDA, off on CPU), bf16, fp16 (with a GradScaler) or off.",
         choices=AMP_MODES,
     )
-    channels_last: bool = _option(True, "Run the model in channels-last memory format (faster convolutions on GPUs).")
-    grad_clip: float = _option(0.0, "Clip the global gradient norm to this value; 0 = no clipping.", _non_negative)
-    augment: bool = _option(
+    channels_last: bool = option(True, "Run the model in channels-last memory format (faster convolutions on GPUs).")
+    grad_clip: float = option(0.0, "Clip the global gradient norm to this value; 0 = no clipping.", _non_negative)
+    augment: bool = option(
         True, "Training augmentation (flip, pad + crop, random erasing); false = the test transform."
     )
-    random_erasing: float = _option(
+    random_erasing: float = option(
         0.5,
         "Probability of random erasing (with augment).",
         lambda v: None if 0.0 <= v <= 1.0 else "a probability in [0, 1]",
     )
-    channel_augment: bool = _option(False, "Channel augmentation of visible images (with augment).")
-    decoded_cache: bool = _option(
+    channel_augment: bool = option(False, "Channel augmentation of visible images (with augment).")
+    decoded_cache: bool = option(
         False,
         "Decode and resize every training image once into <out_dir>/decoded_cache/ (a memory-mapped uint8 file, "
         "rebuilt when the dataset changes) and apply flip, pad + crop and random erasing to whole batches on the "
         "training device (same distribution as the PIL path): for GPUs that JPEG decoding cannot feed. Not with "
         "channel_augment.",
     )
-    distributed_batch: str = _option(
+    distributed_batch: str = option(
         "global",
         "Multi-process runs: 'global' keeps the recipe's P x K batch, each process forwarding P/N identity blocks "
         "and every process computing the losses on the gathered global batch (the one-process objective); "
@@ -295,58 +211,58 @@ class TrainConfig:
         "deviation from the method).",
         choices=DISTRIBUTED_BATCHES,
     )
-    sync_batchnorm: bool = _option(
+    sync_batchnorm: bool = option(
         True,
         "Multi-process runs: BatchNorm statistics over the global batch (SyncBatchNorm); false keeps per-process "
         "statistics (a deviation from the one-process objective).",
     )
-    num_workers: int = _option(4, "DataLoader worker processes (0 = load in the training process).", _at_least(0))
-    seed: int = _option(
+    num_workers: int = option(4, "DataLoader worker processes (0 = load in the training process).", _at_least(0))
+    seed: int = option(
         1,
         "Base seed in [0, 2**32); every epoch re-seeds from (seed, epoch, rank).",
         lambda v: None if 0 <= v < 2**32 else "must lie in [0, 2**32)",
     )
-    deterministic: bool = _option(
+    deterministic: bool = option(
         False, "Ask torch for deterministic algorithms (bit-reproducible runs and resumes, slower on GPU)."
     )
-    device: str = _option("auto", "auto, cpu, cuda, cuda:N or mps.", _device)
-    out_dir: str = _option(
+    device: str = option("auto", "auto, cpu, cuda, cuda:N or mps.", _device)
+    out_dir: str = option(
         "runs/default", "Run folder: checkpoint.pth (rewritten atomically after every epoch) and metrics.json."
     )
-    eval_every: int = _option(
+    eval_every: int = option(
         0,
         "Also evaluate on the test protocol every N epochs (0 = never), for learning curves only: the result is "
         "recorded in metrics.json['during_training'] and never used to select a checkpoint (the checkpoint is "
         "always the last epoch's, so no test data leaks into training).",
         _at_least(0),
     )
-    final_eval: bool = _option(
+    final_eval: bool = option(
         True, "Evaluate the final model with the dataset's standard protocols and write metrics.json."
     )
-    eval_batch_size: int = _option(64, "Batch size of feature extraction.", _at_least(1))
-    log_every: int = _option(
+    eval_batch_size: int = option(64, "Batch size of feature extraction.", _at_least(1))
+    log_every: int = option(
         10,
         "Move the loss values to the host, check them for NaN/inf and log them every N steps (and at the end of "
         "every epoch).",
         _at_least(1),
     )
 
-    overwrite: bool = _option(
+    overwrite: bool = option(
         False,
         "Replace the results of another run in out_dir (its checkpoint and metrics.json); without it (or --resume) "
         "an out_dir holding a run's results is refused.",
     )
-    skip_corrupt: bool = _option(
+    skip_corrupt: bool = option(
         False,
         "Leave damaged images out of the dataset (found before training, listed in a warning) instead of stopping.",
     )
-    divergence_factor: float = _option(
+    divergence_factor: float = option(
         1e3,
         "Stop like a NaN when the total loss exceeds this many times the median of the last 50 logged losses (after "
         "10 logged steps; the median counts as at least 1); 0 = off.",
         lambda v: None if v == 0 or (v > 1 and math.isfinite(v)) else "must be 0 (off) or a finite number > 1",
     )
-    resume_changes: str = _option(
+    resume_changes: str = option(
         "",
         "On resume, allow these fields to differ from the checkpoint (comma-separated subset of lr,grad_clip,amp: a "
         "diverged run's remedies); the change and its epoch are recorded in the checkpoint.",
