@@ -9,7 +9,8 @@ import torch
 
 from idkl_lib.config import TrainConfig
 from idkl_lib.data import VIDataset
-from idkl_lib.train import build_arg_parser, build_loader
+from idkl_lib.train import build_loader
+from idkl_lib.train_cli import build_arg_parser
 
 
 def test_identity_choice_defaults_to_the_reference_and_reaches_the_sampler(sysu_dataset: VIDataset) -> None:
