@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 from pathlib import Path
@@ -215,28 +216,47 @@ def test_set_cpu_threads() -> None:
         wb.set_cpu_threads(-1)
 
 
-def test_live_loss_plot_redraws_one_display(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[tuple[str, dict]] = []
+def _plotly_values(values: object) -> list[float]:
+    """A trace's values as plotly JSON holds them: a list, or a base64 typed array (plotly >= 6)."""
+    if isinstance(values, dict):
+        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"]).tolist()
+    return list(values)  # type: ignore[call-overload]
 
-    class Handle:
-        def update(self, obj: object, **kw: object) -> None:
-            calls.append(("update", kw))
 
-    def fake_display(obj: object, **kw: object) -> Handle:
-        calls.append(("display", kw))
-        return Handle()
+def _drawn_traces(plot: wb.LiveLossPlot) -> dict[str, tuple[list[float], list[float]]]:
+    """``{trace name: (x, y)}`` of the figure the live plot's Output widget holds now (exactly one output)."""
+    (out,) = plot.output.outputs
+    assert out["output_type"] == "display_data"
+    json.dumps(out)  # widget state must be plain JSON (no numpy arrays)
+    data = out["data"]["application/vnd.plotly.v1+json"]["data"]
+    return {t["name"]: (_plotly_values(t["x"]), _plotly_values(t["y"])) for t in data}
 
-    monkeypatch.setattr("IPython.display.display", fake_display)
+
+def test_live_loss_plot_redraws_into_one_output_widget(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ipywidgets
+
+    shown: list[object] = []
+    monkeypatch.setattr("IPython.display.display", lambda obj, **kw: shown.append(obj))
     plot = wb.LiveLossPlot("losses", every=2, smoothing=0.0, min_interval=0.0)
+    drawn: list[list[float]] = []  # the "total" trace of every figure the widget received
     for step in range(1, 6):
         plot({"step": step, "epoch": 1, "lr": 0.1, "total": 3.0 / step, "id": 2.0 / step})
-    assert [c[0] for c in calls] == ["display", "update"] and calls[0][1]["display_id"] is True
-    fig = plot.figure()
-    assert [t.name for t in fig.data] == ["id", "total"] and len(fig.data[0].x) == 5
+        if plot.output is not None:
+            traces = _drawn_traces(plot)
+            assert list(traces) == ["id", "total"]
+            drawn.append(traces["total"][1])
+    # one Output widget displayed once, its content replaced at rows 2 and 4 with the values logged so far
+    assert len(shown) == 1 and isinstance(shown[0], ipywidgets.Output) and shown[0] is plot.output
+    assert drawn[0] == [3.0, 1.5] and drawn[1] == drawn[0] and drawn[2] == pytest.approx([3.0, 1.5, 1.0, 0.75])
+    plot.redraw()  # the final state after training
+    final = _drawn_traces(plot)
+    assert final["total"] == ([1.0, 2.0, 3.0, 4.0, 5.0], pytest.approx([3.0 / n for n in range(1, 6)]))
+    assert final["id"][1] == pytest.approx([2.0 / n for n in range(1, 6)]) and len(shown) == 1
     throttled = wb.LiveLossPlot("losses", min_interval=3600.0)
     for step in range(1, 6):
         throttled({"step": step, "total": 1.0})
-    assert len(calls) == 3  # the first row draws, the rest wait for the interval
+    # the first row draws, the rest wait for the interval
+    assert len(shown) == 2 and _drawn_traces(throttled)["total"] == ([1.0], [1.0])
 
 
 def test_loss_figure_clips_the_log_axis() -> None:

@@ -248,12 +248,16 @@ def loss_figure(
 
 
 class LiveLossPlot:
-    """A loss-curve figure that redraws in place while :func:`idkl_lib.train.train` runs (pass it as ``on_log``).
+    """A loss-curve figure that redraws while :func:`idkl_lib.train.train` runs (pass it as ``on_log``).
 
-    In JupyterLab the figure updates live; in a papermill run the executed notebook keeps the last drawing (show one
-    figure with ``fig.show()`` before training, so that the HTML export has plotly.js; see :func:`setup_notebook`).
-    Redraws are throttled (at most one per ``min_interval`` seconds, and only every ``every`` logged rows), so a long
-    run does not spend its time drawing; call :meth:`redraw` once after training for the final state.
+    The figure lives in an ``ipywidgets.Output`` shown under the cell on the first drawing; every redraw replaces the
+    Output's content with the current figure (the same as ``clear_output(wait=True)`` followed by a display, but
+    without a kernel round trip, so it also works from a training callback and outside a kernel). JupyterLab's
+    plotly renderer ignores in-place updates of an already displayed graph, an Output widget's content is rendered
+    afresh. Redraws are throttled (at most one per ``min_interval`` seconds, and only every ``every`` logged rows),
+    so a long run does not spend its time drawing; call :meth:`redraw` once after training for the final state. The
+    executed notebook keeps the last drawing in its widget state; show the final curves with ``fig.show()`` as well
+    so that every viewer of the saved notebook sees them.
 
     Args:
         title: Figure title.
@@ -274,7 +278,7 @@ class LiveLossPlot:
         self.title, self.every, self.smoothing = title, max(1, int(every)), smoothing
         self.min_interval, self.log_y = float(min_interval), log_y
         self.history: list[dict[str, float]] = []
-        self._handle: Any = None
+        self.output: Any = None  # the ipywidgets.Output, created (and displayed) by the first redraw
         self._last = -math.inf
 
     def __call__(self, row: Mapping[str, float]) -> None:
@@ -287,25 +291,27 @@ class LiveLossPlot:
         return loss_figure(self.history, self.title, smoothing=self.smoothing, log_y=self.log_y)
 
     def redraw(self) -> None:
-        """Draw (first call) or update the figure in the notebook output."""
+        """Draw the current curves into the Output widget (displayed under the cell on the first call)."""
+        import ipywidgets
         from IPython.display import display
 
         if not self.history:
             return
+        if self.output is None:
+            self.output = ipywidgets.Output()
+            display(self.output)
         bundle = _mime_bundle(self.figure())
-        if self._handle is None:
-            self._handle = display(bundle, raw=True, display_id=True)
-        else:
-            self._handle.update(bundle, raw=True)
+        self.output.outputs = ({"output_type": "display_data", "data": bundle, "metadata": {}},)
         self._last = time.monotonic()
 
 
 def _mime_bundle(fig: go.Figure) -> dict[str, Any]:
     """The figure's output for the default renderers, without re-running their activation.
 
-    A display id needs the raw bundle (plotly's ``_ipython_display_`` ignores display ids), and
-    ``fig._repr_mimebundle_()`` re-activates the ``notebook`` renderer on every call, which embeds another copy of
-    plotly.js (about 5 MB) in the notebook each time. The first figure shown with ``fig.show()`` loads plotly.js once.
+    The live plot's Output widget holds raw bundles (JSON only, no numpy arrays), and ``fig._repr_mimebundle_()``
+    re-activates the ``notebook`` renderer on every call, which embeds another copy of plotly.js (about 5 MB) in the
+    notebook each time. The first figure shown with ``fig.show()`` loads plotly.js once. Without a notebook renderer
+    (e.g. ``"browser"``) the bundle is the plotly mime type alone.
     """
     import plotly.io as pio
 
@@ -315,7 +321,7 @@ def _mime_bundle(fig: go.Figure) -> dict[str, Any]:
         renderer = pio.renderers[name]
         if hasattr(renderer, "to_mimebundle"):
             bundle.update(renderer.to_mimebundle(fig_dict))
-    return bundle
+    return bundle or pio.renderers["plotly_mimetype"].to_mimebundle(fig_dict)
 
 
 def final_losses(history: Sequence[Mapping[str, float]]) -> dict[str, float]:
