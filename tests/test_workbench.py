@@ -431,3 +431,18 @@ def test_walkthrough_figures(walk: method.BatchWalkthrough) -> None:
     assert len(figures["gates"].data) == 9  # 3 images x (image, m_IN, m_F)
     mass = method.set_block_mass(walk)
     assert all(m.shape == (4, 4) and np.all(m >= 0) and m.sum() <= 1 + 1e-5 for m in mass.values())
+
+
+def test_loss_term_labels_use_the_method_texts_symbols() -> None:
+    import re
+
+    table = (Path(__file__).resolve().parents[1] / "docs" / "method.md").read_text(encoding="utf-8")
+    documented = {  # term -> symbol from the "equation" column of the weight-preset table, LaTeX stripped
+        m.group(1): re.sub(r"[{}\\]", "", m.group(2)) for m in re.finditer(r"^\| `(\w+)` \| \$([^$]+)\$", table, re.M)
+    }
+    assert documented["ip_entropy"] == "L_F" and documented["ip_centroid"] == "L_mIN"
+    assert set(method.TERM_SYMBOLS) == set(LossWeights.names())
+    assert {t: method.TERM_SYMBOLS[t] for t in documented} == documented
+    fig = method.loss_terms_figure({"untrained": {"ip_entropy": 0.5, "ip_centroid": 0.25, "id": 2.0}})
+    assert list(fig.data[0].y) == ["ip_centroid (purifier L_mIN)", "ip_entropy (purifier L_F)", "id (identity L_id)"]
+    assert list(fig.data[0].x) == [0.25, 0.5, 2.0]

@@ -53,6 +53,7 @@ from idkl_lib.viz.plots import (
 
 __all__ = [
     "LOSS_FAMILIES",
+    "TERM_SYMBOLS",
     "Batch",
     "BatchWalkthrough",
     "batch_images_figure",
@@ -73,8 +74,8 @@ LOSS_FAMILIES: dict[str, str] = {
     "id_sp": "identity",
     "tri_sh": "triplet",
     "tri_sp": "triplet",
-    "ip_entropy": "purifier (L_ip)",
-    "ip_centroid": "purifier (L_ip)",
+    "ip_entropy": "purifier",
+    "ip_centroid": "purifier",
     "tgsa_inter": "TGSA",
     "tgsa_intra": "TGSA",
     "tgsa_intra_cross": "TGSA",
@@ -86,6 +87,25 @@ LOSS_FAMILIES: dict[str, str] = {
     "confuser": "modality",
 }
 """Family of every loss term (the colour of its bar in :func:`loss_terms_figure`)."""
+
+TERM_SYMBOLS: dict[str, str] = {
+    "id": "L_id",
+    "id_sp": "L_id_sp",
+    "tri_sh": "L_tri(f_sh)",
+    "tri_sp": "L_tri(f_sp)",
+    "ip_entropy": "L_F",
+    "ip_centroid": "L_mIN",
+    "tgsa_inter": "L_TGSA",
+    "tgsa_intra": "L_TGSA",
+    "tgsa_intra_cross": "L_TGSA",
+    "csa1_inter": "L_CSA1",
+    "csa1_intra": "L_CSA1",
+    "csa2_inter": "L_CSA2",
+    "csa2_intra": "L_CSA2",
+    "disc": "L_unad",
+    "confuser": "L_pse",
+}
+"""The method text's symbol of every loss term (docs/method.md, section 3.8), used in figure labels."""
 
 
 @dataclass
@@ -471,7 +491,7 @@ def loss_terms_figure(
     fig = go.Figure()
     # bottom to top, so that the first term of LossWeights.names() is drawn at the top
     terms = [name for name in reversed(LossWeights.names()) if any(name in row for row in losses.values())]
-    labels = [f"{t} ({LOSS_FAMILIES[t]})" for t in terms]
+    labels = [f"{t} ({LOSS_FAMILIES[t]} {TERM_SYMBOLS[t]})" for t in terms]
     for i, (state, row) in enumerate(losses.items()):
         fig.add_trace(
             go.Bar(
@@ -483,7 +503,7 @@ def loss_terms_figure(
                 hovertemplate="%{y}: %{x:.4g}<extra>" + state + "</extra>",
             )
         )
-    fig.update_yaxes(title_text="loss term (family)")
+    fig.update_yaxes(title_text="loss term (family and symbol)")
     fig.update_xaxes(title_text="weighted value (log scale; a zero value has no bar)", type="log")
     return style_figure(
         fig,
