@@ -186,12 +186,19 @@ def cmc_curves(
     return style_figure(fig, title, legend_title_text="method")
 
 
+def _is_count_column(name: str, values: Sequence[Any]) -> bool:
+    present = [v for v in values if v is not None]
+    integers = bool(present) and all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in present)
+    return name.startswith("num_") or integers
+
+
 def results_table(
     rows: Mapping[str, Mapping[str, float]],
     title: str = "Retrieval results",
     columns: Sequence[str] | None = None,
     decimals: int = 2,
     highlight_best: bool = True,
+    counts: Sequence[str] | None = None,
 ) -> go.Figure:
     """A table of retrieval metrics, one row per method / setting.
 
@@ -199,8 +206,10 @@ def results_table(
         rows: ``{row label: {"R1": ..., "mAP": ...}}``, values shown as given (no rescaling).
         title: Figure title.
         columns: Metric columns; by default R1/R5/R10/R20/mAP/mINP that occur in ``rows``, then any other keys.
-        decimals: Digits after the decimal point.
-        highlight_best: Bold the highest value of each column.
+        decimals: Digits after the decimal point of the metrics.
+        highlight_best: Bold the highest value of each metric column (never of a count column).
+        counts: Columns holding counts (e.g. ``num_queries``), printed as integers and not highlighted; by default
+            the columns named ``num_*`` and those whose values are all integers.
 
     Returns:
         A ``go.Table`` figure.
@@ -213,14 +222,16 @@ def results_table(
     cells: list[list[str]] = [list(rows)]
     for col in columns:
         vals = [rows[r].get(col, np.nan) for r in rows]
+        is_count = col in counts if counts is not None else _is_count_column(col, [rows[r].get(col) for r in rows])
         finite = [v for v in vals if np.isfinite(v)]
-        best = max(finite) if finite else None
-        text = [
-            "–"
-            if not np.isfinite(v)
-            else (f"<b>{v:.{decimals}f}</b>" if highlight_best and v == best and len(rows) > 1 else f"{v:.{decimals}f}")
-            for v in vals
-        ]
+        best = max(finite) if finite and highlight_best and not is_count and len(rows) > 1 else None
+        text = []
+        for v in vals:
+            if not np.isfinite(v):
+                text.append("–")
+                continue
+            shown = f"{round(v):d}" if is_count else f"{v:.{decimals}f}"
+            text.append(f"<b>{shown}</b>" if best is not None and v == best else shown)
         cells.append(text)
     table = go.Table(
         header={
