@@ -50,6 +50,7 @@ from idkl_lib.viz.plots import (
     logit_distributions,
     style_figure,
 )
+from idkl_lib.viz.theme import TERM_SYMBOLS
 
 __all__ = [
     "LOSS_FAMILIES",
@@ -87,25 +88,6 @@ LOSS_FAMILIES: dict[str, str] = {
     "confuser": "modality",
 }
 """Family of every loss term (the colour of its bar in :func:`loss_terms_figure`)."""
-
-TERM_SYMBOLS: dict[str, str] = {
-    "id": "L_id",
-    "id_sp": "L_id_sp",
-    "tri_sh": "L_tri(f_sh)",
-    "tri_sp": "L_tri(f_sp)",
-    "ip_entropy": "L_F",
-    "ip_centroid": "L_mIN",
-    "tgsa_inter": "L_TGSA",
-    "tgsa_intra": "L_TGSA",
-    "tgsa_intra_cross": "L_TGSA",
-    "csa1_inter": "L_CSA1",
-    "csa1_intra": "L_CSA1",
-    "csa2_inter": "L_CSA2",
-    "csa2_intra": "L_CSA2",
-    "disc": "L_unad",
-    "confuser": "L_pse",
-}
-"""The method text's symbol of every loss term (docs/method.md, section 3.8), used in figure labels."""
 
 
 @dataclass
