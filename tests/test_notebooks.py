@@ -9,6 +9,7 @@ checked afterwards.
 from __future__ import annotations
 
 import ast
+import base64
 import contextlib
 import json
 import os
@@ -19,6 +20,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import papermill
 import pytest
 
@@ -157,6 +159,16 @@ def test_shared_parameters_have_one_meaning() -> None:
         assert set(step.params) <= set(declared[step.notebook])
 
 
+def test_rank_list_text_names_the_drawn_frame_colours() -> None:
+    from idkl_lib.viz.theme import MATCH_COLOR, MISMATCH_COLOR
+
+    names = {"#009E73": "bluish-green", "#D55E00": "orange"}  # Okabe-Ito bluish green and vermillion
+    nb = nbformat.read(str(NOTEBOOKS_DIR / "03_evaluate.ipynb"), as_version=4)
+    (text,) = [c.source for c in nb.cells if c.cell_type == "markdown" and c.source.startswith("## Rank lists")]
+    assert f"{names[MATCH_COLOR]} frame" in text and f"{names[MISMATCH_COLOR]} one" in text
+    assert not re.search(r"\b(green|red) (frame|one)\b", text.replace("bluish-green", ""))
+
+
 # ---------------------------------------------------------------------------------------------- executed run
 
 
@@ -240,6 +252,31 @@ def test_step_contents(ci_run: PipelineResult) -> None:
     assert m["04_gradcam"]["baseline_checkpoint"] == str(ci_run.run_dir / "02_train_baseline" / "checkpoint.pth")
     assert set(m["05_embeddings"]["views"]) == {"shared", "specific", "enhanced"}
     assert all("silhouette_modality" in v and "cross_ratio" in v for v in m["05_embeddings"]["views"].values())
+
+
+@pytest.mark.notebooks
+def test_training_shows_live_and_final_loss_curves(ci_run: PipelineResult) -> None:
+    def raw_total(figure: dict) -> np.ndarray:  # the faint raw "total" curve (the EMA curve follows it)
+        y = next(t for t in figure["data"] if t["name"] == "total")["y"]
+        if isinstance(y, dict):  # plotly >= 6 stores arrays as base64 typed arrays
+            return np.frombuffer(base64.b64decode(y["bdata"]), dtype=y["dtype"])
+        return np.asarray(y)
+
+    executed = nbformat.read(str(ci_run.run_dir / "02_train.ipynb"), as_version=4)
+    (cell,) = [c for c in _code_cells(executed) if "LiveLossPlot" in c.source]
+    history = json.loads((ci_run.run_dir / "02_train" / "history.json").read_text())
+    totals = [row["total"] for row in history]
+    # the live plot: one Output widget (the progress bars are widgets too), holding the last drawing
+    views = [o.data for o in cell.outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    live = [v["application/vnd.jupyter.widget-view+json"]["model_id"] for v in views if v["text/plain"] == "Output()"]
+    assert len(live) == 1, "the live plot is one Output widget"
+    state = executed.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"][live[0]]["state"]
+    assert np.allclose(raw_total(state["outputs"][-1]["data"]["application/vnd.plotly.v1+json"]), totals)
+    # the final curves, shown as a figure of their own
+    figures = [o.data["application/vnd.plotly.v1+json"] for o in cell.outputs if "data" in o and
+               "application/vnd.plotly.v1+json" in o.data]  # fmt: skip
+    assert len(figures) == 1 and figures[0]["layout"]["title"]["text"].startswith("Losses (idkl)")
+    assert np.allclose(raw_total(figures[0]), totals), "the shown figure holds the logged totals"
 
 
 @pytest.mark.notebooks

@@ -132,6 +132,8 @@ def test_embedding_scatter_encodes_identity_and_modality() -> None:
     assert all(t.showlegend is False for t in left)
     assert [t.marker.color for t in right] == [MODALITY_COLORS[0], MODALITY_COLORS[1]]
     assert [t.marker.symbol for t in left] == [MODALITY_SYMBOLS[0], MODALITY_SYMBOLS[1]]
+    for panel in (left, right):  # infrared is drawn over visible: smaller and fainter, so both stay visible
+        assert panel[1].marker.size < panel[0].marker.size and panel[1].marker.opacity < panel[0].marker.opacity < 1
     colours = list(left[0].marker.color) + list(left[1].marker.color)
     order = np.concatenate([np.flatnonzero(mod == 0), np.flatnonzero(mod == 1)])
     for p in np.unique(pid):  # one colour per identity, different identities differ

@@ -120,6 +120,18 @@ def test_results_table_columns_and_best_values() -> None:
     assert cells[1] == ["<b>81.42</b>", "47.50"] and cells[3] == ["–", "<b>1.00</b>"]
 
 
+def test_results_table_prints_counts_as_integers_without_highlight() -> None:
+    rows = {
+        "IDKL": {"R1": 81.4, "num_queries": 384.0, "trials": 10},
+        "AGW": {"R1": 47.5, "num_queries": 380.0, "trials": 9},
+    }
+    cells = [list(c) for c in plots.results_table(rows).data[0].cells.values]
+    # num_* by name (even as floats, e.g. read back from JSON), trials because its values are integers
+    assert cells[1] == ["<b>81.40</b>", "47.50"] and cells[2] == ["384", "380"] and cells[3] == ["10", "9"]
+    explicit = [list(c) for c in plots.results_table(rows, counts=[]).data[0].cells.values]
+    assert explicit[2] == ["<b>384.00</b>", "380.00"]  # counts=[]: every column is a metric
+
+
 # -- TGSA / CSA diagnostics -------------------------------------------------------------------------------------------
 
 

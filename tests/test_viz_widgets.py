@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from idkl_lib.data.records import Sample, VIDataset
+from idkl_lib.viz.gradcam import gradcam_grid
 from idkl_lib.viz.widgets import gradcam_picker, identity_browser, query_picker, show_figure
 
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
@@ -89,6 +90,10 @@ def test_gradcam_picker_with_arrays_and_callables() -> None:
     assert slider.max == 2
     first = _figure(box)
     assert first["layout"]["title"]["text"].startswith("Grad-CAM: q0") and _n_images(first) == 4
+    assert slider.description == "query"
+    grid = gradcam_grid(imgs[:1], {k: v[:1] for k, v in cams.items()}, ["q0"], reference_rgb=imgs[:1])
+    # each of the 4 images (query, match, 2 CAMs) is 320 x 160 pixels instead of the grid's 200 x 130
+    assert (first["layout"]["height"] - grid.layout.height, first["layout"]["width"] - grid.layout.width) == (120, 120)
     slider.value = 2
     second = _figure(box)
     assert second["layout"]["title"]["text"].startswith("Grad-CAM: q2")
@@ -105,6 +110,8 @@ def test_gradcam_picker_with_arrays_and_callables() -> None:
     lazy_slider.value = 1
     lazy_slider.value = 0
     assert calls == [0, 1] and _n_images(_figure(lazy)) == 2  # cached: index 0 computed once
+    pairs = gradcam_picker(imgs, cams, slider_label="pair")
+    assert pairs.children[0].children[0].description == "pair" and "pair 0" in _figure(pairs)["layout"]["title"]["text"]
     with pytest.raises(ValueError, match="num_items is required"):
         gradcam_picker(lambda i: imgs[i], compute)
 

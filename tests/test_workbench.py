@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 from pathlib import Path
@@ -215,28 +216,47 @@ def test_set_cpu_threads() -> None:
         wb.set_cpu_threads(-1)
 
 
-def test_live_loss_plot_redraws_one_display(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[tuple[str, dict]] = []
+def _plotly_values(values: object) -> list[float]:
+    """A trace's values as plotly JSON holds them: a list, or a base64 typed array (plotly >= 6)."""
+    if isinstance(values, dict):
+        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"]).tolist()
+    return list(values)  # type: ignore[call-overload]
 
-    class Handle:
-        def update(self, obj: object, **kw: object) -> None:
-            calls.append(("update", kw))
 
-    def fake_display(obj: object, **kw: object) -> Handle:
-        calls.append(("display", kw))
-        return Handle()
+def _drawn_traces(plot: wb.LiveLossPlot) -> dict[str, tuple[list[float], list[float]]]:
+    """``{trace name: (x, y)}`` of the figure the live plot's Output widget holds now (exactly one output)."""
+    (out,) = plot.output.outputs
+    assert out["output_type"] == "display_data"
+    json.dumps(out)  # widget state must be plain JSON (no numpy arrays)
+    data = out["data"]["application/vnd.plotly.v1+json"]["data"]
+    return {t["name"]: (_plotly_values(t["x"]), _plotly_values(t["y"])) for t in data}
 
-    monkeypatch.setattr("IPython.display.display", fake_display)
+
+def test_live_loss_plot_redraws_into_one_output_widget(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ipywidgets
+
+    shown: list[object] = []
+    monkeypatch.setattr("IPython.display.display", lambda obj, **kw: shown.append(obj))
     plot = wb.LiveLossPlot("losses", every=2, smoothing=0.0, min_interval=0.0)
+    drawn: list[list[float]] = []  # the "total" trace of every figure the widget received
     for step in range(1, 6):
         plot({"step": step, "epoch": 1, "lr": 0.1, "total": 3.0 / step, "id": 2.0 / step})
-    assert [c[0] for c in calls] == ["display", "update"] and calls[0][1]["display_id"] is True
-    fig = plot.figure()
-    assert [t.name for t in fig.data] == ["id", "total"] and len(fig.data[0].x) == 5
+        if plot.output is not None:
+            traces = _drawn_traces(plot)
+            assert list(traces) == ["id", "total"]
+            drawn.append(traces["total"][1])
+    # one Output widget displayed once, its content replaced at rows 2 and 4 with the values logged so far
+    assert len(shown) == 1 and isinstance(shown[0], ipywidgets.Output) and shown[0] is plot.output
+    assert drawn[0] == [3.0, 1.5] and drawn[1] == drawn[0] and drawn[2] == pytest.approx([3.0, 1.5, 1.0, 0.75])
+    plot.redraw()  # the final state after training
+    final = _drawn_traces(plot)
+    assert final["total"] == ([1.0, 2.0, 3.0, 4.0, 5.0], pytest.approx([3.0 / n for n in range(1, 6)]))
+    assert final["id"][1] == pytest.approx([2.0 / n for n in range(1, 6)]) and len(shown) == 1
     throttled = wb.LiveLossPlot("losses", min_interval=3600.0)
     for step in range(1, 6):
         throttled({"step": step, "total": 1.0})
-    assert len(calls) == 3  # the first row draws, the rest wait for the interval
+    # the first row draws, the rest wait for the interval
+    assert len(shown) == 2 and _drawn_traces(throttled)["total"] == ([1.0], [1.0])
 
 
 def test_loss_figure_clips_the_log_axis() -> None:
@@ -411,3 +431,18 @@ def test_walkthrough_figures(walk: method.BatchWalkthrough) -> None:
     assert len(figures["gates"].data) == 9  # 3 images x (image, m_IN, m_F)
     mass = method.set_block_mass(walk)
     assert all(m.shape == (4, 4) and np.all(m >= 0) and m.sum() <= 1 + 1e-5 for m in mass.values())
+
+
+def test_loss_term_labels_use_the_method_texts_symbols() -> None:
+    import re
+
+    table = (Path(__file__).resolve().parents[1] / "docs" / "method.md").read_text(encoding="utf-8")
+    documented = {  # term -> symbol from the "equation" column of the weight-preset table, LaTeX stripped
+        m.group(1): re.sub(r"[{}\\]", "", m.group(2)) for m in re.finditer(r"^\| `(\w+)` \| \$([^$]+)\$", table, re.M)
+    }
+    assert documented["ip_entropy"] == "L_F" and documented["ip_centroid"] == "L_mIN"
+    assert set(method.TERM_SYMBOLS) == set(LossWeights.names())
+    assert {t: method.TERM_SYMBOLS[t] for t in documented} == documented
+    fig = method.loss_terms_figure({"untrained": {"ip_entropy": 0.5, "ip_centroid": 0.25, "id": 2.0}})
+    assert list(fig.data[0].y) == ["ip_centroid (purifier L_mIN)", "ip_entropy (purifier L_F)", "id (identity L_id)"]
+    assert list(fig.data[0].x) == [0.25, 0.5, 2.0]

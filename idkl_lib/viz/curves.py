@@ -186,12 +186,19 @@ def cmc_curves(
     return style_figure(fig, title, legend_title_text="method")
 
 
+def _is_count_column(name: str, values: Sequence[Any]) -> bool:
+    present = [v for v in values if v is not None]
+    integers = bool(present) and all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in present)
+    return name.startswith("num_") or integers
+
+
 def results_table(
     rows: Mapping[str, Mapping[str, float]],
     title: str = "Retrieval results",
     columns: Sequence[str] | None = None,
     decimals: int = 2,
     highlight_best: bool = True,
+    counts: Sequence[str] | None = None,
 ) -> go.Figure:
     """A table of retrieval metrics, one row per method / setting.
 
@@ -199,8 +206,10 @@ def results_table(
         rows: ``{row label: {"R1": ..., "mAP": ...}}``, values shown as given (no rescaling).
         title: Figure title.
         columns: Metric columns; by default R1/R5/R10/R20/mAP/mINP that occur in ``rows``, then any other keys.
-        decimals: Digits after the decimal point.
-        highlight_best: Bold the highest value of each column.
+        decimals: Digits after the decimal point of the metrics.
+        highlight_best: Bold the highest value of each metric column (never of a count column).
+        counts: Columns holding counts (e.g. ``num_queries``), printed as integers and not highlighted; by default
+            the columns named ``num_*`` and those whose values are all integers.
 
     Returns:
         A ``go.Table`` figure.
@@ -213,14 +222,16 @@ def results_table(
     cells: list[list[str]] = [list(rows)]
     for col in columns:
         vals = [rows[r].get(col, np.nan) for r in rows]
+        is_count = col in counts if counts is not None else _is_count_column(col, [rows[r].get(col) for r in rows])
         finite = [v for v in vals if np.isfinite(v)]
-        best = max(finite) if finite else None
-        text = [
-            "–"
-            if not np.isfinite(v)
-            else (f"<b>{v:.{decimals}f}</b>" if highlight_best and v == best and len(rows) > 1 else f"{v:.{decimals}f}")
-            for v in vals
-        ]
+        best = max(finite) if finite and highlight_best and not is_count and len(rows) > 1 else None
+        text = []
+        for v in vals:
+            if not np.isfinite(v):
+                text.append("–")
+                continue
+            shown = f"{round(v):d}" if is_count else f"{v:.{decimals}f}"
+            text.append(f"<b>{shown}</b>" if best is not None and v == best else shown)
         cells.append(text)
     table = go.Table(
         header={
@@ -248,12 +259,16 @@ def loss_figure(
 
 
 class LiveLossPlot:
-    """A loss-curve figure that redraws in place while :func:`idkl_lib.train.train` runs (pass it as ``on_log``).
+    """A loss-curve figure that redraws while :func:`idkl_lib.train.train` runs (pass it as ``on_log``).
 
-    In JupyterLab the figure updates live; in a papermill run the executed notebook keeps the last drawing (show one
-    figure with ``fig.show()`` before training, so that the HTML export has plotly.js; see :func:`setup_notebook`).
-    Redraws are throttled (at most one per ``min_interval`` seconds, and only every ``every`` logged rows), so a long
-    run does not spend its time drawing; call :meth:`redraw` once after training for the final state.
+    The figure lives in an ``ipywidgets.Output`` shown under the cell on the first drawing; every redraw replaces the
+    Output's content with the current figure (the same as ``clear_output(wait=True)`` followed by a display, but
+    without a kernel round trip, so it also works from a training callback and outside a kernel). JupyterLab's
+    plotly renderer ignores in-place updates of an already displayed graph, an Output widget's content is rendered
+    afresh. Redraws are throttled (at most one per ``min_interval`` seconds, and only every ``every`` logged rows),
+    so a long run does not spend its time drawing; call :meth:`redraw` once after training for the final state. The
+    executed notebook keeps the last drawing in its widget state; show the final curves with ``fig.show()`` as well
+    so that every viewer of the saved notebook sees them.
 
     Args:
         title: Figure title.
@@ -274,7 +289,7 @@ class LiveLossPlot:
         self.title, self.every, self.smoothing = title, max(1, int(every)), smoothing
         self.min_interval, self.log_y = float(min_interval), log_y
         self.history: list[dict[str, float]] = []
-        self._handle: Any = None
+        self.output: Any = None  # the ipywidgets.Output, created (and displayed) by the first redraw
         self._last = -math.inf
 
     def __call__(self, row: Mapping[str, float]) -> None:
@@ -287,25 +302,27 @@ class LiveLossPlot:
         return loss_figure(self.history, self.title, smoothing=self.smoothing, log_y=self.log_y)
 
     def redraw(self) -> None:
-        """Draw (first call) or update the figure in the notebook output."""
+        """Draw the current curves into the Output widget (displayed under the cell on the first call)."""
+        import ipywidgets
         from IPython.display import display
 
         if not self.history:
             return
+        if self.output is None:
+            self.output = ipywidgets.Output()
+            display(self.output)
         bundle = _mime_bundle(self.figure())
-        if self._handle is None:
-            self._handle = display(bundle, raw=True, display_id=True)
-        else:
-            self._handle.update(bundle, raw=True)
+        self.output.outputs = ({"output_type": "display_data", "data": bundle, "metadata": {}},)
         self._last = time.monotonic()
 
 
 def _mime_bundle(fig: go.Figure) -> dict[str, Any]:
     """The figure's output for the default renderers, without re-running their activation.
 
-    A display id needs the raw bundle (plotly's ``_ipython_display_`` ignores display ids), and
-    ``fig._repr_mimebundle_()`` re-activates the ``notebook`` renderer on every call, which embeds another copy of
-    plotly.js (about 5 MB) in the notebook each time. The first figure shown with ``fig.show()`` loads plotly.js once.
+    The live plot's Output widget holds raw bundles (JSON only, no numpy arrays), and ``fig._repr_mimebundle_()``
+    re-activates the ``notebook`` renderer on every call, which embeds another copy of plotly.js (about 5 MB) in the
+    notebook each time. The first figure shown with ``fig.show()`` loads plotly.js once. Without a notebook renderer
+    (e.g. ``"browser"``) the bundle is the plotly mime type alone.
     """
     import plotly.io as pio
 
@@ -315,7 +332,7 @@ def _mime_bundle(fig: go.Figure) -> dict[str, Any]:
         renderer = pio.renderers[name]
         if hasattr(renderer, "to_mimebundle"):
             bundle.update(renderer.to_mimebundle(fig_dict))
-    return bundle
+    return bundle or pio.renderers["plotly_mimetype"].to_mimebundle(fig_dict)
 
 
 def final_losses(history: Sequence[Mapping[str, float]]) -> dict[str, float]:

@@ -159,6 +159,10 @@ def sample_hover(samples: Sequence[Sample]) -> list[str]:
     return [f"{s.path}<br>pid {s.pid} · cam {s.camid} · {modality_name(s.modality)}" for s in samples]
 
 
+_MARKER_STYLE = {VISIBLE: {"size": 8, "opacity": 0.8}, INFRARED: {"size": 6, "opacity": 0.55}}
+"""Marker size and opacity per modality: infrared is drawn last (on top), so it is the smaller, fainter one."""
+
+
 def embedding_scatter(
     coords: np.ndarray,
     pids: np.ndarray | Sequence[int],
@@ -171,7 +175,8 @@ def embedding_scatter(
     """Two panels of the same 2-D points: coloured by identity (left) and by modality (right).
 
     Marker symbols encode modality in both panels (circle = visible, diamond = infrared), so the legend entries
-    of the right panel explain both. Identity colours cycle through :data:`IDENTITY_PALETTE`.
+    of the right panel explain both. Identity colours cycle through :data:`IDENTITY_PALETTE`. Infrared points are
+    drawn over the visible ones, smaller and semi-transparent, so that neither modality hides the other.
 
     Args:
         coords: ``(N, 2)`` coordinates (e.g. from :func:`umap_embed`).
@@ -219,7 +224,7 @@ def embedding_scatter(
                 marker={
                     "color": id_colors[sel].tolist(),
                     "symbol": MODALITY_SYMBOLS[m],
-                    "size": 7,
+                    **_MARKER_STYLE[m],
                     "line": {"width": 0.5, "color": "#333333"},
                 },
             ),
@@ -230,7 +235,7 @@ def embedding_scatter(
             scatter(
                 **common,
                 name=name,
-                marker={"color": MODALITY_COLORS[m], "symbol": MODALITY_SYMBOLS[m], "size": 7, "opacity": 0.75},
+                marker={"color": MODALITY_COLORS[m], "symbol": MODALITY_SYMBOLS[m], **_MARKER_STYLE[m]},
             ),
             row=1,
             col=2,

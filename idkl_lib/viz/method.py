@@ -50,9 +50,11 @@ from idkl_lib.viz.plots import (
     logit_distributions,
     style_figure,
 )
+from idkl_lib.viz.theme import TERM_SYMBOLS
 
 __all__ = [
     "LOSS_FAMILIES",
+    "TERM_SYMBOLS",
     "Batch",
     "BatchWalkthrough",
     "batch_images_figure",
@@ -73,8 +75,8 @@ LOSS_FAMILIES: dict[str, str] = {
     "id_sp": "identity",
     "tri_sh": "triplet",
     "tri_sp": "triplet",
-    "ip_entropy": "purifier (L_ip)",
-    "ip_centroid": "purifier (L_ip)",
+    "ip_entropy": "purifier",
+    "ip_centroid": "purifier",
     "tgsa_inter": "TGSA",
     "tgsa_intra": "TGSA",
     "tgsa_intra_cross": "TGSA",
@@ -471,7 +473,7 @@ def loss_terms_figure(
     fig = go.Figure()
     # bottom to top, so that the first term of LossWeights.names() is drawn at the top
     terms = [name for name in reversed(LossWeights.names()) if any(name in row for row in losses.values())]
-    labels = [f"{t} ({LOSS_FAMILIES[t]})" for t in terms]
+    labels = [f"{t} ({LOSS_FAMILIES[t]} {TERM_SYMBOLS[t]})" for t in terms]
     for i, (state, row) in enumerate(losses.items()):
         fig.add_trace(
             go.Bar(
@@ -483,7 +485,7 @@ def loss_terms_figure(
                 hovertemplate="%{y}: %{x:.4g}<extra>" + state + "</extra>",
             )
         )
-    fig.update_yaxes(title_text="loss term (family)")
+    fig.update_yaxes(title_text="loss term (family and symbol)")
     fig.update_xaxes(title_text="weighted value (log scale; a zero value has no bar)", type="log")
     return style_figure(
         fig,

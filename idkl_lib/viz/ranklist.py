@@ -1,4 +1,5 @@
-"""Rank lists: a query image followed by its top-k gallery images, true matches framed green, false ones red.
+"""Rank lists: a query image followed by its top-k gallery images, true matches framed bluish green, false ones
+orange (Okabe-Ito green and vermillion).
 
 The gallery is filtered by the evaluation protocol's camera rule (:class:`idkl_lib.eval.views.RankView`; pass the
 view's ``camera_filter`` and ``camera_alias``): ``"all"`` removes every gallery image taken by the query's camera
@@ -107,8 +108,8 @@ def ranklist_figure(
 ) -> go.Figure:
     """The query image then its top-k gallery images; one row per query when several indices are given.
 
-    Each gallery image has a green border (✓) for a true match and a red one (✗) for a false match, and a caption
-    with its rank, distance, identity, camera and modality.
+    Each gallery image has a bluish-green border (✓) for a true match and an orange one (✗) for a false match, and
+    a caption with its rank, distance, identity, camera and modality.
 
     Args:
         distmat: ``(Q, G)`` distances (lower = more similar).

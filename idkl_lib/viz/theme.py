@@ -23,6 +23,24 @@ MISMATCH_COLOR = "#D55E00"  # Okabe-Ito vermillion: false match
 DASHES: tuple[str, ...] = ("solid", "dash", "dot", "dashdot")
 CONTINUOUS_SCALE = "Viridis"
 DEFAULT_COLUMNS: tuple[str, ...] = ("R1", "R5", "R10", "R20", "mAP", "mINP")
+TERM_SYMBOLS: dict[str, str] = {  # fmt: skip
+    "id": "L_id",
+    "id_sp": "L_id_sp",
+    "tri_sh": "L_tri(f_sh)",
+    "tri_sp": "L_tri(f_sp)",
+    "ip_entropy": "L_F",
+    "ip_centroid": "L_mIN",
+    "tgsa_inter": "L_TGSA",
+    "tgsa_intra": "L_TGSA",
+    "tgsa_intra_cross": "L_TGSA",
+    "csa1_inter": "L_CSA1",
+    "csa1_intra": "L_CSA1",
+    "csa2_inter": "L_CSA2",
+    "csa2_intra": "L_CSA2",
+    "disc": "L_unad",
+    "confuser": "L_pse",
+}
+"""The method text's symbol of every loss term (docs/method.md, section 3.8), used in figure labels."""
 
 __all__ = [
     "CONTINUOUS_SCALE",
@@ -35,6 +53,7 @@ __all__ = [
     "NOTEBOOK_RENDERER",
     "OKABE_ITO",
     "TEMPLATE",
+    "TERM_SYMBOLS",
     "modality_name",
     "series_color",
     "style_figure",

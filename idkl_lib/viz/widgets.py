@@ -169,8 +169,10 @@ def gradcam_picker(
     reference_rgb: ImageSource | None = None,
     title: str = "Grad-CAM",
     colormap: str = "viridis",
+    cell_size: tuple[int, int] = (320, 160),
+    slider_label: str = "query",
 ) -> widgets.VBox:
-    """Pick an item (a query), see its Grad-CAM row (:func:`idkl_lib.viz.gradcam.gradcam_grid`).
+    """Pick a query, see its Grad-CAM row (:func:`idkl_lib.viz.gradcam.gradcam_grid`) with larger cells than the grid.
 
     Either pass everything precomputed (arrays), or callables computing one item on demand, e.g.
     ``cams=lambda i: {"shared": similarity_cam(model, x[i:i+1], ref[i:i+1])[0], ...}`` (results are cached).
@@ -179,10 +181,12 @@ def gradcam_picker(
         images_rgb: ``(N, H, W, 3)`` images, a sequence of them, or ``index -> (H, W, 3)``.
         cams: ``{column: (N, H, W)}`` or ``index -> {column: (H, W)}``.
         num_items: ``N``; required when both ``images_rgb`` and ``cams`` are callables.
-        labels: ``N`` row labels (default ``"item i"``).
+        labels: ``N`` row labels (default ``f"{slider_label} {i}"``).
         reference_rgb: The matched gallery images (same forms as ``images_rgb``), shown after the image.
         title: Figure title prefix.
         colormap: CAM colour map.
+        cell_size: ``(height, width)`` of one image in pixels (the grid's default is 200 x 130).
+        slider_label: What the slider picks (its description and the default row labels).
 
     Returns:
         ``VBox([HBox([IntSlider]), Output])``.
@@ -208,15 +212,21 @@ def gradcam_picker(
     def item(source: ImageSource, i: int) -> np.ndarray:
         return np.asarray(source(i) if callable(source) else source[i])
 
-    slider = widgets.IntSlider(value=0, min=0, max=num_items - 1, description="item", continuous_update=False)
+    slider = widgets.IntSlider(value=0, min=0, max=num_items - 1, description=slider_label, continuous_update=False)
 
     def build() -> go.Figure:
         i = slider.value
         row_cams = {k: v[None] for k, v in item_cams(i).items()}
         refs = None if reference_rgb is None else [item(reference_rgb, i)]
-        label = labels[i] if labels is not None else f"item {i}"
+        label = labels[i] if labels is not None else f"{slider_label} {i}"
         return gradcam_grid(
-            [item(images_rgb, i)], row_cams, [label], title=f"{title}: {label}", colormap=colormap, reference_rgb=refs
+            [item(images_rgb, i)],
+            row_cams,
+            [label],
+            title=f"{title}: {label}",
+            colormap=colormap,
+            cell_size=cell_size,
+            reference_rgb=refs,
         )
 
     output = widgets.Output()
