@@ -235,7 +235,15 @@ def main(argv: list[str] | None = None) -> int:
 
             def library(shots: int = shots) -> object:
                 return evaluate_sysu(
-                    case.dataset, q_in, g_in, "all", shots, args.trials, perm_table=case.perm_table, max_rank=MAX_RANK
+                    case.dataset,
+                    q_in,
+                    g_in,
+                    "all",
+                    shots,
+                    args.trials,
+                    perm_table=case.perm_table,
+                    max_rank=MAX_RANK,
+                    cmc_mode="first_match",  # the loop's convention
                 )
 
             def loop(shots: int = shots) -> dict[str, float]:
@@ -255,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
                     args.trials,
                     perm_table=case.perm_table,
                     max_rank=MAX_RANK,
+                    cmc_mode="first_match",
                 )
             )
             loop64 = loop_sysu(case, shots, args.trials, np.float64)
