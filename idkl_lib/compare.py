@@ -31,12 +31,15 @@ __all__ = [
     "config_curves",
     "load_runs",
     "loss_magnitudes",
+    "markdown_tables",
     "paired_comparison",
     "summarise",
 ]
 
 METRICS: tuple[str, ...] = ("R1", "mAP", "mINP")
-IGNORED_PARAMS = frozenset({"seed", "run_dir", "step_dir", "run_tag", "resume", "device", "num_workers", "log_every"})
+IGNORED_PARAMS = frozenset(
+    {"seed", "run_dir", "step_dir", "data_root", "run_tag", "resume", "device", "num_workers", "log_every"}
+)
 WILCOXON_MIN_PAIRS = 6
 
 
@@ -256,3 +259,79 @@ def config_curves(runs: Sequence[Run]) -> dict[str, dict[str, Any]]:
         steps = sorted(by_step)
         out[label] = {"cmc": cmc, "steps": steps, "total": [float(np.mean(by_step[s])) for s in steps]}
     return out
+
+
+def _cell(summary: Mapping[str, Any], digits: int = 1) -> str:
+    mean, std, half = summary.get("mean"), summary.get("std"), summary.get("ci95")
+    if mean is None:
+        return "–"
+    if half is None:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f} [{mean - half:.{digits}f}, {mean + half:.{digits}f}]"
+
+
+def markdown_tables(runs: Sequence[Run], baseline: str = "", metrics: Sequence[str] = METRICS) -> str:
+    """The comparison as two Markdown tables (what docs/results.md shows).
+
+    The first gives per configuration the seeds and ``mean ± std [95% CI of the mean]`` per metric and the mean
+    training time; the second each configuration minus the baseline, paired by seed: the mean difference with its
+    95% interval and the paired t-test's p, marked *noise* when the interval contains 0.
+    """
+    head = "| configuration | seeds | " + " | ".join(metrics) + " | training (s) |"
+    lines = [head, "|" + "---|" * (len(metrics) + 3)]
+    for row in summarise(runs, metrics):
+        time_s = f"{row['train_time_s']:.0f}" if row["train_time_s"] is not None else "–"
+        cells = " | ".join(_cell(row[m]) for m in metrics)
+        lines.append(f"| {row['config']} | {','.join(str(s) for s in row['seeds'])} | {cells} | {time_s} |")
+    base, diffs = paired_comparison(runs, baseline, metrics)
+    lines += ["", f"| configuration − {base} | pairs | " + " | ".join(f"Δ{m}" for m in metrics) + " |"]
+    lines.append("|" + "---|" * (len(metrics) + 2))
+    by_config: dict[str, dict[str, dict[str, Any]]] = {}
+    for d in diffs:
+        by_config.setdefault(d["config"], {})[d["metric"]] = d
+    for label, per_metric in by_config.items():
+        cells = []
+        for m in metrics:
+            d = per_metric.get(m)
+            if d is None or d["mean_diff"] is None:
+                cells.append("–")
+                continue
+            text = f"{d['mean_diff']:+.1f}"
+            if d["ci95"] is not None:
+                text += f" [{d['mean_diff'] - d['ci95']:+.1f}, {d['mean_diff'] + d['ci95']:+.1f}]"
+            if d["t_p"] is not None:
+                text += f" p={d['t_p']:.2f}"
+            if d["inside_noise"]:
+                text += " *noise*"
+            cells.append(text)
+        pairs = max(d["pairs"] for d in per_metric.values())
+        lines.append(f"| {label} | {pairs} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m idkl_lib.compare RUN_DIR [RUN_DIR ...] [--baseline LABEL]``: print the Markdown tables."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m idkl_lib.compare", description=markdown_tables.__doc__)
+    parser.add_argument("folders", nargs="+", help="sweep folders (their finished cells) or run folders")
+    parser.add_argument("--baseline", default="", help="configuration label to compare with (default: baseline)")
+    parser.add_argument("--protocol", default="", help="protocol setting (default: single-shot all-search)")
+    args = parser.parse_args(argv)
+    runs: list[Run] = []
+    protocol = args.protocol
+    for folder in args.folders:
+        loaded, protocol = (
+            load_runs(folder, protocol=protocol)
+            if (Path(folder) / "sweep.json").is_file()
+            else load_runs(runs=[folder], protocol=protocol)
+        )
+        runs += loaded
+    _label(runs)
+    print(f"protocol: {protocol}\n")
+    print(markdown_tables(runs, args.baseline))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -232,3 +232,19 @@ def test_paired_comparison_pairs_by_seed_and_needs_two_pairs(tmp_path: Path) -> 
     assert single[0]["pairs"] == 1 and single[0]["inside_noise"] is None
     with pytest.raises(ValueError, match="baseline configuration 'nope' is not among the runs"):
         compare.paired_comparison(runs, "nope")
+
+
+def test_markdown_tables_give_mean_std_interval_and_paired_difference(tmp_path: Path) -> None:
+    def run(preset: str, seed: int, r1: float) -> compare.Run:
+        return compare.Run(tmp_path, {"loss_preset": preset, "seed": seed}, seed, {"R1": r1}, [], [], 10.0 * seed)
+
+    runs = [run("baseline", s, v) for s, v in ((0, 50.0), (1, 60.0), (2, 55.0))]
+    runs += [run("full", s, v) for s, v in ((0, 52.0), (1, 61.0), (2, 55.0))]
+    compare._label(runs)
+    text = compare.markdown_tables(runs, metrics=("R1",))
+    half = stats.t.ppf(0.975, 2) * 5.0 / np.sqrt(3)  # baseline: mean 55, std 5
+    assert f"| baseline | 0,1,2 | 55.0 ± 5.0 [{55 - half:.1f}, {55 + half:.1f}] | 10 |" in text
+    diff = np.array([2.0, 1.0, 0.0])
+    d_half = stats.t.ppf(0.975, 2) * diff.std(ddof=1) / np.sqrt(3)
+    p = stats.ttest_rel([52.0, 61.0, 55.0], [50.0, 60.0, 55.0]).pvalue
+    assert f"| full | 3 | +1.0 [{1 - d_half:+.1f}, {1 + d_half:+.1f}] p={p:.2f} *noise* |" in text
