@@ -177,8 +177,11 @@ def analyse_checkpoint(
     return result
 
 
-def analyse_sweep(sweep_dir: str | Path, weights: str, *, batches: int = 4, step: str = "02_train") -> list[dict]:
-    """:func:`analyse_checkpoint` for every cell of a sweep folder that has ``<cell>/<step>/checkpoint.pth``."""
+def analyse_sweep(
+    sweep_dir: str | Path, weights: str, *, batches: int = 4, step: str = "02_train", at_start: bool = False
+) -> list[dict]:
+    """:func:`analyse_checkpoint` for every cell of a sweep folder that has ``<cell>/<step>/checkpoint.pth`` (with
+    ``at_start``, also for its network at initialisation, under ``"start"``)."""
     sweep_dir = Path(sweep_dir)
     cells = sorted(p.parent.parent for p in sweep_dir.glob(f"*/{step}/checkpoint.pth"))
     if not cells:
@@ -189,6 +192,10 @@ def analyse_sweep(sweep_dir: str | Path, weights: str, *, batches: int = 4, step
     for cell in cells:
         params = json.loads((cell / "params.json").read_text()) if (cell / "params.json").is_file() else {}
         result = analyse_checkpoint(cell / step / "checkpoint.pth", weights, batches=batches)
+        if at_start:
+            result["start"] = analyse_checkpoint(
+                cell / step / "checkpoint.pth", weights, batches=batches, untrained=True
+            )
         rows.append({"cell": cell.name, "params": params, **result})
     return rows
 
@@ -198,10 +205,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sweep-dir", required=True, help="sweep folder (cells with 02_train/checkpoint.pth)")
     parser.add_argument("--weights", default="full@small_batch", help="loss preset whose terms are measured")
     parser.add_argument("--batches", type=int, default=4, help="training batches averaged per cell")
+    parser.add_argument("--at-start", action="store_true", help="also measure each cell's network at initialisation")
     args = parser.parse_args(argv)
     from .utils.io import atomic_write_text
 
-    rows = analyse_sweep(args.sweep_dir, args.weights, batches=args.batches)
+    rows = analyse_sweep(args.sweep_dir, args.weights, batches=args.batches, at_start=args.at_start)
     out = Path(args.sweep_dir) / "term_analysis.json"
     atomic_write_text(out, json.dumps({"weights": args.weights, "cells": rows}, indent=1))
     for row in rows:

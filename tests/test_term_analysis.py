@@ -3,6 +3,7 @@ scale against a hand-computed case, and one run on a trained checkpoint."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -78,16 +79,17 @@ def test_analyse_checkpoint_and_cli(sysu_root: Path, tmp_path: Path, capsys: pyt
     cfg = tiny_config(sysu_root, cell / "02_train", epochs=1, loss_preset="baseline")
     train(cfg)
     ckpt = cell / "02_train" / "checkpoint.pth"
-    result = analyse_checkpoint(ckpt, "full@small_batch", batches=2)
-    assert result["batches"] == 2 and result["epoch"] == 1
+    result = analyse_checkpoint(ckpt, "full@small_batch", batches=1)
+    assert result["batches"] == 1 and result["epoch"] == 1
     assert result["active"] == ["id", "id_sp", "tri_sh", "tri_sp"]
     measured = set(result["terms"]) - {"core", "total"}
     full = LossWeights.preset("full@small_batch")
     assert measured == {n for n in LossWeights.names() if getattr(full, n) > 0}
     assert all(math.isfinite(v["share"]) and v["grad_norm"] >= 0 for v in result["terms"].values())
     assert result["features"]["norm_sh"] > 0 and 0 < result["features"]["tgsa_entropy"] <= 1
-    start = analyse_checkpoint(ckpt, "full@small_batch", batches=2, untrained=True)
+    start = analyse_checkpoint(ckpt, "full@small_batch", batches=1, untrained=True)
     assert start["epoch"] == 0 and start["terms"]["core"]["value"] != result["terms"]["core"]["value"]
-    assert main(["--sweep-dir", str(tmp_path / "sweep"), "--batches", "1"]) == 0
-    assert (tmp_path / "sweep" / "term_analysis.json").is_file()
+    assert main(["--sweep-dir", str(tmp_path / "sweep"), "--batches", "1", "--at-start"]) == 0
+    written = json.loads((tmp_path / "sweep" / "term_analysis.json").read_text())
+    assert written["cells"][0]["start"]["epoch"] == 0 and written["cells"][0]["epoch"] == 1
     assert "loss_preset-baseline" in capsys.readouterr().out
