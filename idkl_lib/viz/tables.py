@@ -2,7 +2,8 @@
 
 A ``go.Table`` scrolls inside its figure when its rows need more height than the layout gives, and its columns share
 the width equally, so long names wrap onto several lines and push rows out of sight. :func:`table_figure` gives each
-column a width in proportion to its longest text and the figure the height of every row's wrapped lines at
+column a width in proportion to its longest text (within :data:`MIN_CHARS` and :data:`MAX_CHARS`) and the figure the
+height of every row's wrapped lines at
 :data:`REFERENCE_WIDTH` (a narrow notebook and the PNG export's default width); a wider display only adds space. The
 width follows the page (``autosize``).
 """
@@ -17,7 +18,7 @@ import plotly.graph_objects as go
 
 from idkl_lib.viz.theme import style_figure
 
-__all__ = ["CHAR_WIDTH", "LINE_HEIGHT", "REFERENCE_WIDTH", "table_figure", "text_lines"]
+__all__ = ["CHAR_WIDTH", "LINE_HEIGHT", "MAX_CHARS", "MIN_CHARS", "REFERENCE_WIDTH", "table_figure", "text_lines"]
 
 REFERENCE_WIDTH = 640
 """Table width in CSS pixels the row heights are computed for (narrower than any notebook output area in use)."""
@@ -25,6 +26,9 @@ CHAR_WIDTH = 7.5
 """Width of an average character of the table font (12 px) in CSS pixels, with a margin."""
 LINE_HEIGHT = 19
 """Height of one line of cell text in CSS pixels."""
+MIN_CHARS, MAX_CHARS = 6, 48
+"""Bounds of a column's width weight (characters): short numbers stay on one line, a long label wraps rather than
+squeezing the other columns."""
 _CELL_PAD = 16  # horizontal padding of a cell
 _TAG = re.compile(r"<[^>]+>")
 
@@ -62,7 +66,7 @@ def table_figure(
         max(len(_TAG.sub("", str(t))) for t in [h, *(p for c in col for p in re.split(r"<br\s*/?>", str(c)))])
         for h, col in zip(header, columns, strict=True)
     ]
-    weights = [max(4, n) for n in longest]
+    weights = [min(max(MIN_CHARS, n), MAX_CHARS) for n in longest]
     widths = [REFERENCE_WIDTH * w / sum(weights) for w in weights]
     head_h = max(cell_height, max(text_lines(h, w) for h, w in zip(header, widths, strict=True)) * LINE_HEIGHT + 8)
     body_h = sum(
