@@ -126,7 +126,7 @@ def comparison(metrics: Mapping[str, Any]) -> Comparison:
         checkpoint = _dict(evaluation.get("baseline")).get("checkpoint")
         note = (
             f"IDKL and the baseline evaluated side by side in {EVAL_STEP} (same protocol and trials"
-            + (f"; baseline checkpoint {checkpoint}" if checkpoint else "")
+            + (f"; baseline checkpoint {'/'.join(Path(str(checkpoint)).parts[-2:])}" if checkpoint else "")
             + f"), from {EVAL_STEP}/{METRICS_NAME}."
         )
         diffs = given or _differences(evaluated, side)

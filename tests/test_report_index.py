@@ -88,13 +88,14 @@ def _run(tmp_path: Path, evaluate: dict[str, Any], baseline_step: dict[str, Any]
 
 def test_side_by_side_table_values_differences_and_parameters(tmp_path: Path) -> None:
     vs = {s: {m: IDKL[s][m] - BASELINE[s][m] for m in ("R1", "mAP", "mINP")} for s in IDKL}
-    evaluate = {"protocols": IDKL, "baseline": {"checkpoint": "b.pth", "protocols": BASELINE}, "vs_baseline": vs}
+    baseline = {"checkpoint": "/runs/x/02_train_baseline/checkpoint.pth", "protocols": BASELINE}
+    evaluate = {"protocols": IDKL, "baseline": baseline, "vs_baseline": vs}
     page = reports.render_index(_run(tmp_path, evaluate, baseline_step={"eval": IDKL}))
     rows, classes = _summary_table(page)
     assert rows[2:] == EXPECTED_ROWS
     assert classes[2][4].endswith("neg") and classes[2][7].endswith("pos"), "differences are coloured by sign"
     assert [c for c in classes[2] if "diff" in c] == [classes[2][i] for i in (4, 7, 10)], "only differences coloured"
-    assert "evaluated side by side in 03_evaluate" in page and "b.pth" in page
+    assert "evaluated side by side in 03_evaluate" in page and "checkpoint 02_train_baseline/checkpoint.pth)" in page
     line = re.search(r"<p class='params'>(.*?)</p>", page).group(1)  # type: ignore[union-attr]
     for part in ("preset demo", "dataset sysu", "arch resnet18", "size 128×64", "P×K 8×4", "epochs 20", "lr 0.01"):
         assert part in line
