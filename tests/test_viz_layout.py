@@ -77,8 +77,11 @@ def test_rank_lists_show_all_ranks_within_the_width(tmp_path: Path, queries: lis
 
 
 def _row_labels(fig) -> list[str]:  # noqa: ANN001
+    """Row labels in row order; plotly draws an axis title only on an axis holding a trace, so each must have one."""
     axes = sorted((k for k in fig.layout if k.startswith("yaxis")), key=lambda k: int(k[5:] or 1))
-    return [fig.layout[k].title.text for k in axes if fig.layout[k].title.text]
+    labelled = [k for k in axes if fig.layout[k].title.text]
+    assert {f"y{k[5:]}" for k in labelled} <= {t.yaxis for t in fig.data}, "a labelled row without a trace"
+    return [fig.layout[k].title.text for k in labelled]
 
 
 def test_table_height_holds_every_wrapped_row() -> None:

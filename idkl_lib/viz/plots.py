@@ -260,6 +260,8 @@ def image_grid(
     for r, row in enumerate(images):
         for c, img in enumerate(row):
             if img is None:
+                if c == 0 and row_labels is not None:  # an empty first cell keeps its row label: the axis needs data
+                    fig.add_trace(go.Scatter(x=[None], y=[None], hoverinfo="skip"), row=r + 1, col=1)
                 continue
             fig.add_trace(go.Image(source=png_data_uri(img), hoverinfo="skip"), row=r + 1, col=c + 1)
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, ticks="")
