@@ -2,9 +2,14 @@
 
 :func:`write_index` reads ``status.json`` (step order and states), ``environment.json``, ``params.json`` and
 each step's ``<step>/metrics.json`` and ``<step>/figures/``, and writes one dependency-free HTML page
-(inline CSS, relative links, no scripts), so a run folder can be zipped, mailed or served as it is. Each step links
-its HTML page, its slide deck (``<step>.slides.html``) and its executed notebook; when a step folder holds
-TensorBoard logs, the page shows the command that opens them.
+(inline CSS, relative links, no scripts), so a run folder can be zipped, mailed or served as it is.
+
+The page leads with the result (:mod:`idkl_lib.report_summary`: the run's parameters in one line, IDKL against the
+baseline, the key figures), then the steps in run order, each with its figures in the order the notebook saved
+them (file modification times, which copies made with ``zip``, ``rsync -a`` or ``cp -p`` keep), linking the
+interactive HTML version of each; the full metrics table is collapsed at the bottom. Each step links its HTML page,
+its slide deck (``<step>.slides.html``) and its executed notebook; when a step folder holds TensorBoard logs, the
+page shows the command that opens them.
 """
 
 from __future__ import annotations
@@ -16,13 +21,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from idkl_lib.report_summary import render_summary
 from idkl_lib.runs import SLIDES_SUFFIX, TENSORBOARD_DIR
 from idkl_lib.utils.io import atomic_write_text
 
-__all__ = ["IMAGE_SUFFIXES", "flatten_metrics", "render_index", "write_index"]
+__all__ = ["IMAGE_SUFFIXES", "figure_order", "flatten_metrics", "render_index", "write_index"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".svg", ".gif", ".webp")
 """Figures shown inline; other files in ``figures/`` (``.html``, ``.pdf``, ...) are linked."""
+_SUPPORT_SUFFIXES = (".js", ".css", ".map")
+"""Files in ``figures/`` that serve the HTML figures (plotly.min.js) and are not listed."""
 
 _CSS = """
 body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1f2933;margin:0;background:#f5f7fa}
@@ -41,8 +49,12 @@ a{color:#1f6feb;text-decoration:none}a:hover{text-decoration:underline}
 .banner pre{white-space:pre-wrap;margin:6px 0 0;font-size:13px}
 .figs{display:grid;grid-template-columns:repeat(auto-fill,minmax(340px,1fr));gap:14px}
 figure{margin:0;background:#fff;border:1px solid #d9e2ec;padding:8px}
-figure img{width:100%;height:auto}figcaption{font-size:13px;color:#52606d;margin-top:4px}
+figure img{width:100%;height:auto;max-height:440px;object-fit:contain}
+figcaption{font-size:13px;color:#52606d;margin-top:4px}
 details{margin:6px 0}summary{cursor:pointer;color:#52606d}code{font-size:13px}
+.params{background:#fff;border:1px solid #d9e2ec;padding:6px 12px;font-size:14px}
+table.summary td.diff{font-weight:600}.pos{color:#00795a}.neg{color:#c2410c}.zero{color:#52606d}
+.figs.key{grid-template-columns:repeat(auto-fill,minmax(360px,1fr))}h3 small{font-weight:400;font-size:13px}
 """
 
 
@@ -175,20 +187,52 @@ def _metrics_table(order: list[str], all_metrics: dict[str, Any]) -> str:
     return f"<table><tr><th>step</th><th>metric</th><th>value</th></tr>{''.join(rows)}</table>"
 
 
+def figure_order(figures_dir: Path) -> list[Path]:
+    """The files of a ``figures/`` folder in the order they were saved (plotly.js and hidden files left out).
+
+    A figure's files (``name.html``, ``name.png``) stay together, placed by the oldest of them (``save_figure``
+    writes the HTML first); files saved at the same time are ordered by name.
+    """
+    files = [
+        p
+        for p in figures_dir.rglob("*")
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() not in _SUPPORT_SUFFIXES
+    ]
+    stems: dict[Path, int] = {}
+    for p in files:
+        key = p.with_suffix("")
+        stems[key] = min(stems.get(key, p.stat().st_mtime_ns), p.stat().st_mtime_ns)
+    return sorted(files, key=lambda p: (stems[p.with_suffix("")], p.with_suffix("").as_posix(), p.suffix))
+
+
+def _thumbnail(run_dir: Path, figures_dir: Path, image: Path) -> str:
+    page = image.with_suffix(".html")
+    src = quote(image.relative_to(run_dir).as_posix())
+    target = quote((page if page.is_file() else image).relative_to(run_dir).as_posix())
+    interactive = f' · <a href="{target}">interactive</a>' if page.is_file() else ""
+    return (
+        f'<figure><a href="{target}"><img src="{src}" alt="{html.escape(image.stem)}" loading="lazy"></a>'
+        f"<figcaption>{html.escape(image.relative_to(figures_dir).as_posix())}{interactive}</figcaption></figure>"
+    )
+
+
 def _step_section(run_dir: Path, name: str, entry: dict[str, Any], params: Any) -> str:
-    parts = [f'<h3 id="step-{html.escape(name)}">{html.escape(name)} {_badge(str(entry.get("state", "not run")))}</h3>']
+    links = [
+        _link(run_dir, path, label)
+        for path, label in ((run_dir / f"{name}.html", "notebook page"), (run_dir / f"{name}.ipynb", "notebook"))
+        if path.is_file()
+    ]
+    parts = [
+        f'<h3 id="step-{html.escape(name)}">{html.escape(name)} {_badge(str(entry.get("state", "not run")))}'
+        f"{' <small>' + ' · '.join(links) + '</small>' if links else ''}</h3>"
+    ]
     figures_dir = run_dir / name / "figures"
-    files = sorted(p for p in figures_dir.rglob("*") if p.is_file()) if figures_dir.is_dir() else []
+    files = figure_order(figures_dir) if figures_dir.is_dir() else []
     images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
-    others = [p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES and not p.name.startswith(".")]
+    shown = {p.with_suffix(".html") for p in images}
+    others = [p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES and p not in shown]
     if images:
-        figs = "".join(
-            f'<figure><a href="{quote(p.relative_to(run_dir).as_posix())}">'
-            f'<img src="{quote(p.relative_to(run_dir).as_posix())}" alt="{html.escape(p.stem)}" loading="lazy"></a>'
-            f"<figcaption>{html.escape(p.relative_to(figures_dir).as_posix())}</figcaption></figure>"
-            for p in images
-        )
-        parts.append(f'<div class="figs">{figs}</div>')
+        parts.append(f'<div class="figs">{"".join(_thumbnail(run_dir, figures_dir, p) for p in images)}</div>')
     if others:
         items = "".join(f"<li>{_link(run_dir, p, p.relative_to(figures_dir).as_posix())}</li>" for p in others)
         parts.append(f"<p>Interactive figures and other files:</p><ul>{items}</ul>")
@@ -227,9 +271,11 @@ def render_index(run_dir: str | os.PathLike[str], title: str | None = None) -> s
             all_metrics[name] = metrics
     title = title or f"IDKL run {run_dir.name}"
     state = str(status.get("state", "not run"))
+    rows = sum(len(flatten_metrics(m)) for m in all_metrics.values())
     sections = "".join(_step_section(run_dir, name, steps.get(name) or {}, params.get(name)) for name in order)
     files = [run_dir / f for f in ("metrics.json", "params.json", "environment.json", "status.json")]
     file_links = " · ".join(_link(run_dir, p, p.name) for p in files if p.is_file())
+    summary = render_summary(run_dir, status, params, all_metrics)
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width,initial-scale=1'>"
@@ -237,10 +283,12 @@ def render_index(run_dir: str | os.PathLike[str], title: str | None = None) -> s
         f"<h1>{html.escape(title)} {_badge(state)}</h1>"
         f"<p class='sub'>{html.escape(str(run_dir))} · {file_links}</p>"
         f"{_failure_banner(run_dir, status.get('failure'))}"
-        f"<h2>Run</h2>{_environment_table(env)}"
+        f"{summary}"
         f"<h2>Steps</h2>{_steps_table(run_dir, order, steps)}"
-        f"<h2>Metrics</h2>{_metrics_table(order, all_metrics)}"
-        f"<h2>Figures</h2>{sections}"
+        f"<h2>Notebooks</h2>{sections}"
+        f"<h2>Run</h2>{_environment_table(env)}"
+        f'<h2 id="metrics">Metrics</h2><details><summary>all metrics of every step ({rows} rows)</summary>'
+        f"{_metrics_table(order, all_metrics)}</details>"
         "</main></body></html>\n"
     )
 

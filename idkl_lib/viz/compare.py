@@ -13,6 +13,7 @@ from typing import Any
 import plotly.graph_objects as go
 
 from idkl_lib.viz.plots import cmc_curves, series_color, style_figure
+from idkl_lib.viz.tables import table_figure
 
 __all__ = ["cmc_figure", "loss_curves_figure", "loss_terms_figure", "paired_table", "summary_table"]
 
@@ -24,14 +25,8 @@ def _fmt(value: float | None, digits: int = 2) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def _table(header: Sequence[str], columns: Sequence[Sequence[str]], title: str, rows: int) -> go.Figure:
-    table = go.Table(
-        columnwidth=[3, *[2] * (len(columns) - 1)],  # the configuration labels are the longest cells
-        header={"values": [f"<b>{h}</b>" for h in header], "fill_color": "#DDE6F0", "align": "center"},
-        cells={"values": columns, "align": ["left", *["center"] * (len(columns) - 1)], "height": 26},
-    )
-    width = max(900, 130 * len(columns))
-    return style_figure(go.Figure(table), title, width=width, height=200 + 48 * rows, margin={"t": 60, "b": 10})
+def _table(header: Sequence[str], columns: Sequence[Sequence[str]], title: str) -> go.Figure:
+    return table_figure(header, columns, title)
 
 
 def summary_table(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str], title: str) -> go.Figure:
@@ -51,7 +46,7 @@ def summary_table(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str], tit
         )
     header.append("train s")
     columns.append([_fmt(r.get("train_time_s"), 0) for r in rows])
-    return _table(header, columns, title, len(rows))
+    return _table(header, columns, title)
 
 
 def paired_table(rows: Sequence[Mapping[str, Any]], baseline: str, title: str = "") -> go.Figure:
@@ -67,7 +62,7 @@ def paired_table(rows: Sequence[Mapping[str, Any]], baseline: str, title: str = 
         [_fmt(r["wilcoxon_p"], 3) for r in rows],
         [_VERDICTS[r["inside_noise"]] for r in rows],
     ]
-    return _table(header, columns, title or f"Paired by seed: each configuration minus {baseline}", len(rows))
+    return _table(header, columns, title or f"Paired by seed: each configuration minus {baseline}")
 
 
 def loss_curves_figure(

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
+from idkl_lib.viz.tables import table_figure
 from idkl_lib.viz.theme import (
     DASHES,
     DEFAULT_COLUMNS,
@@ -212,7 +213,7 @@ def results_table(
             the columns named ``num_*`` and those whose values are all integers.
 
     Returns:
-        A ``go.Table`` figure.
+        A ``go.Table`` figure showing every row and the full labels (:func:`idkl_lib.viz.tables.table_figure`).
     """
     if columns is None:
         present = [k for r in rows.values() for k in r]
@@ -233,16 +234,8 @@ def results_table(
             shown = f"{round(v):d}" if is_count else f"{v:.{decimals}f}"
             text.append(f"<b>{shown}</b>" if best is not None and v == best else shown)
         cells.append(text)
-    table = go.Table(
-        header={
-            "values": ["<b>method</b>", *[f"<b>{c}</b>" for c in columns]],
-            "fill_color": "#DDE6F0",
-            "align": "center",
-        },
-        cells={"values": cells, "align": ["left", *["center"] * len(columns)], "height": 26},
-    )
-    fig = go.Figure(table)
-    return style_figure(fig, title, height=140 + 28 * len(rows), margin={"t": 60, "b": 10})
+    align = ["left", *["center"] * len(columns)]
+    return table_figure(["method", *columns], cells, title, align=align)
 
 
 def loss_figure(

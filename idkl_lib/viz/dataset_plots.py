@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from idkl_lib.data.records import INFRARED, VISIBLE, VIDataset
+from idkl_lib.viz.tables import table_figure
 from idkl_lib.viz.theme import (
     MODALITY_COLORS,
     modality_name,
@@ -89,7 +90,6 @@ def dataset_bars(stats: Mapping[str, Mapping[int, Mapping[str, int]]] | VIDatase
         title or f"Images per camera{f' ({name})' if name else ''}",
         legend_title_text="modality",
         barmode="stack",
-        width=300 * len(splits) + 260,
         height=460,
     )  # the two modalities' cameras are disjoint categories: "stack" never stacks, it only avoids group offsets
 
@@ -143,23 +143,14 @@ def image_size_histogram(
 def dataset_card_figure(card: Sequence[Mapping[str, Any]], title: str) -> go.Figure:
     """The dataset card as a table: quantity, found, expected and a check mark per row."""
     marks = ["✓" if row["ok"] else "✗ differs" for row in card]
-    table = go.Table(
-        header={
-            "values": ["<b>quantity</b>", "<b>found</b>", "<b>expected</b>", "<b>check</b>"],
-            "fill_color": "#DDE6F0",
-        },
-        cells={
-            "values": [
-                [row["quantity"] for row in card],
-                [f"{row['found']:,}" for row in card],
-                [f"{row['expected']:,}" for row in card],
-                marks,
-            ],
-            "align": ["left", "right", "right", "center"],
-            "height": 26,
-        },
-    )
-    return style_figure(go.Figure(table), title, height=150 + 28 * len(card), margin={"t": 60, "b": 10})
+    columns = [
+        [str(row["quantity"]) for row in card],
+        [f"{row['found']:,}" for row in card],
+        [f"{row['expected']:,}" for row in card],
+        marks,
+    ]
+    header = ["quantity", "found", "expected", "check"]
+    return table_figure(header, columns, title, align=["left", "right", "right", "center"])
 
 
 def statistics_table(statistics: Mapping[str, Any], title: str) -> go.Figure:
@@ -170,11 +161,6 @@ def statistics_table(statistics: Mapping[str, Any], title: str) -> go.Figure:
             if entry["images"]:
                 cams = ", ".join(map(str, entry["cameras"]))
                 rows.append([split, modality, f"{entry['ids']:,}", f"{entry['images']:,}", cams])
-    table = go.Table(
-        header={
-            "values": [f"<b>{h}</b>" for h in ("split", "modality", "identities", "images", "cameras")],
-            "fill_color": "#DDE6F0",
-        },
-        cells={"values": list(map(list, zip(*rows, strict=True))), "align": ["left", "left", "right", "right", "left"]},
-    )
-    return style_figure(go.Figure(table), title, height=150 + 28 * len(rows), margin={"t": 60, "b": 10})
+    header = ["split", "modality", "identities", "images", "cameras"]
+    columns = [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in header]
+    return table_figure(header, columns, title, align=["left", "left", "right", "right", "left"])

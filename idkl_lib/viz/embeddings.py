@@ -14,7 +14,14 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from idkl_lib.data.records import INFRARED, VISIBLE, Sample
-from idkl_lib.viz.theme import MODALITY_COLORS, MODALITY_SYMBOLS, OKABE_ITO, modality_name, style_figure
+from idkl_lib.viz.theme import (
+    LEGEND_BELOW,
+    MODALITY_COLORS,
+    MODALITY_SYMBOLS,
+    OKABE_ITO,
+    modality_name,
+    style_figure,
+)
 
 IDENTITY_PALETTE: tuple[str, ...] = (
     *("#332288", "#88CCEE", "#44AA99", "#117733", "#999933", "#DDCC77", "#CC6677", "#882255", "#AA4499"),
@@ -243,7 +250,9 @@ def embedding_scatter(
     for c in (1, 2):
         fig.update_xaxes(title_text=x_label, row=1, col=c)
         fig.update_yaxes(title_text=y_label, row=1, col=c)
-    return style_figure(fig, title, legend_title_text="modality", width=1100, height=520)
+    return style_figure(
+        fig, title, legend=LEGEND_BELOW, legend_title_text="modality", height=580, margin={"t": 80, "b": 110}
+    )
 
 
 __all__ = [
@@ -272,6 +281,7 @@ def modality_gap_figure(stats: Mapping[str, Mapping[str, float]], title: str = "
         horizontal_spacing=0.12,
     )
     names = list(stats)
+    labels = [n.replace(" (", "<br>(") for n in names]  # two short lines instead of long rotated labels
     panels = (
         (1, "cross_same_id", "same identity"),
         (1, "cross_diff_id", "different identities"),
@@ -281,7 +291,7 @@ def modality_gap_figure(stats: Mapping[str, Mapping[str, float]], title: str = "
     for i, (col, key, label) in enumerate(panels):
         fig.add_trace(
             go.Bar(
-                x=names,
+                x=labels,
                 y=[stats[n][key] for n in names],
                 name=label,
                 marker={"color": OKABE_ITO[i]},
@@ -294,4 +304,12 @@ def modality_gap_figure(stats: Mapping[str, Mapping[str, float]], title: str = "
         fig.update_xaxes(title_text="feature", row=1, col=col)
     fig.update_yaxes(title_text="mean cosine distance", row=1, col=1)
     fig.update_yaxes(title_text="silhouette score", row=1, col=2)
-    return style_figure(fig, title, barmode="group", legend_title_text="quantity", width=1100, height=480)
+    return style_figure(
+        fig,
+        title,
+        barmode="group",
+        legend=LEGEND_BELOW,
+        legend_title_text="quantity",
+        height=540,
+        margin={"t": 80, "b": 130},
+    )

@@ -24,6 +24,7 @@ from idkl_lib.viz.theme import (
     DASHES,
     DEFAULT_COLUMNS,
     MATCH_COLOR,
+    MAX_WIDTH,
     MISMATCH_COLOR,
     MODALITY_COLORS,
     MODALITY_SYMBOLS,
@@ -225,7 +226,8 @@ def image_grid(
         captions: Per-cell captions (same nesting as ``images``); they replace ``col_labels`` as subplot titles.
         row_labels: One label per row, shown as the y-axis title of the first column.
         col_labels: One label per column, shown above the first row.
-        cell_size: ``(height, width)`` of a cell in pixels.
+        cell_size: ``(height, width)`` of a cell in pixels; cells shrink (keeping their shape) when the grid would
+            be wider than :data:`~idkl_lib.viz.theme.MAX_WIDTH`.
         subtitle: Smaller second title line (e.g. a colour key).
     """
     nrows = len(images)
@@ -241,7 +243,10 @@ def image_grid(
                 titles.append(col_labels[c] if col_labels is not None and r == 0 and c < len(col_labels) else "")
     has_titles = any(titles)
     cell_h, cell_w = cell_size
-    top, bottom, left = 70 + (18 if subtitle else 0), 20, 60 if row_labels is not None else 20
+    top, bottom, left = 72 + (24 if subtitle else 0), 20, 60 if row_labels is not None else 20
+    if left + 20 + ncols * cell_w > MAX_WIDTH:  # shrink the tiles to fit the notebook's width
+        factor = (MAX_WIDTH - left - 20) / (ncols * cell_w)
+        cell_h, cell_w = max(1, int(cell_h * factor)), max(1, int(cell_w * factor))
     gap_px = 42 if has_titles else 12
     height = top + bottom + nrows * cell_h + (nrows - 1) * gap_px
     width = max(left + 20 + ncols * cell_w, 560 if subtitle else 0)
@@ -255,6 +260,8 @@ def image_grid(
     for r, row in enumerate(images):
         for c, img in enumerate(row):
             if img is None:
+                if c == 0 and row_labels is not None:  # an empty first cell keeps its row label: the axis needs data
+                    fig.add_trace(go.Scatter(x=[None], y=[None], hoverinfo="skip"), row=r + 1, col=1)
                 continue
             fig.add_trace(go.Image(source=png_data_uri(img), hoverinfo="skip"), row=r + 1, col=c + 1)
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, ticks="")

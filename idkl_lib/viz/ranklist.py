@@ -23,7 +23,7 @@ from idkl_lib.utils.io import atomic_write_bytes
 from idkl_lib.viz.export import figure_to_png
 from idkl_lib.viz.images import add_border, load_image
 from idkl_lib.viz.plots import image_grid
-from idkl_lib.viz.theme import MATCH_COLOR, MISMATCH_COLOR
+from idkl_lib.viz.theme import MATCH_COLOR, MAX_WIDTH, MISMATCH_COLOR
 
 QUERY_COLOR = "#555555"
 _RULE_TEXT = {
@@ -109,7 +109,9 @@ def ranklist_figure(
     """The query image then its top-k gallery images; one row per query when several indices are given.
 
     Each gallery image has a bluish-green border (✓) for a true match and an orange one (✗) for a false match, and
-    a caption with its rank, distance, identity, camera and modality.
+    a caption with its rank, distance, identity, camera and modality. A query's ranks wrap onto further rows when
+    they would make the figure wider than :data:`~idkl_lib.viz.theme.MAX_WIDTH` (JupyterLab's output area), so every
+    rank stays in sight.
 
     Args:
         distmat: ``(Q, G)`` distances (lower = more similar).
@@ -128,6 +130,8 @@ def ranklist_figure(
         raise ValueError("query_index is empty")
     view = RankView.from_records(distmat, query, gallery, exclude_same_camera, camera_alias, camera_filter)
     border = max(2, image_size[0] // 32)
+    cell_size = (image_size[0] + 54, max(image_size[1] + 72, 136))
+    per_row = max(1, (MAX_WIDTH - 80) // cell_size[1] - 1)  # gallery tiles after the query, row labels left
     images, captions, row_labels, first_hits = [], [], [], []
     for qi in indices:
         q = query[qi]
@@ -135,16 +139,20 @@ def ranklist_figure(
         dist_row = view.distmat[qi]
         matches = np.array([gallery[g].pid == q.pid for g in order], dtype=bool)
         first_hits.append(int(np.argmax(matches)) + 1 if matches.any() else None)
-        row = [add_border(load_image(q.path, image_size), QUERY_COLOR, border)]
-        caps = [f"query #{qi}<br>pid {q.pid} · cam {q.camid} · {_modality_tag(q)}"]
+        tiles, caps = [], []
         for rank, (g, ok) in enumerate(zip(order[:topk], matches[:topk], strict=True), start=1):
             s = gallery[g]
-            row.append(add_border(load_image(s.path, image_size), MATCH_COLOR if ok else MISMATCH_COLOR, border))
+            tiles.append(add_border(load_image(s.path, image_size), MATCH_COLOR if ok else MISMATCH_COLOR, border))
             mark = "✓" if ok else "✗"
             caps.append(f"{mark} rank {rank} · d {dist_row[g]:.3g}<br>pid {s.pid} · cam {s.camid} · {_modality_tag(s)}")
-        images.append(row)
-        captions.append(caps)
-        row_labels.append(f"query #{qi}")
+        query_tile = add_border(load_image(q.path, image_size), QUERY_COLOR, border)
+        query_cap = f"query #{qi}<br>pid {q.pid} · cam {q.camid} · {_modality_tag(q)}"
+        for start in range(0, max(len(tiles), 1), per_row):
+            first = start == 0
+            images.append([query_tile if first else None, *tiles[start : start + per_row]])
+            captions.append([query_cap if first else "", *caps[start : start + per_row]])
+            shown = f"ranks {start + 1}–{min(start + per_row, len(tiles))}"
+            row_labels.append(f"query #{qi}" if first else shown)
     if title is None:
         if len(indices) == 1:
             q, hit = query[indices[0]], first_hits[0]
@@ -162,8 +170,8 @@ def ranklist_figure(
         images,
         title,
         captions=captions,
-        row_labels=row_labels if len(indices) > 1 else None,
-        cell_size=(image_size[0] + 54, max(image_size[1] + 80, 144)),
+        row_labels=row_labels if len(images) > 1 else None,
+        cell_size=cell_size,
         subtitle=subtitle,
     )
 

@@ -4,7 +4,10 @@
 * colour-blind-safe colours (Okabe-Ito for categories, Viridis/Cividis for continuous values);
 * the same modality colours everywhere: :data:`MODALITY_COLORS` (visible = blue, infrared = orange) and marker
   symbols :data:`MODALITY_SYMBOLS`;
-* images are embedded as compact PNG data URIs (:func:`idkl_lib.viz.images.png_data_uri`).
+* images are embedded as compact PNG data URIs (:func:`idkl_lib.viz.images.png_data_uri`);
+* figures fit JupyterLab's output area: they follow the page's width (``autosize``) and no figure is laid out wider
+  than :data:`MAX_WIDTH`; image grids, whose tiles need a fixed size, shrink or wrap to fit it; legends of wide
+  figures sit below the plot (:data:`LEGEND_BELOW`), never beside it where a narrow page cuts them off.
 """
 
 from __future__ import annotations
@@ -41,12 +44,26 @@ TERM_SYMBOLS: dict[str, str] = {  # fmt: skip
     "confuser": "L_pse",
 }
 """The method text's symbol of every loss term (docs/method.md, section 3.8), used in figure labels."""
+MAX_WIDTH = 900
+"""Widest layout width (CSS pixels) of any figure: JupyterLab's output area in a usual window is about that wide."""
+LEGEND_BELOW: dict[str, object] = {
+    "orientation": "h",
+    "x": 0.5,
+    "xanchor": "center",
+    "yref": "container",
+    "y": 0.01,
+    "yanchor": "bottom",
+}
+"""Legend placement of multi-panel figures: a horizontal row centred at the bottom of the figure, under the axis
+titles (give the figure a bottom margin of about 110 px for it)."""
 
 __all__ = [
     "CONTINUOUS_SCALE",
     "DASHES",
     "DEFAULT_COLUMNS",
+    "LEGEND_BELOW",
     "MATCH_COLOR",
+    "MAX_WIDTH",
     "MISMATCH_COLOR",
     "MODALITY_COLORS",
     "MODALITY_SYMBOLS",
@@ -71,8 +88,14 @@ def series_color(i: int) -> str:
 
 
 def style_figure(fig: go.Figure, title: str, **kw: object) -> go.Figure:
-    """Apply the shared look (template, centred title, extra ``layout`` keywords) in place; returns ``fig``."""
-    fig.update_layout(title={"text": title, "x": 0.5, "xanchor": "center"}, template=TEMPLATE, **kw)
+    """Apply the shared look (template, centred title, extra ``layout`` keywords) in place; returns ``fig``.
+
+    The figure follows the page's width (``autosize``); a ``width`` keyword above :data:`MAX_WIDTH` is lowered to it.
+    """
+    width = kw.pop("width", None)
+    if width is not None:
+        kw["width"] = min(int(width), MAX_WIDTH)  # type: ignore[call-overload]
+    fig.update_layout(title={"text": title, "x": 0.5, "xanchor": "center"}, template=TEMPLATE, autosize=True, **kw)
     return fig
 
 
