@@ -11,6 +11,7 @@ from CDNs; no installed package ships them) and the slide decks' reveal.js.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import shutil
 import tempfile
@@ -20,14 +21,22 @@ from idkl_lib.runs import MATHJAX_DIR
 
 __all__ = ["MATHJAX_CONFIG", "MATHJAX_DIR", "local_mathjax", "nbconvert_options"]
 
-MATHJAX_CONFIG = "TeX-AMS-MML_HTMLorMML-full,Safe"
-"""The MathJax configuration the package ships (TeX and MathML input, HTML-CSS output; ``Safe`` as nbconvert's)."""
+MATHJAX_CONFIG = "TeX-AMS-MML_HTMLorMML-full,Safe,local/idkl"
+"""The configuration the package ships (TeX and MathML input, HTML-CSS output; ``Safe`` as nbconvert's) and ours."""
 _PACKAGE = "jupyter-server-mathjax"
 _VERSION_FILE = ".version"
+_LOCAL_CONFIG = "config/local/idkl.js"
+# The package ships only the STIX-Web web fonts (MathJax's default web font, TeX, is left out): use them, as the
+# classic Jupyter notebook did; otherwise \mathcal and friends fall back to plain letters.
+_LOCAL_CONFIG_JS = """MathJax.Hub.Config({"HTML-CSS": {availableFonts: [], preferredFont: null, webFont: "STIX-Web",
+  imageFont: null}});
+MathJax.Ajax.loadComplete("[MathJax]/config/local/idkl.js");
+"""
 
 
 def _mathjax_source() -> tuple[Path, str] | None:
-    """The installed MathJax 2 folder and its package version, or None when the package is missing."""
+    """The installed MathJax 2 folder and the copy's version (package version, hash of our configuration), or None
+    when the package is missing."""
     try:
         import jupyter_server_mathjax
     except ImportError:
@@ -35,7 +44,8 @@ def _mathjax_source() -> tuple[Path, str] | None:
     static = Path(jupyter_server_mathjax.__file__).resolve().parent / "static"
     if not (static / "MathJax.js").is_file():
         return None
-    return static, importlib.metadata.version(_PACKAGE)
+    digest = hashlib.sha256(_LOCAL_CONFIG_JS.encode()).hexdigest()[:12]
+    return static, f"{importlib.metadata.version(_PACKAGE)} {digest}"
 
 
 def local_mathjax(folder: str | Path) -> str | None:
@@ -54,6 +64,8 @@ def local_mathjax(folder: str | Path) -> str | None:
     staging = Path(tempfile.mkdtemp(prefix=f".{MATHJAX_DIR}.", suffix=".tmp", dir=folder))
     try:
         shutil.copytree(static, staging, dirs_exist_ok=True)
+        (staging / _LOCAL_CONFIG).parent.mkdir(parents=True, exist_ok=True)
+        (staging / _LOCAL_CONFIG).write_text(_LOCAL_CONFIG_JS)
         (staging / _VERSION_FILE).write_text(version)  # written last: the copy is complete
         if target.exists():
             shutil.rmtree(target)  # an older version or an interrupted copy

@@ -31,7 +31,9 @@ def test_html_export_points_at_the_local_mathjax(tmp_path: Path) -> None:
     assert "\\mathcal{L}_{ip}" in body  # the equation source is there for MathJax to typeset
     local = tmp_path / MATHJAX_DIR
     assert (local / "MathJax.js").stat().st_size > 10_000
-    assert (local / "config" / "TeX-AMS-MML_HTMLorMML-full.js").is_file()  # the configuration the URL names
+    for name in MATHJAX_CONFIG.split(","):  # every configuration file the URL names is there
+        assert (local / "config" / f"{name}.js").is_file(), name
+    assert "STIX-Web" in (local / "config" / "local" / "idkl.js").read_text()  # the web font the package ships
     assert (local / "jax" / "output" / "HTML-CSS").is_dir() and (local / "fonts" / "HTML-CSS").is_dir()
     assert not list(tmp_path.glob(f".{MATHJAX_DIR}.*")), "no temporary copy left behind"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from choreographer.errors import ChromeNotFoundError
+from choreographer.errors import BrowserFailedError, ChromeNotFoundError
 from PIL import Image
 
 from idkl_lib.viz import export, plots
@@ -78,8 +78,15 @@ def test_one_browser_serves_every_figure(fake_exporter: list) -> None:
     assert exporter.closed and export._EXPORTER is None
 
 
-def test_a_transient_error_is_retried_on_a_fresh_browser(fake_exporter: list, tmp_path: Path) -> None:
-    fake_exporter[0].failures.append(RuntimeError("JSONError decoding message"))
+_SLOW_START = BrowserFailedError(  # as choreographer words it: it mentions Chrome, yet Chromium is installed
+    "The browser seemed to close immediately after starting.",
+    "You may try installing a known working copy of Chrome by running `$ choreo_get_chrome`.",
+)
+
+
+@pytest.mark.parametrize("error", [RuntimeError("JSONError decoding message"), _SLOW_START], ids=["json", "start"])
+def test_a_transient_error_is_retried_on_a_fresh_browser(fake_exporter: list, tmp_path: Path, error: Exception) -> None:
+    fake_exporter[0].failures.append(error)
     fig = plots.heatmap(np.eye(3), "I", "j", "i")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a recovered error says nothing
