@@ -4,6 +4,7 @@ browser left behind at exit."""
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
 import textwrap
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from choreographer.errors import BrowserFailedError, ChromeNotFoundError
+from kaleido.errors import JavascriptError
 from PIL import Image
 
 from idkl_lib.viz import export, plots
@@ -151,6 +153,33 @@ def test_save_figure_writes_offline_html_and_png(tmp_path: Path) -> None:
         plots.save_figure(fig, tmp_path, "a/b")
 
 
+_SAVE_THREE = """
+import tempfile, warnings
+import numpy as np
+from idkl_lib.viz import plots
+
+folder = tempfile.mkdtemp()
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    written = [sorted(plots.save_figure(plots.heatmap(np.eye(3), "I", "j", "i"), folder, name)) for name in "abc"]
+print(written)
+print("WARNINGS", len(caught))
+print("MESSAGE", caught[0].message)
+"""
+
+
+def test_a_wrong_browser_path_gives_html_and_one_line_without_hanging() -> None:
+    env = {**os.environ, "BROWSER_PATH": "/nonexistent/chromium", "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-c", _SAVE_THREE], cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert "[['html'], ['html'], ['html']]" in done.stdout and "WARNINGS 1" in done.stdout
+    message = done.stdout.split("MESSAGE ", 1)[1].strip()
+    assert message.startswith("a.png not written, a.html is (ChromeNotFoundError: No browser found at BROWSER_PATH")
+    assert "apt-get install chromium" in message and "\n" not in message and len(message) < 300
+
+
 _EXPORT_AND_EXIT = """
 import os
 from pathlib import Path
@@ -201,3 +230,24 @@ def test_real_exports_reuse_one_browser_that_is_gone_after_exit() -> None:
     while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not [pid for pid in children if _alive(pid)], "a browser process outlived the interpreter"
+
+
+_JS_ERROR = {
+    "type": "object",
+    "subtype": "error",
+    "description": "TypeError: Plotly is undefined\n    at render (k.js:1)",
+}
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (JavascriptError(str(_JS_ERROR)), "JavascriptError: TypeError: Plotly is undefined"),
+        (_SLOW_START, "BrowserFailedError: The browser seemed to close immediately after starting."),
+        (RuntimeError('{"error": "no tab"}\n{"more": 1}'), "RuntimeError: no tab"),
+        (RuntimeError("First sentence. " + "y" * 300), "RuntimeError: First sentence."),
+        (RuntimeError(""), "RuntimeError"),
+    ],
+)
+def test_errors_are_shown_by_their_first_line(error: Exception, expected: str) -> None:
+    assert export._first_line(error) == expected

@@ -14,6 +14,7 @@ When a PNG cannot be written, :func:`save_figure` still writes the HTML and says
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import atexit
 import concurrent.futures
@@ -69,16 +70,28 @@ class PNGExportWarning(UserWarning):
 def _first_line(exc: BaseException) -> str:
     """``Type: first line`` of an error (choreographer errors carry several strings in ``args``)."""
     text = (exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)).strip()
-    if text.startswith(("{", "[")):  # a browser's JSON message: its "message"/"error" text, never the dump
-        try:
-            data, _ = json.JSONDecoder().raw_decode(text)
-        except ValueError:
-            data = None
-        found = [data.get(key) for key in ("message", "error", "msg")] if isinstance(data, dict) else []
-        text = next((str(value) for value in found if value), "a JSON message from the browser")
+    if text.startswith(("{", "[")):  # a browser's message (JSON, or a dict's repr): its text, never the dump
+        data = _parse_message(text)
+        keys = ("description", "message", "error", "msg")
+        found = [data.get(key) for key in keys] if isinstance(data, dict) else []
+        text = next((str(value) for value in found if value), "an unreadable message from the browser")
     lines = text.splitlines()
     line = lines[0].strip() if lines else ""
-    return f"{type(exc).__name__}: {line[:160]}" if line else type(exc).__name__
+    if len(line) > 120:  # its first sentence, else cut
+        end = line.find(". ", 0, 157)
+        line = line[: end + 1] if end > 0 else line[:157] + "..."
+    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
+
+
+def _parse_message(text: str) -> object:
+    try:
+        return json.JSONDecoder().raw_decode(text)[0]
+    except ValueError:
+        pass
+    try:
+        return ast.literal_eval(text)  # kaleido's JavascriptError carries str(dict)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None
 
 
 class _Exporter:
