@@ -139,6 +139,9 @@ def test_without_chrome_html_is_written_and_one_short_message_says_how_to_get_pn
 def test_save_figure_writes_offline_html_and_png(tmp_path: Path) -> None:
     fig = plots.cmc_curves({"a": np.linspace(0.5, 1.0, 10), "b": np.linspace(0.2, 0.9, 10)})
     paths = plots.save_figure(fig, tmp_path / "figs", "cmc")
+    browser = export._EXPORTER
+    assert browser is not None and plots.figure_to_png(fig, scale=0.5).startswith(b"\x89PNG")
+    assert export._EXPORTER is browser  # the same browser serves the next figure
     html = paths["html"].read_text()
     assert paths["html"].name == "cmc.html" and 'src="plotly.min.js"' in html and "cdn.plot.ly" not in html
     assert (tmp_path / "figs" / "plotly.min.js").stat().st_size > 1_000_000
@@ -212,6 +215,7 @@ def _alive(pid: str) -> bool:
     return state != "Z"
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("needs_chrome")
 def test_real_exports_reuse_one_browser_that_is_gone_after_exit() -> None:
     done = subprocess.run(
