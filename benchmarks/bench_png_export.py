@@ -12,6 +12,7 @@ medians. The reused browser's start is in its first figure's time. ``--quick``: 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 import statistics
@@ -59,7 +60,7 @@ def synthetic_figures(count: int, seed: int) -> dict[str, go.Figure]:
     images = (rng.random((3, 8, 64, 32, 3)) * 255).astype(np.uint8)
     points = rng.normal(size=(600, 2))
     kinds: dict[str, Callable[[], go.Figure]] = {
-        "loss": lambda: plots.loss_curves({k: np.cumsum(rng.random(200))[::-1] for k in ("id", "tri", "kl")}),
+        "loss": lambda: plots.loss_curves({k: list(np.cumsum(rng.random(200))[::-1]) for k in ("id", "tri", "kl")}),
         "cmc": lambda: plots.cmc_curves({"idkl": np.linspace(0.5, 1, 20), "baseline": np.linspace(0.4, 1, 20)}),
         "table": lambda: plots.results_table(
             {f"model {i}": {"R1": rng.random(), "mAP": rng.random()} for i in range(6)}
@@ -96,25 +97,26 @@ def main(argv: list[str] | None = None) -> int:
     figures = report_figures(args.report) if args.report else synthetic_figures(count, args.seed)
     timings: dict[str, list[float]] = {"one_browser_per_figure": [], "reused_browser": []}
     failures: dict[str, list[str]] = {"one_browser_per_figure": [], "reused_browser": []}
-    ways = {
+    ways: dict[str, Callable[[go.Figure], bytes]] = {
         "one_browser_per_figure": lambda fig: fig.to_image(format="png", scale=2.0),
         "reused_browser": lambda fig: export.figure_to_png(fig, scale=2.0),
     }
     for index, (name, fig) in enumerate(figures.items()):
         order = list(ways) if index % 2 == 0 else list(reversed(ways))  # interleaved, alternating who goes first
         for way in order:
-            seconds, error = _timed(lambda fig=fig, way=way: ways[way](fig))
+            seconds, error = _timed(functools.partial(ways[way], fig))
             timings[way].append(seconds)
             if error:
                 failures[way].append(f"{name}: {error}")
     export.close_png_export()
-    results = {way: {**_stats(timings[way]), "failures": failures[way]} for way in ways}
-    speedup = results["one_browser_per_figure"]["median_s"] / results["reused_browser"]["median_s"]
+    stats = {way: _stats(timings[way]) for way in ways}
+    speedup = stats["one_browser_per_figure"]["median_s"] / stats["reused_browser"]["median_s"]
+    results: dict[str, object] = {way: {**stats[way], "failures": failures[way]} for way in ways}
     results["median_ratio_per_figure_over_reused"] = speedup
     summary = (
-        f"{len(figures)} figures: reused browser {results['reused_browser']['median_s']:.2f} s/PNG "
+        f"{len(figures)} figures: reused browser {stats['reused_browser']['median_s']:.2f} s/PNG "
         f"({len(failures['reused_browser'])} failed), one browser per figure "
-        f"{results['one_browser_per_figure']['median_s']:.2f} s/PNG ({len(failures['one_browser_per_figure'])} "
+        f"{stats['one_browser_per_figure']['median_s']:.2f} s/PNG ({len(failures['one_browser_per_figure'])} "
         f"failed): {speedup:.1f}x"
     )
     settings = {"source": str(args.report) if args.report else "synthetic", "figures": len(figures), "scale": 2.0}
