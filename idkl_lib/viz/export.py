@@ -19,6 +19,7 @@ import asyncio
 import atexit
 import concurrent.futures
 import json
+import logging
 import os
 import threading
 import warnings
@@ -47,10 +48,11 @@ ENABLE_PNG_HINT = (
 )
 RETRY_HINT = "rerun the cell to retry; figure_to_png(fig) raises the full error"
 ATTEMPTS = 2  # the first try, then one more with a fresh browser
-OPEN_TIMEOUT_S = 60.0  # starting the browser (seconds; a loaded machine needs a few)
+OPEN_TIMEOUT_S = 120.0  # starting the browser (seconds; seen above 60 s on a 2-core machine at load 20)
 RENDER_TIMEOUT_S = 90.0  # one figure (kaleido's own per-figure limit)
 CLOSE_TIMEOUT_S = 15.0
 
+_LOG = logging.getLogger(__name__)
 # "missing": why no browser was found; "warned": the one message was shown; "available": the probe's answer
 _STATE: dict[str, object] = {}
 
@@ -100,24 +102,34 @@ class _Exporter:
     def __init__(self) -> None:
         self.pid = os.getpid()
         self._loop = asyncio.new_event_loop()
+        # what the loop would print (a cancelled start's unretrieved error): to the debug log, never to a notebook
+        self._loop.set_exception_handler(lambda _loop, context: _LOG.debug("kaleido loop: %s", context.get("message")))
         self._thread = threading.Thread(target=self._loop.run_forever, name="idkl-png-export", daemon=True)
         self._thread.start()
         self._kaleido: Any = None
         try:
-            self._kaleido = self._run(self._open(), OPEN_TIMEOUT_S)
+            self._kaleido = self._run(self._create(), OPEN_TIMEOUT_S)
+            self._run(self._kaleido.open(), OPEN_TIMEOUT_S)  # starts the browser
         except BaseException:
-            self.close()
+            self.close()  # also a browser that started too slowly
             raise
 
     @staticmethod
-    async def _open() -> Any:
+    async def _create() -> Any:
         import kaleido
 
         # plotly.io.defaults' scripts when set; MathJax off otherwise (no figure here uses LaTeX, and kaleido would
         # load it from a CDN on every figure)
-        return await kaleido.Kaleido(
+        return kaleido.Kaleido(
             n=1, timeout=RENDER_TIMEOUT_S, plotlyjs=pio.defaults.plotlyjs or None, mathjax=pio.defaults.mathjax or False
         )
+
+    @staticmethod
+    async def _cancel_pending() -> None:
+        tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def _run(self, coro: Coroutine[Any, Any, Any], timeout: float) -> Any:
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)
@@ -125,18 +137,19 @@ class _Exporter:
             return future.result(timeout)
         except concurrent.futures.TimeoutError:
             future.cancel()
-            raise TimeoutError(f"kaleido did not answer within {timeout:.0f} s") from None
+            raise TimeoutError(f"kaleido did not answer within {timeout:g} s") from None
 
     def png(self, fig: dict[str, Any], opts: dict[str, Any]) -> bytes:
         return self._run(self._kaleido.calc_fig(fig, opts=opts), RENDER_TIMEOUT_S + 30)
 
     def close(self) -> None:
         """Close the browser (waits for its process to end) and stop the loop; never raises."""
-        if self._kaleido is not None and self._thread.is_alive():
-            try:
-                self._run(self._kaleido.close(), CLOSE_TIMEOUT_S)
-            except BaseException:  # noqa: BLE001  closing is best effort: the browser may be gone already
-                pass
+        if self._thread.is_alive():
+            for step in ([self._kaleido.close] if self._kaleido is not None else []) + [self._cancel_pending]:
+                try:
+                    self._run(step(), CLOSE_TIMEOUT_S)
+                except BaseException:  # noqa: BLE001  closing is best effort: the browser may be gone already
+                    pass
         self._kaleido = None
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(CLOSE_TIMEOUT_S)
