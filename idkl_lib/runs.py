@@ -10,6 +10,7 @@ Run folder (``run_dir`` = ``reports/<name>``; a step folder is ``<run_dir>/<step
     <run_dir>/index.html              the report (links every step, figures, metrics table)
     <run_dir>/<step>.ipynb, .html     executed notebook and its HTML export (also for a failed step)
     <run_dir>/<step>.slides.html      its reveal.js slide deck, code hidden (finished steps)
+    <run_dir>/mathjax/                MathJax for those pages, copied once (:mod:`idkl_lib.offline_html`)
     <run_dir>/metrics.json            {step name: that step's metrics}
     <run_dir>/params.json             {step name: the parameters it ran with}
     <run_dir>/environment.json        versions, git commit, device, host, start/end time
@@ -37,6 +38,7 @@ __all__ = [
     "CHECKPOINT_NAME",
     "ENVIRONMENT_NAME",
     "FIGURES_DIR",
+    "MATHJAX_DIR",
     "METRICS_NAME",
     "PARAMS_NAME",
     "SLIDES_SUFFIX",
@@ -57,6 +59,8 @@ CHECKPOINT_NAME = "checkpoint.pth"
 """The checkpoint of a training folder (rewritten atomically after every epoch)."""
 METRICS_NAME = "metrics.json"
 """Every step's (and the trainer's) result file; the run folder's own one collects all steps'."""
+MATHJAX_DIR = "mathjax"
+"""The local MathJax of the run folder's notebook pages (:func:`idkl_lib.offline_html.local_mathjax`)."""
 FIGURES_DIR = "figures"
 PARAMS_NAME = "params.json"
 ENVIRONMENT_NAME = "environment.json"

@@ -7,7 +7,8 @@ the next key press within the current one, ``skip`` is left out (imports, parame
 one long, scrollable slide.
 
 The deck loads reveal.js from a CDN (nbconvert's default, ``SlidesExporter.reveal_url_prefix``), so it needs the
-internet when opened; the notebook's own content (text, equations source, figures) is inside the file. The same
+internet when opened; the notebook's own content (text, figures) is inside the file, and its equations render with
+the run folder's local MathJax (:mod:`idkl_lib.offline_html`). The same
 metadata drives a live presentation in JupyterLab through the RISE extension (``jupyterlab-rise``).
 """
 
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import nbformat
 
+from idkl_lib.offline_html import nbconvert_options
 from idkl_lib.runs import SLIDES_SUFFIX
 from idkl_lib.utils.io import atomic_write_text
 
@@ -46,7 +48,11 @@ def export_slides(executed: str | Path, out_path: str | Path | None = None) -> P
             if "injected-parameters" in cell.metadata.get("tags", []):
                 cell.metadata["slideshow"] = {"slide_type": "skip"}
         exporter = SlidesExporter(
-            exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True, reveal_scroll=True
+            exclude_input=True,
+            exclude_input_prompt=True,
+            exclude_output_prompt=True,
+            reveal_scroll=True,
+            **nbconvert_options(out.parent),
         )
         body, _ = exporter.from_notebook_node(nb)
     except Exception as exc:  # a broken deck must not hide the step's own result

@@ -6,6 +6,7 @@ No timing is asserted (speed targets are read from the benchmarks' printed ratio
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -103,3 +104,15 @@ def test_bench_loader_quick(tmp_path: Path) -> None:
     res = result["results"]
     assert res["per_worker_images_per_cpu_s"] > 0 and res["loader_images_per_s"] > 0  # type: ignore[index]
     assert res["decoded_cache"]["read_only_images_per_s"] > 0  # type: ignore[index]
+
+
+@pytest.mark.slow
+def test_bench_png_export_quick(tmp_path: Path) -> None:
+    if shutil.which("chromium") is None and shutil.which("google-chrome") is None:
+        pytest.skip("PNG export needs Chrome/Chromium")
+    out = tmp_path / "png_export.json"
+    result = check_result(run_benchmark("bench_png_export", out), out, "bench_png_export")
+    res = result["results"]
+    assert res["reused_browser"]["n"] == res["one_browser_per_figure"]["n"] == 4  # type: ignore[index]
+    assert res["reused_browser"]["failures"] == []  # type: ignore[index]
+    assert res["median_ratio_per_figure_over_reused"] > 0  # type: ignore[index]

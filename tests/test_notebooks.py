@@ -25,6 +25,7 @@ import papermill
 import pytest
 
 from idkl_lib.pipeline import DEFAULT_STEPS, PRESETS, PipelineError, PipelineResult, Step, run_pipeline
+from idkl_lib.runs import MATHJAX_DIR
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
@@ -296,6 +297,9 @@ def test_report_folder(ci_run: PipelineResult) -> None:
         assert params[step.name]["dataset"] == "synthetic" and params[step.name]["seed"] == PRESETS["ci"]["seed"]
     assert params["02_train_baseline"]["run_tag"] == "baseline"
     assert json.loads((run / "metrics.json").read_text()).keys() == {s.name for s in DEFAULT_STEPS}
+    assert (run / MATHJAX_DIR / "MathJax.js").is_file()  # the pages' equations render offline
+    for step in DEFAULT_STEPS:
+        assert f'src="{MATHJAX_DIR}/MathJax.js?config=' in (run / f"{step.name}.html").read_text(encoding="utf-8")
 
 
 class _Sections(HTMLParser):

@@ -268,49 +268,7 @@ def test_ranklist_figure_marks_true_and_false_matches(tmp_path: Path) -> None:
         assert _png(png.read_bytes()).std() > 10
 
 
-# -- saving -----------------------------------------------------------------------------------------------------------
-
-
-@pytest.mark.usefixtures("needs_chrome")
-def test_save_figure_writes_offline_html_and_png(tmp_path: Path) -> None:
-    fig = plots.cmc_curves({"a": np.linspace(0.5, 1.0, 10), "b": np.linspace(0.2, 0.9, 10)})
-    paths = plots.save_figure(fig, tmp_path / "figs", "cmc")
-    html = paths["html"].read_text()
-    assert paths["html"].name == "cmc.html" and 'src="plotly.min.js"' in html and "cdn.plot.ly" not in html
-    assert (tmp_path / "figs" / "plotly.min.js").stat().st_size > 1_000_000
-    arr = _png(paths["png"].read_bytes())
-    assert arr.shape[0] == 1000 and arr.shape[1] == 1400  # default 700 x 500 at scale 2
-    assert len(np.unique(arr.reshape(-1, 3), axis=0)) > 20  # not a blank canvas
-    single = plots.save_figure(fig, tmp_path / "solo", "cmc", png=False, self_contained=True)
-    assert set(single) == {"html"} and not (tmp_path / "solo" / "plotly.min.js").exists()
-    assert single["html"].stat().st_size > 1_000_000
-    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["cmc.html", "cmc.png", "plotly.min.js"]
-    with pytest.raises(ValueError, match="plain file stem"):
-        plots.save_figure(fig, tmp_path, "a/b")
-
-
-def test_without_chrome_html_is_written_and_one_short_message_says_how_to_get_pngs(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    class ChromeNotFoundError(RuntimeError):
-        pass
-
-    def no_browser(*args: object, **kwargs: object) -> bytes:
-        raise ChromeNotFoundError('{"error": "Kaleido requires Google Chrome to be installed", "json": "..."}')
-
-    monkeypatch.setattr(export, "_STATE", {})
-    monkeypatch.setattr(plots.go.Figure, "to_image", no_browser)
-    fig = plots.heatmap(np.eye(4), "I", "j", "i")
-    with pytest.warns(export.PNGExportWarning) as caught:
-        first = plots.save_figure(fig, tmp_path, "a")
-        second = plots.save_figure(fig, tmp_path, "b")
-    assert len(caught) == 1  # one message per process
-    message = str(caught[0].message)
-    assert "chromium" in message and "plotly_get_chrome" in message and "{" not in message and len(message) < 300
-    assert set(first) == set(second) == {"html"} and first["html"].is_file()
-    assert not list(tmp_path.glob("*.png"))
-    with pytest.raises(export.PNGExportUnavailable, match="plotly_get_chrome"):
-        plots.figure_to_png(fig)
+# -- PNG export of every trace type (saving itself: test_viz_export.py) ------------------------------------------------
 
 
 _BUILDERS = {
