@@ -31,7 +31,7 @@ import papermill
 import yaml
 
 from idkl_lib.data.registry import RECIPE_FIELDS, training_recipe
-from idkl_lib.runs import BASELINE_STEP, TRAIN_STEP, jsonable
+from idkl_lib.runs import BASELINE_STEP, CONTEXT_NAME, TRAIN_STEP, jsonable
 
 __all__ = ["DEFAULT_STEPS", "PRESETS", "RESERVED_PARAMS", "Step", "parse_param_value"]
 
@@ -100,10 +100,11 @@ class Step:
             raise ValueError(f"step name {self.name!r} must use only letters, digits, '_' and '-'")
 
 
+# The baseline has its own step here, so neither training step trains it as well (notebook 02's ``with_baseline``).
 DEFAULT_STEPS: tuple[Step, ...] = (
     Step("01_data_exploration"),
-    Step(TRAIN_STEP),
-    Step(TRAIN_STEP, BASELINE_STEP, {"loss_preset": "baseline", "run_tag": "baseline"}),
+    Step(TRAIN_STEP, TRAIN_STEP, {"with_baseline": False}),
+    Step(TRAIN_STEP, BASELINE_STEP, {"loss_preset": "baseline", "run_tag": "baseline", "with_baseline": False}),
     Step("03_evaluate"),
     Step("04_gradcam"),
     Step("05_embeddings"),
@@ -219,7 +220,7 @@ def _resolve_params(
         params: dict[str, Any] = {}
         for layer in (preset_params, global_overrides, step.params, scoped.get(step.name, {})):
             params.update({key: value for key, value in layer.items() if key in names})
-        _fill_recipe(params, inspected[step.notebook], step.name)
+        _fill_recipe(params, inspected[step.notebook], step.name, run_dir)
         for key, value in params.items():
             _check_json_value(key, value)
         if "run_dir" in names:
@@ -230,9 +231,20 @@ def _resolve_params(
     return resolved
 
 
-def _fill_recipe(params: dict[str, Any], declared: Mapping[str, Any], step: str) -> None:
+def _run_dataset(run_dir: Path) -> str:
+    """The dataset of the run folder's data settings, ``"synthetic"`` (notebook 01's default) when it has none."""
+    try:
+        dataset = json.loads((run_dir / CONTEXT_NAME).read_text(encoding="utf-8")).get("dataset")
+    except (OSError, ValueError, AttributeError):
+        dataset = None
+    return dataset if isinstance(dataset, str) else "synthetic"
+
+
+def _fill_recipe(params: dict[str, Any], declared: Mapping[str, Any], step: str, run_dir: Path) -> None:
     """Set the recipe parameters a notebook declares whose value is ``None`` (in ``params``, or the notebook's default
-    when ``params`` does not set it) to the recipe of the step's dataset (``params["dataset"]`` or the notebook's)."""
+    when ``params`` does not set it) to the recipe of the step's dataset (``params["dataset"]`` or the notebook's; a
+    ``None`` dataset is the run's, :mod:`idkl_lib.run_context`: the one in ``<run_dir>/context.json`` if an earlier
+    invocation wrote it, else notebook 01's default, the synthetic dataset)."""
 
     def value(name: str) -> Any:
         if name in params:
@@ -246,6 +258,8 @@ def _fill_recipe(params: dict[str, Any], declared: Mapping[str, Any], step: str)
     if not names or "dataset" not in declared:
         return
     dataset = value("dataset")
+    if dataset is None:
+        dataset = _run_dataset(run_dir)
     try:
         recipe = training_recipe(dataset)
     except (TypeError, ValueError) as exc:
