@@ -278,7 +278,7 @@ def open_run(run_dir: str | os.PathLike[str], step: str, step_dir: str | os.Path
         pointer = _read_json(CURRENT_RUN, "the current-run pointer")
         remembered = Path(str(pointer.get("run_dir", ""))) if pointer else None
         if remembered is not None and remembered.is_dir():
-            path, why = remembered, f"set up last by notebook {pointer.get('set_by', '01')} ({CURRENT_RUN})"
+            path, why = remembered, f"set up last, by notebook {pointer.get('set_by', '01')}: {CURRENT_RUN}"
         else:
             path = DEFAULT_RUN_DIR
             why = "the default: no run folder set up yet" if remembered is None else f"{remembered} is gone"

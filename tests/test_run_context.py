@@ -103,7 +103,7 @@ def test_the_run_folder_is_set_up_once_and_remembered(
     assert json.loads(CURRENT_RUN.read_text())["run_dir"] == str((tmp_path / "reports/mine").resolve())
     later = open_run("", "02_train")
     assert later.path == (tmp_path / "reports/mine").resolve() and later.step == later.path / "02_train"
-    assert later.context() == data and "set up last by notebook 01_data_exploration" in capsys.readouterr().out
+    assert later.context() == data and "set up last, by notebook 01_data_exploration" in capsys.readouterr().out
 
     # the pipeline passes step_dir: it reads and writes the run's context but never the pointer
     piped = open_run(tmp_path / "piped", "01_data_exploration", tmp_path / "piped" / "01_data_exploration")
