@@ -68,8 +68,8 @@ def baseline_config(cfg: TrainConfig, run: RunFolder) -> TrainConfig:
 
 def wants_baseline(with_baseline: bool | None, cfg: TrainConfig, data: DataSettings, run: RunFolder) -> bool:
     """Whether notebook 02 trains the baseline too: ``with_baseline``, or when ``None`` for the synthetic dataset run
-    interactively (the demo in JupyterLab); never when this run is the baseline itself."""
-    if cfg.loss_preset == "baseline":
+    interactively (the demo in JupyterLab); never when this run is the baseline itself or trains into its folder."""
+    if cfg.loss_preset == "baseline" or Path(cfg.out_dir).resolve() == (run.path / BASELINE_STEP).resolve():
         return False
     if with_baseline is None:
         return data.dataset == "synthetic" and run.interactive

@@ -165,6 +165,8 @@ def test_with_baseline_is_on_for_the_synthetic_demo_in_jupyterlab_only(tmp_path:
     assert not wants_baseline(None, cfg, DataSettings("sysu", "/data/SYSU"), lab)
     assert wants_baseline(True, cfg, DataSettings("sysu", "/data/SYSU"), piped)
     assert not wants_baseline(True, baseline_config(cfg, lab), synthetic, lab), "the baseline trains no baseline"
+    tagged = TrainConfig.from_dict({**cfg.to_dict(), "out_dir": str(tmp_path / "02_train_baseline")})  # run_tag
+    assert not wants_baseline(True, tagged, synthetic, lab), "nothing trains twice into one folder"
     assert train_step_name("idkl") == "02_train" and train_step_name("baseline") == "02_train_baseline"
     with pytest.raises(ValueError, match="run_tag='a b'"):
         train_step_name("a b")
