@@ -46,7 +46,7 @@ def check_train_folder(*configs: TrainConfig | None, resume: str = "") -> None:
         record = read_record(folder) or {}
         digest = config_hash(cfg.to_dict(), TrainConfig.RESUMABLE_CHANGES)
         if record.get("config_hash") == digest:
-            what = "a checkpoint trained with these same parameters"
+            what = "a checkpoint of this configuration (settings a resume may change, such as epochs, aside)"
         else:
             old = record.get("config_hash", "unrecorded")
             what = f"the checkpoint of another run (config {old}; this run {digest})"

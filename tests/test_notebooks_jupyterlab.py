@@ -111,7 +111,7 @@ def test_rerunning_02_with_other_parameters_is_refused_before_training(lab: Path
     checkpoint = lab / "reports" / "dev" / "02_train" / "checkpoint.pth"
     before = checkpoint.stat().st_mtime_ns
     with pytest.raises(PapermillExecutionError) as info:
-        _execute(lab, "02_train", **{**SIZES["02_train"], "epochs": 2})
+        _execute(lab, "02_train", **{**SIZES["02_train"], "k": 4})  # another batch layout: another run
     assert info.value.ename == "RunFolderError"
     message = info.value.evalue
     assert "02_train already holds the checkpoint of another run" in message
