@@ -3,7 +3,8 @@
 
 Parameters. Every notebook receives, in increasing priority: the preset (:data:`PRESETS`), the global
 ``-p NAME VALUE`` overrides, the step's own ``params``, step-scoped overrides ``-p STEP.NAME VALUE``, and
-finally ``run_dir`` (absolute) and ``step_dir`` (absolute, ``<run_dir>/<step name>``). Each notebook only
+finally ``run_dir`` (absolute) and ``step_dir`` (absolute, ``<run_dir>/<step name>``); :data:`PIPELINE_FIXED`
+(``with_baseline=False``) is set by the pipeline too. Each notebook only
 gets the names its ``parameters`` cell declares (read with ``papermill.inspect_notebook``). A ``-p`` name
 that no notebook of the step list declares is an error listing the known names; a step ``params`` name its
 notebook does not declare is an error too. ``-p`` values are parsed like papermill's ``-p``: ``True``/``true``,
@@ -33,7 +34,7 @@ import yaml
 from idkl_lib.data.registry import RECIPE_FIELDS, training_recipe
 from idkl_lib.runs import BASELINE_STEP, CONTEXT_NAME, TRAIN_STEP, jsonable
 
-__all__ = ["DEFAULT_STEPS", "PRESETS", "RESERVED_PARAMS", "Step", "parse_param_value"]
+__all__ = ["DEFAULT_STEPS", "PIPELINE_FIXED", "PRESETS", "RESERVED_PARAMS", "Step", "parse_param_value"]
 
 # Presets are short override sets on one set of defaults (nanoGPT's ``config/*.py`` style): the notebooks' own
 # parameter cells, which are the CPU demo (their recipe parameters are None: the dataset's recipe, the synthetic
@@ -76,6 +77,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 RESERVED_PARAMS = ("run_dir", "step_dir")
+PIPELINE_FIXED: dict[str, Any] = {"with_baseline": False}
+"""Parameters the pipeline (and so every sweep cell) sets itself in each notebook that declares them: the baseline has a
+step of its own (``02_train_baseline``), so no training step trains one as well (notebook 02's ``with_baseline``)."""
 
 
 @dataclass(frozen=True)
@@ -100,11 +104,10 @@ class Step:
             raise ValueError(f"step name {self.name!r} must use only letters, digits, '_' and '-'")
 
 
-# The baseline has its own step here, so neither training step trains it as well (notebook 02's ``with_baseline``).
 DEFAULT_STEPS: tuple[Step, ...] = (
     Step("01_data_exploration"),
-    Step(TRAIN_STEP, TRAIN_STEP, {"with_baseline": False}),
-    Step(TRAIN_STEP, BASELINE_STEP, {"loss_preset": "baseline", "run_tag": "baseline", "with_baseline": False}),
+    Step(TRAIN_STEP),
+    Step(TRAIN_STEP, BASELINE_STEP, {"loss_preset": "baseline", "run_tag": "baseline"}),
     Step("03_evaluate"),
     Step("04_gradcam"),
     Step("05_embeddings"),
@@ -174,6 +177,11 @@ def _resolve_params(
             step_name, name = "", key
         if name in RESERVED_PARAMS:
             raise ValueError(f"parameter {name!r} is set by the pipeline (use --run-dir), not with -p")
+        if name in PIPELINE_FIXED:
+            raise ValueError(
+                f"parameter {name!r} is set by the pipeline ({name}={PIPELINE_FIXED[name]!r}: the step "
+                f"{BASELINE_STEP} trains the baseline), not with -p"
+            )
         if step_name:
             if step_name not in steps_by_name:
                 raise ValueError(f"-p {key}: no step named {step_name!r}; steps: {sorted(steps_by_name)}")
@@ -220,6 +228,7 @@ def _resolve_params(
         params: dict[str, Any] = {}
         for layer in (preset_params, global_overrides, step.params, scoped.get(step.name, {})):
             params.update({key: value for key, value in layer.items() if key in names})
+        params.update({key: value for key, value in PIPELINE_FIXED.items() if key in names})
         _fill_recipe(params, inspected[step.notebook], step.name, run_dir)
         for key, value in params.items():
             _check_json_value(key, value)

@@ -100,8 +100,7 @@ def test_default_steps_and_presets() -> None:
     ]
     baseline = DEFAULT_STEPS[2]
     assert baseline.notebook == "02_train"
-    assert dict(baseline.params) == {"loss_preset": "baseline", "run_tag": "baseline", "with_baseline": False}
-    assert dict(DEFAULT_STEPS[1].params) == {"with_baseline": False}  # the baseline has its own step here
+    assert dict(baseline.params) == {"loss_preset": "baseline", "run_tag": "baseline"}
     assert {"demo", "ci", "full"} <= set(PRESETS)
     assert PRESETS["ci"]["dataset"] == "synthetic"
     with pytest.raises(ValueError, match="step name"):

@@ -176,9 +176,12 @@ def test_the_pipeline_and_every_sweep_cell_pass_with_baseline_off(tmp_path: Path
     notebooks = {step.notebook: NOTEBOOKS_DIR / f"{step.notebook}.ipynb" for step in DEFAULT_STEPS}
     sweep_cell = [step for step in DEFAULT_STEPS if step.name in ("02_train", "03_evaluate")]  # the sweeps' steps
     for selected in (DEFAULT_STEPS, sweep_cell):
-        params = _resolve_params(DEFAULT_STEPS, selected, notebooks, "demo", {"with_baseline": True}, tmp_path)
+        params = _resolve_params(DEFAULT_STEPS, selected, notebooks, "demo", {"seed": 1}, tmp_path)
         trains = {name: values["with_baseline"] for name, values in params.items() if "with_baseline" in values}
         assert trains and set(trains.values()) == {False} and "02_train" in trains
+    for key in ("with_baseline", "02_train.with_baseline"):
+        with pytest.raises(ValueError, match="'with_baseline' is set by the pipeline"):
+            _resolve_params(DEFAULT_STEPS, DEFAULT_STEPS, notebooks, "demo", {key: True}, tmp_path)
 
 
 def test_the_pipeline_fills_the_recipe_of_the_runs_dataset(tmp_path: Path) -> None:
