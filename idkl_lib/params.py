@@ -70,6 +70,11 @@ def _boolean(value: Any) -> str | None:
     return None if isinstance(value, bool) else "must be True or False"
 
 
+def _or_none(rule: Rule, meaning: str) -> Rule:
+    """``rule``, or ``None`` (``meaning``)."""
+    return lambda value: None if value is None else (rule(value) and f"{rule(value)}, or None ({meaning})")
+
+
 def _fraction(value: Any) -> str | None:
     return None if _is_number(value) and 0 <= value < 1 else "must be a number in [0, 1)"
 
@@ -104,7 +109,6 @@ def _weight(term: str) -> Rule:
 
 
 _TRAIN_FIELDS = (
-    "regdb_trial",
     "device",
     "seed",
     "arch",
@@ -133,13 +137,25 @@ RULES: dict[str, Rule] = {
     **{name: _train_field(name) for name in _TRAIN_FIELDS},
     "batch_size": _train_field("eval_batch_size"),  # notebook 03's feature-extraction batch
     **{f"w_{term}": _weight(term) for term in LossWeights.names()},
+    # the run's data: None in notebooks 02-05 = the run's data settings (02) or the checkpoint's data (03-05)
+    **{
+        name: _or_none(rule, "the run's or the checkpoint's data")
+        for name, rule in {
+            "dataset": _choice(*DATASET_CHOICES),
+            "data_root": _string,
+            "synthetic_layout": _choice(*LAYOUTS),
+            "synthetic_ids": _int_at_least(4),
+            "synthetic_images": _int_at_least(2),
+            "synthetic_modality_evidence": lambda v: (
+                None if _is_number(v) and 0 <= v <= 1 else "must be a number in [0, 1]"
+            ),
+            "regdb_trial": _train_field("regdb_trial"),
+        }.items()
+    },
     # the names that exist in the notebooks alone
-    "dataset": _choice(*DATASET_CHOICES),
-    "data_root": _string,
-    "synthetic_layout": _choice(*LAYOUTS),
-    "synthetic_ids": _int_at_least(4),
-    "synthetic_images": _int_at_least(2),
-    "synthetic_modality_evidence": lambda v: None if _is_number(v) and 0 <= v <= 1 else "must be a number in [0, 1]",
+    "overwrite": _boolean,
+    "with_baseline": _or_none(_boolean, "on for the synthetic dataset run interactively"),
+    "allow_other_dataset": _boolean,
     "run_dir": _string,
     "step_dir": _string,
     "run_tag": _string,
@@ -187,7 +203,7 @@ def check_params(**params: object) -> dict[str, object]:
         message = rule(value)
         if message:
             problems.append(f"parameter {name}={value!r}: {message}")
-    if "dataset" in params and params["dataset"] != "synthetic" and params.get("data_root") in ("", None):
+    if params.get("dataset") not in ("synthetic", None) and params.get("data_root") == "":
         problems.append("parameter data_root is empty: point it at the folder of the real dataset")
     if problems:
         raise ParameterError("bad notebook parameter(s):\n  " + "\n  ".join(problems))

@@ -3,7 +3,8 @@
 
 Parameters. Every notebook receives, in increasing priority: the preset (:data:`PRESETS`), the global
 ``-p NAME VALUE`` overrides, the step's own ``params``, step-scoped overrides ``-p STEP.NAME VALUE``, and
-finally ``run_dir`` (absolute) and ``step_dir`` (absolute, ``<run_dir>/<step name>``). Each notebook only
+finally ``run_dir`` (absolute) and ``step_dir`` (absolute, ``<run_dir>/<step name>``); :data:`PIPELINE_FIXED`
+(``with_baseline=False``) is set by the pipeline too. Each notebook only
 gets the names its ``parameters`` cell declares (read with ``papermill.inspect_notebook``). A ``-p`` name
 that no notebook of the step list declares is an error listing the known names; a step ``params`` name its
 notebook does not declare is an error too. ``-p`` values are parsed like papermill's ``-p``: ``True``/``true``,
@@ -31,9 +32,9 @@ import papermill
 import yaml
 
 from idkl_lib.data.registry import RECIPE_FIELDS, training_recipe
-from idkl_lib.runs import BASELINE_STEP, TRAIN_STEP, jsonable
+from idkl_lib.runs import BASELINE_STEP, CONTEXT_NAME, TRAIN_STEP, jsonable
 
-__all__ = ["DEFAULT_STEPS", "PRESETS", "RESERVED_PARAMS", "Step", "parse_param_value"]
+__all__ = ["DEFAULT_STEPS", "PIPELINE_FIXED", "PRESETS", "RESERVED_PARAMS", "Step", "parse_param_value"]
 
 # Presets are short override sets on one set of defaults (nanoGPT's ``config/*.py`` style): the notebooks' own
 # parameter cells, which are the CPU demo (their recipe parameters are None: the dataset's recipe, the synthetic
@@ -76,6 +77,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 RESERVED_PARAMS = ("run_dir", "step_dir")
+PIPELINE_FIXED: dict[str, Any] = {"with_baseline": False}
+"""Parameters the pipeline (and so every sweep cell) sets itself in each notebook that declares them: the baseline has a
+step of its own (``02_train_baseline``), so no training step trains one as well (notebook 02's ``with_baseline``)."""
 
 
 @dataclass(frozen=True)
@@ -173,6 +177,11 @@ def _resolve_params(
             step_name, name = "", key
         if name in RESERVED_PARAMS:
             raise ValueError(f"parameter {name!r} is set by the pipeline (use --run-dir), not with -p")
+        if name in PIPELINE_FIXED:
+            raise ValueError(
+                f"parameter {name!r} is set by the pipeline ({name}={PIPELINE_FIXED[name]!r}: the step "
+                f"{BASELINE_STEP} trains the baseline), not with -p"
+            )
         if step_name:
             if step_name not in steps_by_name:
                 raise ValueError(f"-p {key}: no step named {step_name!r}; steps: {sorted(steps_by_name)}")
@@ -219,7 +228,8 @@ def _resolve_params(
         params: dict[str, Any] = {}
         for layer in (preset_params, global_overrides, step.params, scoped.get(step.name, {})):
             params.update({key: value for key, value in layer.items() if key in names})
-        _fill_recipe(params, inspected[step.notebook], step.name)
+        params.update({key: value for key, value in PIPELINE_FIXED.items() if key in names})
+        _fill_recipe(params, inspected[step.notebook], step.name, run_dir)
         for key, value in params.items():
             _check_json_value(key, value)
         if "run_dir" in names:
@@ -230,9 +240,20 @@ def _resolve_params(
     return resolved
 
 
-def _fill_recipe(params: dict[str, Any], declared: Mapping[str, Any], step: str) -> None:
+def _run_dataset(run_dir: Path) -> str:
+    """The dataset of the run folder's data settings, ``"synthetic"`` (notebook 01's default) when it has none."""
+    try:
+        dataset = json.loads((run_dir / CONTEXT_NAME).read_text(encoding="utf-8")).get("dataset")
+    except (OSError, ValueError, AttributeError):
+        dataset = None
+    return dataset if isinstance(dataset, str) else "synthetic"
+
+
+def _fill_recipe(params: dict[str, Any], declared: Mapping[str, Any], step: str, run_dir: Path) -> None:
     """Set the recipe parameters a notebook declares whose value is ``None`` (in ``params``, or the notebook's default
-    when ``params`` does not set it) to the recipe of the step's dataset (``params["dataset"]`` or the notebook's)."""
+    when ``params`` does not set it) to the recipe of the step's dataset (``params["dataset"]`` or the notebook's; a
+    ``None`` dataset is the run's, :mod:`idkl_lib.run_context`: the one in ``<run_dir>/context.json`` if an earlier
+    invocation wrote it, else notebook 01's default, the synthetic dataset)."""
 
     def value(name: str) -> Any:
         if name in params:
@@ -246,6 +267,8 @@ def _fill_recipe(params: dict[str, Any], declared: Mapping[str, Any], step: str)
     if not names or "dataset" not in declared:
         return
     dataset = value("dataset")
+    if dataset is None:
+        dataset = _run_dataset(run_dir)
     try:
         recipe = training_recipe(dataset)
     except (TypeError, ValueError) as exc:

@@ -127,7 +127,7 @@ def claim_run_folder(
         )
     if holds and not (resume or overwrite or (same_config_reuses and (record or {}).get("config_hash") == digest)):
         before = _describe(record) if record else f"an unrecorded {kind} run's results"
-        notebook = " (notebook 02: resume='auto' or another step_dir)" if kind == "train" else ""
+        notebook = " (notebook 02: resume='auto', another run_tag, or overwrite=True)" if kind == "train" else ""
         raise RunFolderError(
             f"{path} holds {before} ({', '.join(holds)}); this run (config {digest}) would overwrite them: pass "
             f"--resume to continue it, choose a new {flag}, or pass --overwrite to replace it{notebook}"

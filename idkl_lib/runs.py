@@ -15,6 +15,9 @@ Run folder (``run_dir`` = ``reports/<name>``; a step folder is ``<run_dir>/<step
     <run_dir>/params.json             {step name: the parameters it ran with}
     <run_dir>/environment.json        versions, git commit, device, host, start/end time
     <run_dir>/status.json             run state, per-step state and parameter hashes, the failure if any
+    <run_dir>/context.json            the run's data settings (dataset, folder, synthetic sizes), written by notebook 01
+                                      (or 02 when it runs first); notebooks 02-05 default to them
+                                      (:mod:`idkl_lib.run_context`)
     <run_dir>/run.json                what made the folder (kind, config hash, created, command): a training out-dir
                                       (e.g. 02_train/) has its own; another run's results are refused
                                       (:mod:`idkl_lib.run_guard`)
@@ -36,6 +39,7 @@ from idkl_lib.utils.io import atomic_write_json
 __all__ = [
     "BASELINE_STEP",
     "CHECKPOINT_NAME",
+    "CONTEXT_NAME",
     "ENVIRONMENT_NAME",
     "FIGURES_DIR",
     "MATHJAX_DIR",
@@ -47,6 +51,7 @@ __all__ = [
     "TRAIN_STEP",
     "checkpoint_path",
     "jsonable",
+    "optional_checkpoint",
     "step_path",
     "write_metrics",
 ]
@@ -57,6 +62,8 @@ BASELINE_STEP = "02_train_baseline"
 """Step that trains the comparison model without distillation (notebook 02 with ``loss_preset="baseline"``)."""
 CHECKPOINT_NAME = "checkpoint.pth"
 """The checkpoint of a training folder (rewritten atomically after every epoch)."""
+CONTEXT_NAME = "context.json"
+"""The run folder's data settings (:mod:`idkl_lib.run_context`)."""
 METRICS_NAME = "metrics.json"
 """Every step's (and the trainer's) result file; the run folder's own one collects all steps'."""
 MATHJAX_DIR = "mathjax"
@@ -86,13 +93,23 @@ def checkpoint_path(run_dir: str | os.PathLike[str], checkpoint: str = "", step:
     if not path.is_file():
         origin = f"parameter checkpoint={checkpoint!r}" if checkpoint else f"the checkpoint of step {step!r}"
         how = (
-            "run notebooks/02_train.ipynb with loss_preset='baseline', run_tag='baseline' and "
-            f"step_dir='{step_path(run_dir, step)}' (the pipeline's step 02_train_baseline)"
+            "run notebooks/02_train.ipynb with with_baseline=True (it trains the baseline into "
+            f"{step_path(run_dir, step)}; the pipeline's step 02_train_baseline)"
             if step == BASELINE_STEP
             else f"run notebooks/02_train.ipynb first with the same run_dir (it writes {path})"
         )
         raise FileNotFoundError(f"{origin}: {path.resolve()} does not exist; {how}, or pass the checkpoint path")
     return path
+
+
+def optional_checkpoint(
+    run_dir: str | os.PathLike[str], checkpoint: str = "", step: str = BASELINE_STEP
+) -> Path | None:
+    """:func:`checkpoint_path`, or None when ``checkpoint`` is empty and ``<run_dir>/<step>`` holds none (a given
+    ``checkpoint`` must exist)."""
+    if not checkpoint and not (step_path(run_dir, step) / CHECKPOINT_NAME).is_file():
+        return None
+    return checkpoint_path(run_dir, checkpoint, step)
 
 
 def jsonable(obj: Any, where: str | None = None) -> Any:

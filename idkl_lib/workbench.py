@@ -9,6 +9,8 @@ Nothing is implemented here; each name lives with its concept:
 * parameter rules: :mod:`idkl_lib.params` (derived from :class:`~idkl_lib.config.TrainConfig` and the registries);
 * per-dataset recipes: :mod:`idkl_lib.config.recipe`;
 * run-folder layout, ``metrics.json``: :mod:`idkl_lib.runs`;
+* the run context (run folder, data settings set once, the checkpoint's data): :mod:`idkl_lib.run_context`;
+* notebook 02's step-folder check and comparison baseline: :mod:`idkl_lib.notebook_train`;
 * datasets, the dataset card: :mod:`idkl_lib.data.card`, :mod:`idkl_lib.data.registry`;
 * rebuilding models: :mod:`idkl_lib.checkpoint`;
 * the rank view: :mod:`idkl_lib.eval.views`;
@@ -35,6 +37,7 @@ from idkl_lib.data.card import (
 )
 from idkl_lib.data.image_dataset import load_images
 from idkl_lib.eval.views import RankView, rank_view
+from idkl_lib.notebook_train import baseline_config, check_train_folder, train_baseline, wants_baseline
 from idkl_lib.params import (
     DATASET_CHOICES,
     ParameterError,
@@ -44,12 +47,21 @@ from idkl_lib.params import (
     notebook_recipe,
     resolve_resume,
 )
+from idkl_lib.run_context import (
+    DataMismatchError,
+    DataSettings,
+    RunFolder,
+    checkpoint_data,
+    open_run,
+    train_step_name,
+)
 from idkl_lib.runs import (
     BASELINE_STEP,
     CHECKPOINT_NAME,
     TRAIN_STEP,
     checkpoint_path,
     jsonable,
+    optional_checkpoint,
     step_path,
     write_metrics,
 )
@@ -61,6 +73,7 @@ from idkl_lib.viz.gradcam_study import (
     FEATURE_VIEWS,
     FeatureView,
     cam_statistics,
+    feature_views,
     gradcam_pairs,
     model_for_view,
     view_cams,
@@ -75,16 +88,23 @@ __all__ = [
     "EXPECTED_STATISTICS",
     "FEATURE_VIEWS",
     "TRAIN_STEP",
+    "DataMismatchError",
+    "DataSettings",
     "FeatureView",
     "LiveLossPlot",
     "ParameterError",
     "RankView",
+    "RunFolder",
+    "baseline_config",
     "cam_statistics",
     "check_params",
+    "check_train_folder",
+    "checkpoint_data",
     "checkpoint_path",
     "dataset_card",
     "dataset_card_figure",
     "expected_statistics",
+    "feature_views",
     "final_losses",
     "gradcam_pairs",
     "identity_camera_rows",
@@ -98,18 +118,23 @@ __all__ = [
     "modality_gap_figure",
     "model_for_view",
     "notebook_recipe",
+    "open_run",
+    "optional_checkpoint",
     "prepare_dataset",
-    "recipe_changes",
     "rank_view",
+    "recipe_changes",
     "resolve_resume",
     "set_cpu_threads",
     "setup_notebook",
-    "step_path",
     "statistics_table",
+    "step_path",
     "subsample",
     "synthetic_root",
+    "train_baseline",
+    "train_step_name",
     "untrained_model",
     "view_cams",
+    "wants_baseline",
     "write_metrics",
 ]
 

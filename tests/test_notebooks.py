@@ -25,13 +25,15 @@ import papermill
 import pytest
 
 from idkl_lib.pipeline import DEFAULT_STEPS, PRESETS, PipelineError, PipelineResult, Step, run_pipeline
+from idkl_lib.run_context import DATA_PARAMS, DEFAULT_RUN_DIR, DEFAULT_RUN_TAG, DataSettings
 from idkl_lib.runs import MATHJAX_DIR
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
-SHARED_DEFAULTS = ("dataset", "data_root", "synthetic_layout", "synthetic_ids", "synthetic_images", "regdb_trial",
-                   "run_dir", "device", "cpu_threads", "seed")  # fmt: skip
+SHARED_DEFAULTS = ("device", "cpu_threads", "seed")
 """Parameters that mean the same thing in every notebook declaring them, so they share their default value."""
+CONTEXT_STEPS = ("02_train", "03_evaluate", "04_gradcam", "05_embeddings")
+"""Notebooks whose run folder and data default to the run set up in notebook 01 (:mod:`idkl_lib.run_context`)."""
 
 EXPECTED_KEYS: dict[str, set[str]] = {
     "01_data_exploration": {"dataset", "parsed_as", "root", "statistics", "card", "image_size", "num_images"},
@@ -151,8 +153,18 @@ def test_shared_parameters_have_one_meaning() -> None:
     for name in SHARED_DEFAULTS:
         values = {stem: params[name] for stem, params in declared.items() if name in params}
         assert len(set(map(repr, values.values()))) == 1, f"{name} defaults differ: {values}"
-    for stem, params in declared.items():
-        assert params["step_dir"] == f"{params['run_dir']}/{stem}", f"{stem}: step_dir default"
+    for stem in ("01_data_exploration", *CONTEXT_STEPS):
+        assert declared[stem]["step_dir"] == "", f"{stem}: step_dir defaults to <run_dir>/<step>"
+    # 01 sets the run folder and the data once (its defaults are the demo's), 02-05 default to that run context
+    first = declared["01_data_exploration"]
+    assert {name: first[name] for name in DATA_PARAMS} == DataSettings().as_dict()
+    assert first["run_dir"] == str(DEFAULT_RUN_DIR)
+    for stem in CONTEXT_STEPS:
+        assert declared[stem]["run_dir"] == "", stem
+        assert all(declared[stem][name] is None for name in DATA_PARAMS), stem
+    assert declared["02_train"]["run_tag"] == DEFAULT_RUN_TAG
+    assert declared["02_train"]["overwrite"] is False and declared["02_train"]["with_baseline"] is None
+    assert all(declared[stem]["allow_other_dataset"] is False for stem in CONTEXT_STEPS[1:])
     everything = set().union(*declared.values())
     for preset, values in PRESETS.items():
         assert set(values) <= everything, f"preset {preset!r} sets names no notebook declares"

@@ -207,6 +207,7 @@ def test_real_notebooks_tiny_sweep(tmp_path: Path) -> None:
     )
     result = run_sweep(tmp_path / "run", exp, NOTEBOOKS_DIR, progress=False)
     assert not result.failed and len(result.rows) == 4
+    assert not list((tmp_path / "run").glob("*/02_train_baseline")), "a cell's 02 trains no baseline of its own"
     metrics = json.loads((tmp_path / "run" / "06_compare_runs" / "metrics.json").read_text())
     assert [c["config"] for c in metrics["configs"]] == ["baseline", "+ip"] and metrics["configs"][0]["n"] == 2
     assert {"ip_entropy", "id", "total"} <= set(metrics["loss_terms"]["+ip"])

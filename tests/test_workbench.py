@@ -94,14 +94,20 @@ def test_resolve_resume(tmp_path: Path) -> None:
 def test_checkpoint_path_conventions(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="02_train.ipynb first"):
         wb.checkpoint_path(tmp_path)
-    with pytest.raises(FileNotFoundError, match="loss_preset='baseline'"):
+    with pytest.raises(FileNotFoundError, match="with_baseline=True"):
         wb.checkpoint_path(tmp_path, step="02_train_baseline")
+    assert wb.optional_checkpoint(tmp_path) is None  # the baseline: not trained, nothing to load
+    with pytest.raises(FileNotFoundError, match="parameter checkpoint="):
+        wb.optional_checkpoint(tmp_path, str(tmp_path / "given.pth"))  # a given path must exist
     with pytest.raises(FileNotFoundError, match="parameter checkpoint="):
         wb.checkpoint_path(tmp_path, str(tmp_path / "nope.pth"))
     default = tmp_path / "02_train" / "checkpoint.pth"
     default.parent.mkdir()
     default.write_bytes(b"x")
     assert wb.checkpoint_path(tmp_path) == default
+    (tmp_path / "02_train_baseline").mkdir()
+    (tmp_path / "02_train_baseline" / "checkpoint.pth").write_bytes(b"x")
+    assert wb.optional_checkpoint(tmp_path) == tmp_path / "02_train_baseline" / "checkpoint.pth"
     assert wb.step_path(tmp_path, "03_evaluate") == tmp_path / "03_evaluate"
 
 

@@ -13,7 +13,15 @@ from torch import nn
 from idkl_lib.data.records import INFRARED, VISIBLE, Sample, VIDataset
 from idkl_lib.viz.gradcam import embed_images, similarity_cam
 
-__all__ = ["FEATURE_VIEWS", "FeatureView", "cam_statistics", "gradcam_pairs", "model_for_view", "view_cams"]
+__all__ = [
+    "FEATURE_VIEWS",
+    "FeatureView",
+    "cam_statistics",
+    "feature_views",
+    "gradcam_pairs",
+    "model_for_view",
+    "view_cams",
+]
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,18 @@ def model_for_view(view: FeatureView, models: Mapping[str, nn.Module]) -> nn.Mod
     if view.model not in models:
         raise KeyError(f"feature {view.name!r} needs the {view.model!r} model; got {sorted(models)}")
     return models[view.model]
+
+
+def feature_views(models: Mapping[str, nn.Module], views: Sequence[FeatureView] = FEATURE_VIEWS) -> list[FeatureView]:
+    """The views whose model is in ``models``; one printed line names those skipped (the baseline's when notebook 02
+    trained none)."""
+    kept = [view for view in views if view.model in models]
+    skipped = [view.label for view in views if view.model not in models]
+    if skipped:
+        missing = sorted({view.model for view in views if view.model not in models})
+        print(f"no {' or '.join(missing)} model: skipping {', '.join(skipped)} (notebook 02 with with_baseline=True "
+              "trains the baseline)")  # fmt: skip
+    return kept
 
 
 def gradcam_pairs(dataset: VIDataset, num_per_modality: int = 2, seed: int = 0) -> list[tuple[Sample, Sample]]:
