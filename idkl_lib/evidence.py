@@ -109,11 +109,14 @@ def cam_evidence(cam_stats: Mapping[str, Mapping[str, float]], num_queries: int 
     if vs_baseline > 0:
         verdict = f"the enhanced feature puts more of its map on the person than the baseline's ({chance})"
         verdict += ", as the paper argues" if vs_uniform > 0 else ""
-    else:
+    elif vs_baseline < 0:
         verdict = (
-            f"the enhanced feature puts {'less' if vs_baseline < 0 else 'no more'} of its map on the person than the "
-            f"baseline's shared feature, contrary to the paper's argument, and {chance}"
+            "the enhanced feature puts less of its map on the person than the baseline's shared feature, contrary to "
+            f"the paper's argument, and {chance}"
         )
+    else:
+        verdict = f"the enhanced feature puts as much of its map on the person as the baseline's ({chance})"
+        verdict += ": this run does not show the paper's effect"
     return (
         f"This run{over}: share of the CAM on the person's band: enhanced {e:.3f}, baseline shared {b:.3f}, uniform "
         f"map {uniform:.3f}: {verdict}. Single maps are noisy. {SEEDS_HINT}"

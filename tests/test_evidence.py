@@ -50,6 +50,9 @@ def test_cam_sentence_follows_the_numbers_both_ways() -> None:
     assert "as the paper argues" in supports and "contrary" not in supports
     above_baseline_only = cam_evidence(_cams(0.58, 0.55))
     assert "more of its map" in above_baseline_only and "as the paper argues" not in above_baseline_only
+    tie = cam_evidence(_cams(0.625, 0.625, area=0.625))
+    assert "as much of its map on the person as the baseline's (no more than a uniform map" in tie
+    assert "does not show the paper's effect" in tie and "contrary" not in tie
     alone = cam_evidence(_cams(0.65, None))
     assert "Without a baseline model" in alone and "more than a uniform map would" in alone
     with pytest.raises(KeyError, match="enhanced shared"):

@@ -277,8 +277,10 @@ def test_evaluation_without_a_baseline_says_it_skips_the_comparison(ci_run: Pipe
     run_dir = tmp_path / "cell"
     (run_dir / "02_train").mkdir(parents=True)
     (run_dir / "02_train" / "checkpoint.pth").symlink_to(ci_run.run_dir / "02_train" / "checkpoint.pth")
+    declared = _declared(nbformat.read(str(NOTEBOOKS_DIR / "03_evaluate.ipynb"), as_version=4))
+    params = {name: value for name, value in PRESETS["ci"].items() if name in declared}  # the ci run's 03
     result = run_pipeline(
-        run_dir, preset="ci", params={"data_root": str(ci_run.run_dir.parent / "data")},
+        run_dir, preset=None, params={**params, "data_root": str(ci_run.run_dir.parent / "data")},
         steps=[Step("03_evaluate")], notebooks_dir=NOTEBOOKS_DIR, verbose=False,
     )  # fmt: skip
     m = result.metrics["03_evaluate"]
