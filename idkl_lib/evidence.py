@@ -59,10 +59,10 @@ def retrieval_evidence(
     if setting not in idkl or setting not in baseline:
         raise KeyError(f"setting {setting!r} is not in both results; IDKL has {list(idkl)}")
     a, b = idkl[setting], baseline[setting]
-    quoted = ", ".join(
-        f"{m} {a[m]:.1f} vs {b[m]:.1f} ({signed(a[m] - b[m], 1)})" for m in ("R1", "mAP") if m in a and m in b
-    )
-    signs = {m: _direction(a[m] - b[m], 1) for m in ("R1", "mAP") if m in a and m in b}
+    if not all(m in a and m in b for m in ("R1", "mAP")):
+        raise KeyError(f"{setting}: R1 and mAP are needed on both sides; have {sorted(a)} and {sorted(b)}")
+    quoted = ", ".join(f"{m} {a[m]:.1f} vs {b[m]:.1f} ({signed(a[m] - b[m], 1)})" for m in ("R1", "mAP"))
+    signs = {m: _direction(a[m] - b[m], 1) for m in ("R1", "mAP")}
     where = "on this synthetic demo" if synthetic else "on this run"
     if all(s > 0 for s in signs.values()):
         verdict = f"{where} IDKL retrieves better, as the paper reports"
@@ -71,10 +71,10 @@ def retrieval_evidence(
     elif all(s == 0 for s in signs.values()):
         verdict = f"{where} the two retrieve equally well"
     else:
-        ahead = [m for m, s in signs.items() if s > 0]
-        behind = [m for m, s in signs.items() if s < 0]
-        parts = [f"IDKL ahead on {', '.join(ahead)}" if ahead else "", f"the baseline on {', '.join(behind)}"]
-        verdict = f"{where} the result is mixed ({'; '.join(p for p in parts if p)})"
+        parts = {"IDKL ahead on": 1, "the baseline ahead on": -1, "even on": 0}
+        said = [f"{text} {', '.join(m for m, s in signs.items() if s == sign)}" for text, sign in parts.items()
+                if sign in signs.values()]  # fmt: skip
+        verdict = f"{where} the result is mixed ({'; '.join(said)})"
     return f"This run, {setting}, IDKL vs baseline: {quoted}: {verdict}. {SEEDS_HINT}"
 
 

@@ -22,7 +22,11 @@ def test_retrieval_sentence_follows_the_numbers_both_ways() -> None:
     assert "R1 75.0 vs 70.0 (+5.0), mAP 62.0 vs 61.0 (+1.0)" in better
     assert "on this run IDKL retrieves better, as the paper reports" in better and "opposite" not in better
     mixed = retrieval_evidence(_protocols(75.0, 60.0), _protocols(70.0, 61.0))
-    assert "mixed (IDKL ahead on R1; the baseline on mAP)" in mixed
+    assert "mixed (IDKL ahead on R1; the baseline ahead on mAP)" in mixed
+    half = retrieval_evidence(_protocols(75.0, 60.0), _protocols(70.0, 60.0))
+    assert "mixed (IDKL ahead on R1; even on mAP)" in half
+    with pytest.raises(KeyError, match="R1 and mAP are needed"):
+        retrieval_evidence({MAIN: {"R1": 1.0}}, {MAIN: {"R1": 1.0}})
     tie = retrieval_evidence(_protocols(70.02, 61.0), _protocols(70.0, 61.01))
     assert "retrieve equally well" in tie and "(0.0)" in tie
     other = retrieval_evidence(_protocols(70.0, 60.0), _protocols(70.0, 60.0), "sysu/all-search/multi-shot")
