@@ -15,7 +15,9 @@ Nothing is implemented here; each name lives with its concept:
 * rebuilding models: :mod:`idkl_lib.checkpoint`;
 * the rank view: :mod:`idkl_lib.eval.views`;
 * figures: :mod:`idkl_lib.viz.curves`, :mod:`idkl_lib.viz.dataset_plots`, :mod:`idkl_lib.viz.embeddings`;
-* the Grad-CAM study: :mod:`idkl_lib.viz.gradcam_study`.
+* the Grad-CAM study: :mod:`idkl_lib.viz.gradcam_study`;
+* IDKL vs its baseline: :mod:`idkl_lib.eval.comparison`, :mod:`idkl_lib.viz.baseline_table`; this run's evidence
+  beside the paper's claims: :mod:`idkl_lib.evidence`.
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ from idkl_lib.data.card import (
     synthetic_root,
 )
 from idkl_lib.data.image_dataset import load_images
+from idkl_lib.eval.comparison import EvalSettings, compare_checkpoints, find_baseline_checkpoint
 from idkl_lib.eval.views import RankView, rank_view
+from idkl_lib.evidence import cam_evidence, gap_evidence, retrieval_evidence
 from idkl_lib.notebook_train import baseline_config, check_train_folder, train_baseline, wants_baseline
 from idkl_lib.params import (
     DATASET_CHOICES,
@@ -65,6 +69,7 @@ from idkl_lib.runs import (
     step_path,
     write_metrics,
 )
+from idkl_lib.viz.baseline_table import baseline_table
 from idkl_lib.viz.curves import LiveLossPlot, final_losses, loss_figure
 from idkl_lib.viz.curves import _mime_bundle as _mime_bundle  # the live plot's tests read wb._mime_bundle
 from idkl_lib.viz.dataset_plots import dataset_card_figure, statistics_table
@@ -90,22 +95,28 @@ __all__ = [
     "TRAIN_STEP",
     "DataMismatchError",
     "DataSettings",
+    "EvalSettings",
     "FeatureView",
     "LiveLossPlot",
     "ParameterError",
     "RankView",
     "RunFolder",
     "baseline_config",
+    "baseline_table",
+    "cam_evidence",
     "cam_statistics",
     "check_params",
     "check_train_folder",
     "checkpoint_data",
     "checkpoint_path",
+    "compare_checkpoints",
     "dataset_card",
     "dataset_card_figure",
     "expected_statistics",
     "feature_views",
     "final_losses",
+    "find_baseline_checkpoint",
+    "gap_evidence",
     "gradcam_pairs",
     "identity_camera_rows",
     "image_sizes",
@@ -124,6 +135,7 @@ __all__ = [
     "rank_view",
     "recipe_changes",
     "resolve_resume",
+    "retrieval_evidence",
     "set_cpu_threads",
     "setup_notebook",
     "statistics_table",

@@ -268,6 +268,44 @@ def test_step_contents(ci_run: PipelineResult) -> None:
 
 
 @pytest.mark.notebooks
+def test_evaluation_compares_idkl_with_the_baseline(ci_run: PipelineResult) -> None:
+    m = ci_run.metrics["03_evaluate"]
+    protocols, baseline = m["protocols"], m["baseline"]
+    assert baseline["checkpoint"] == str(ci_run.run_dir / "02_train_baseline" / "checkpoint.pth")
+    assert list(baseline["protocols"]) == list(protocols) == list(m["vs_baseline"])
+    for name, diff in m["vs_baseline"].items():
+        assert set(diff) == {"R1", "mAP", "mINP"}
+        assert all(diff[k] == pytest.approx(protocols[name][k] - baseline["protocols"][name][k]) for k in diff)
+        assert baseline["protocols"][name]["num_queries"] == protocols[name]["num_queries"], "the same queries"
+    assert (ci_run.run_dir / "03_evaluate" / "figures" / "vs_baseline.html").is_file()
+    executed = nbformat.read(str(ci_run.run_dir / "03_evaluate.ipynb"), as_version=4)
+    (cell,) = [c for c in _code_cells(executed) if "compare_checkpoints" in c.source]
+    text = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+    assert "IDKL vs baseline: R1" in text and "This is one training seed" in text
+
+
+@pytest.mark.notebooks
+def test_evaluation_without_a_baseline_says_it_skips_the_comparison(ci_run: PipelineResult, tmp_path: Path) -> None:
+    """A sweep cell trains only 02_train: its 03 evaluates IDKL alone and says once how to get the comparison."""
+    run_dir = tmp_path / "cell"
+    (run_dir / "02_train").mkdir(parents=True)
+    (run_dir / "02_train" / "checkpoint.pth").symlink_to(ci_run.run_dir / "02_train" / "checkpoint.pth")
+    declared = _declared(nbformat.read(str(NOTEBOOKS_DIR / "03_evaluate.ipynb"), as_version=4))
+    params = {name: value for name, value in PRESETS["ci"].items() if name in declared}  # the ci run's 03
+    result = run_pipeline(
+        run_dir, preset=None, params={**params, "data_root": str(ci_run.run_dir.parent / "data")},
+        steps=[Step("03_evaluate")], notebooks_dir=NOTEBOOKS_DIR, verbose=False,
+    )  # fmt: skip
+    m = result.metrics["03_evaluate"]
+    assert EXPECTED_KEYS["03_evaluate"] <= set(m) and "baseline" not in m and "vs_baseline" not in m
+    assert m["protocols"] == ci_run.metrics["03_evaluate"]["protocols"]
+    executed = nbformat.read(str(run_dir / "03_evaluate.ipynb"), as_version=4)
+    (cell,) = [c for c in _code_cells(executed) if "compare_checkpoints" in c.source]
+    lines = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream").splitlines()
+    assert len(lines) == 1 and "comparison is skipped" in lines[0] and "02_train_baseline" in lines[0]
+
+
+@pytest.mark.notebooks
 def test_training_shows_live_and_final_loss_curves(ci_run: PipelineResult) -> None:
     def raw_total(figure: dict) -> np.ndarray:  # the faint raw "total" curve (the EMA curve follows it)
         y = next(t for t in figure["data"] if t["name"] == "total")["y"]

@@ -1,0 +1,275 @@
+"""IDKL and its baseline, evaluated side by side (notebook 03): two checkpoints through one protocol, with the same
+dataset, gallery trials, retrieval feature and flip setting, and the difference per metric (IDKL - baseline).
+
+The baseline is the network trained without the purifier and the distillation losses (the pipeline's
+``02_train_baseline`` step, :data:`idkl_lib.runs.BASELINE_STEP`). A run without it (a sweep cell trains only
+``02_train``) skips the comparison: :func:`find_baseline_checkpoint` returns ``None`` and the reason.
+
+Tables are "tidy": one row per (protocol setting, metric) with the two values and their difference
+(:func:`comparison_rows`); ``metrics.json`` stores ``{"baseline": {"checkpoint", "protocols"}, "vs_baseline":
+{setting: {metric: difference}}}`` (:meth:`Comparison.metrics`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..data.records import VIDataset
+from ..models.idkl import Which
+from ..runs import BASELINE_STEP, CHECKPOINT_NAME, step_path
+from .features import extract_features
+from .protocols import evaluate_dataset
+from .retrieval import FeatureArray, ProtocolResult
+
+__all__ = [
+    "COMPARED_METRICS",
+    "DIFFERENCE_METRICS",
+    "CheckpointEvaluation",
+    "Comparison",
+    "EvalSettings",
+    "compare_checkpoints",
+    "comparison_rows",
+    "evaluate_checkpoint",
+    "find_baseline_checkpoint",
+    "metric_differences",
+    "protocol_rows",
+    "signed",
+]
+
+COMPARED_METRICS: tuple[str, ...] = ("R1", "R5", "R10", "mAP", "mINP")
+"""The metrics of the side-by-side table (percent)."""
+DIFFERENCE_METRICS: tuple[str, ...] = ("R1", "mAP", "mINP")
+"""The metrics of ``metrics.json``'s ``vs_baseline`` (IDKL - baseline, percentage points)."""
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """What makes two evaluations comparable: the retrieval feature, flip averaging, the gallery trials (their
+    number and the seed of LLCM's) and whether k-reciprocal re-ranking is reported too (``+rerank`` rows)."""
+
+    feature: Which = "shared"
+    flip: bool = False
+    num_trials: int = 10
+    seed: int = 0
+    rerank: bool = False
+
+    def evaluate(
+        self, dataset: VIDataset, query_feats: FeatureArray, gallery_feats: FeatureArray
+    ) -> dict[str, ProtocolResult]:
+        """The dataset's standard protocol set on these features (and its ``+rerank`` rows when ``rerank``)."""
+        results = evaluate_dataset(dataset, query_feats, gallery_feats, num_trials=self.num_trials, seed=self.seed)
+        if self.rerank:
+            results |= evaluate_dataset(
+                dataset, query_feats, gallery_feats, num_trials=self.num_trials, seed=self.seed, rerank=True
+            )
+        return results
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"feature": self.feature, "flip": self.flip, "num_trials": self.num_trials, "seed": self.seed,
+                "rerank": self.rerank}  # fmt: skip
+
+
+def signed(value: float, decimals: int = 2) -> str:
+    """``+1.25`` / ``−3.90`` (a true minus sign) / ``0.00``: a difference as shown in the tables and sentences."""
+    text = f"{abs(value):.{decimals}f}"
+    if float(text) == 0.0:
+        return text
+    return f"+{text}" if value > 0 else f"\u2212{text}"
+
+
+def protocol_rows(results: Mapping[str, ProtocolResult]) -> dict[str, dict[str, float | int]]:
+    """``{setting: {R1, R5, R10, R20, mAP, mINP (percent), num_queries}}``: notebook 03's ``protocols`` layout."""
+    return {name: {**res.mean.as_dict(), "num_queries": int(res.mean.num_queries)} for name, res in results.items()}
+
+
+@dataclass(frozen=True)
+class CheckpointEvaluation:
+    """One checkpoint through the protocol set: its path, training dataset, loss preset, epoch and results."""
+
+    checkpoint: Path
+    dataset: str
+    loss_preset: str
+    epoch: int
+    results: dict[str, ProtocolResult]
+
+    def protocols(self) -> dict[str, dict[str, float | int]]:
+        """:func:`protocol_rows` of :attr:`results`."""
+        return protocol_rows(self.results)
+
+
+def find_baseline_checkpoint(run_dir: str | os.PathLike[str], baseline_checkpoint: str = "") -> tuple[Path | None, str]:
+    """The baseline checkpoint to compare with, or ``None`` and one line saying why the comparison is skipped.
+
+    ``baseline_checkpoint`` given: that file, which must exist (``FileNotFoundError`` naming it otherwise: the user
+    asked for it). Not given: ``<run_dir>/02_train_baseline/checkpoint.pth`` when it exists, else ``None``.
+    """
+    if baseline_checkpoint:
+        path = Path(baseline_checkpoint).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"parameter baseline_checkpoint={baseline_checkpoint!r}: {path.resolve()} does not exist; pass the "
+                "checkpoint of a model trained with loss_preset='baseline', or '' to skip the comparison"
+            )
+        return path, ""
+    path = step_path(run_dir, BASELINE_STEP) / CHECKPOINT_NAME
+    if path.is_file():
+        return path, ""
+    return None, (
+        f"No baseline checkpoint at {path}: the IDKL-vs-baseline comparison is skipped. To get it, run notebook 02 "
+        f"with loss_preset='baseline', run_tag='baseline' and step_dir='{path.parent}' (the pipeline's "
+        f"{BASELINE_STEP} step), or pass baseline_checkpoint."
+    )
+
+
+def evaluate_checkpoint(
+    checkpoint: str | os.PathLike[str],
+    dataset: VIDataset,
+    settings: EvalSettings,
+    *,
+    device: str | torch.device = "cpu",
+    batch_size: int = 64,
+    num_workers: int = 0,
+    progress: bool = False,
+    label: str = "",
+    features: tuple[FeatureArray, FeatureArray] | None = None,
+    trained_on: tuple[str, str | os.PathLike[str]] | None = None,
+) -> CheckpointEvaluation:
+    """Evaluate one checkpoint on ``dataset``'s test split with ``settings``.
+
+    Args:
+        checkpoint: A checkpoint written by :func:`idkl_lib.train.train`; the model is rebuilt from its config.
+        features: ``(query, gallery)`` features of this checkpoint already extracted with ``settings`` (notebook 03
+            has them); the model is then not run again.
+
+    """
+    from ..checkpoint import load_checkpoint, load_trained_model
+    from ..config import TrainConfig
+
+    if features is None:
+        model, cfg, state = load_trained_model(checkpoint, device)
+        _check_trained_on(checkpoint, cfg.dataset, trained_on)
+        common = dict(which=settings.feature, flip=settings.flip, batch_size=batch_size, num_workers=num_workers,
+                      device=next(model.parameters()).device, progress=progress)  # fmt: skip
+        prefix = f"{label}: " if label else ""
+        features = (
+            extract_features(model, dataset.query, cfg.height, cfg.width, desc=f"{prefix}query images", **common),
+            extract_features(model, dataset.gallery, cfg.height, cfg.width, desc=f"{prefix}gallery images", **common),
+        )
+    else:
+        state = load_checkpoint(checkpoint)
+        cfg = TrainConfig.from_dict(state["config"])
+        _check_trained_on(checkpoint, cfg.dataset, trained_on)
+    return CheckpointEvaluation(Path(checkpoint), cfg.dataset, cfg.loss_preset, int(state["epoch"]),
+                                settings.evaluate(dataset, *features))  # fmt: skip
+
+
+def _check_trained_on(
+    checkpoint: str | os.PathLike[str], dataset: str, trained_on: tuple[str, str | os.PathLike[str]] | None
+) -> None:
+    if trained_on is not None and trained_on[0] != dataset:
+        raise ValueError(
+            f"checkpoint {checkpoint} was trained on {dataset!r} but {trained_on[1]} on {trained_on[0]!r}; "
+            "compare models trained on the same dataset"
+        )
+
+
+def comparison_rows(
+    idkl: Mapping[str, Mapping[str, float]],
+    baseline: Mapping[str, Mapping[str, float]],
+    metrics: Sequence[str] = COMPARED_METRICS,
+) -> list[dict[str, Any]]:
+    """The tidy comparison: one row ``{setting, metric, idkl, baseline, difference}`` per setting and metric
+    (``difference = idkl - baseline``), settings in ``idkl``'s order.
+
+    Raises:
+        ValueError: The two sides do not have the same settings, or a metric is missing (they were not evaluated
+            with the same protocol).
+    """
+    if list(idkl) != list(baseline):
+        raise ValueError(
+            f"IDKL and baseline results cover different protocol settings: {list(idkl)} vs {list(baseline)}; "
+            "evaluate both with the same dataset and settings"
+        )
+    rows = []
+    for setting, values in idkl.items():
+        for metric in metrics:
+            if metric not in values or metric not in baseline[setting]:
+                raise ValueError(f"metric {metric!r} missing for {setting!r}; have {sorted(values)}")
+            a, b = float(values[metric]), float(baseline[setting][metric])
+            rows.append({"setting": setting, "metric": metric, "idkl": a, "baseline": b, "difference": a - b})
+    return rows
+
+
+def metric_differences(
+    idkl: Mapping[str, Mapping[str, float]],
+    baseline: Mapping[str, Mapping[str, float]],
+    metrics: Sequence[str] = DIFFERENCE_METRICS,
+) -> dict[str, dict[str, float]]:
+    """``{setting: {metric: idkl - baseline}}`` (``metrics.json``'s ``vs_baseline``)."""
+    out: dict[str, dict[str, float]] = {}
+    for row in comparison_rows(idkl, baseline, metrics):
+        out.setdefault(row["setting"], {})[row["metric"]] = row["difference"]
+    return out
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Two checkpoints evaluated with the same :class:`EvalSettings` (see :func:`compare_checkpoints`)."""
+
+    idkl: CheckpointEvaluation
+    baseline: CheckpointEvaluation
+    settings: EvalSettings
+
+    def rows(self, metrics: Sequence[str] = COMPARED_METRICS) -> list[dict[str, Any]]:
+        """:func:`comparison_rows` of the two evaluations."""
+        return comparison_rows(self.idkl.protocols(), self.baseline.protocols(), metrics)
+
+    def differences(self, metrics: Sequence[str] = DIFFERENCE_METRICS) -> dict[str, dict[str, float]]:
+        """:func:`metric_differences` of the two evaluations."""
+        return metric_differences(self.idkl.protocols(), self.baseline.protocols(), metrics)
+
+    def metrics(self) -> dict[str, Any]:
+        """The two keys notebook 03 adds to its ``metrics.json``: ``baseline`` (``checkpoint``, ``protocols`` in the
+        layout of 03's own ``protocols``) and ``vs_baseline`` (``{setting: {R1, mAP, mINP}}``, IDKL - baseline)."""
+        return {
+            "baseline": {"checkpoint": str(self.baseline.checkpoint), "protocols": self.baseline.protocols()},
+            "vs_baseline": self.differences(),
+        }
+
+
+def compare_checkpoints(
+    checkpoint: str | os.PathLike[str],
+    baseline_checkpoint: str | os.PathLike[str],
+    dataset: VIDataset,
+    settings: EvalSettings,
+    *,
+    device: str | torch.device = "cpu",
+    batch_size: int = 64,
+    num_workers: int = 0,
+    progress: bool = False,
+    features: tuple[FeatureArray, FeatureArray] | None = None,
+) -> Comparison:
+    """Evaluate the IDKL ``checkpoint`` and the ``baseline_checkpoint`` with one protocol: the same dataset, gallery
+    trials, feature and flip setting (``settings``). ``features``: the IDKL checkpoint's features, when already
+    extracted with ``settings`` (the baseline's are always computed here).
+
+    Raises:
+        ValueError: The baseline was trained on another dataset than the IDKL model, or the two evaluations did not
+            use the same galleries (a protocol setting differs).
+    """
+    common = dict(device=device, batch_size=batch_size, num_workers=num_workers, progress=progress)
+    idkl = evaluate_checkpoint(checkpoint, dataset, settings, label="IDKL", features=features, **common)
+    baseline = evaluate_checkpoint(
+        baseline_checkpoint, dataset, settings, label="baseline", trained_on=(idkl.dataset, checkpoint), **common
+    )
+    for name, res in idkl.results.items():
+        other = baseline.results.get(name)
+        if other is None or other.settings != res.settings:
+            raise ValueError(f"{name}: the baseline was not evaluated with the same protocol settings as IDKL")
+    return Comparison(idkl, baseline, settings)
