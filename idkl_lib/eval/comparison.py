@@ -122,8 +122,8 @@ def find_baseline_checkpoint(run_dir: str | os.PathLike[str], baseline_checkpoin
         return path, ""
     return None, (
         f"No baseline checkpoint at {path}: the IDKL-vs-baseline comparison is skipped. To get it, run notebook 02 "
-        f"with loss_preset='baseline', run_tag='baseline' and step_dir='{path.parent}' (the pipeline's "
-        f"{BASELINE_STEP} step), or pass baseline_checkpoint."
+        f"with with_baseline=True (its default on synthetic data in JupyterLab; the pipeline has a {BASELINE_STEP} "
+        "step) or with loss_preset='baseline' and run_tag='baseline', or pass baseline_checkpoint."
     )
 
 
