@@ -22,7 +22,7 @@ import torch
 
 from ..data.records import VIDataset
 from ..models.idkl import Which
-from ..runs import BASELINE_STEP, CHECKPOINT_NAME, step_path
+from ..runs import BASELINE_STEP, CHECKPOINT_NAME, optional_checkpoint, step_path
 from .features import extract_features
 from .protocols import evaluate_dataset
 from .retrieval import FeatureArray, ProtocolResult
@@ -117,9 +117,10 @@ def find_baseline_checkpoint(run_dir: str | os.PathLike[str], baseline_checkpoin
                 "checkpoint of a model trained with loss_preset='baseline', or '' to skip the comparison"
             )
         return path, ""
+    found = optional_checkpoint(run_dir, "", BASELINE_STEP)  # the same lookup as notebooks 04 and 05
+    if found is not None:
+        return found, ""
     path = step_path(run_dir, BASELINE_STEP) / CHECKPOINT_NAME
-    if path.is_file():
-        return path, ""
     return None, (
         f"No baseline checkpoint at {path}: the IDKL-vs-baseline comparison is skipped. To get it, run notebook 02 "
         f"with with_baseline=True (its default on synthetic data in JupyterLab; the pipeline has a {BASELINE_STEP} "
