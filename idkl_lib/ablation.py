@@ -27,24 +27,39 @@ This module holds data only (it imports nothing from the package), so :mod:`idkl
 
 from __future__ import annotations
 
-__all__ = ["ABLATION_BASES", "ABLATION_GROUPS", "ABLATION_PRESETS", "CUMULATIVE", "LEAVE_ONE_OUT", "resolve"]
+__all__ = [
+    "ABLATION_BASES",
+    "ABLATION_GROUPS",
+    "ABLATION_PRESETS",
+    "CUMULATIVE",
+    "LEAVE_ONE_OUT",
+    "TERM_GROUPS",
+    "resolve",
+]
 
-ABLATION_GROUPS: dict[str, tuple[str, ...]] = {
-    "core": ("id", "id_sp", "tri_sh", "tri_sp"),
+TERM_GROUPS: dict[str, tuple[str, ...]] = {
+    "identity": ("id", "id_sp"),
+    "triplet": ("tri_sh", "tri_sp"),
     "ip": ("ip_entropy", "ip_centroid"),
     "tgsa": ("tgsa_inter", "tgsa_intra", "tgsa_intra_cross"),
+    "csa1": ("csa1_inter", "csa1_intra"),
+    "csa2": ("csa2_inter", "csa2_intra"),
     "csa": ("csa1_inter", "csa1_intra", "csa2_inter", "csa2_intra"),
-    "mod": ("disc", "confuser"),
-    "kd": (
-        "tgsa_inter",
-        "tgsa_intra",
-        "tgsa_intra_cross",
-        "csa1_inter",
-        "csa1_intra",
-        "csa2_inter",
-        "csa2_intra",
-    ),
+    "distill": ("tgsa_inter", "tgsa_intra", "tgsa_intra_cross", "csa1_inter", "csa1_intra", "csa2_inter", "csa2_intra"),
+    "inter": ("tgsa_inter", "csa1_inter", "csa2_inter"),
     "mdr": ("tgsa_intra", "tgsa_intra_cross", "csa1_intra", "csa2_intra"),
+    "modality": ("disc", "confuser"),
+}
+"""Groups of loss terms (docs/method.md#39-term-names-and-groups), read by ``LossWeights.GROUPS`` and
+``LossWeights.without``; "mdr" is this project's name for the cross-modality (visible <-> infrared) alignment terms
+inside the shared branch."""
+
+ABLATION_GROUPS: dict[str, tuple[str, ...]] = {
+    "core": TERM_GROUPS["identity"] + TERM_GROUPS["triplet"],
+    **{name: TERM_GROUPS[name] for name in ("ip", "tgsa", "csa")},
+    "mod": TERM_GROUPS["modality"],
+    "kd": TERM_GROUPS["distill"],
+    "mdr": TERM_GROUPS["mdr"],
 }
 """Ablation group -> the loss terms it switches (``core`` is never switched off)."""
 

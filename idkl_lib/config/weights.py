@@ -13,32 +13,8 @@ from typing import ClassVar
 from .. import ablation as _ablation
 from .model import _is_real
 
-# Loss terms, docs/method.md#3-losses. Groups name sets of terms for ablations (``LossWeights.without``); "mdr" is
-# this project's name for the cross-modality (visible <-> infrared) alignment terms inside the shared branch
-# (docs/method.md#39-term-names-and-groups).
-_GROUPS: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {
-        "identity": ("id", "id_sp"),
-        "triplet": ("tri_sh", "tri_sp"),
-        "ip": ("ip_entropy", "ip_centroid"),
-        "tgsa": ("tgsa_inter", "tgsa_intra", "tgsa_intra_cross"),
-        "csa1": ("csa1_inter", "csa1_intra"),
-        "csa2": ("csa2_inter", "csa2_intra"),
-        "csa": ("csa1_inter", "csa1_intra", "csa2_inter", "csa2_intra"),
-        "distill": (
-            "tgsa_inter",
-            "tgsa_intra",
-            "tgsa_intra_cross",
-            "csa1_inter",
-            "csa1_intra",
-            "csa2_inter",
-            "csa2_intra",
-        ),
-        "inter": ("tgsa_inter", "csa1_inter", "csa2_inter"),
-        "mdr": ("tgsa_intra", "tgsa_intra_cross", "csa1_intra", "csa2_intra"),
-        "modality": ("disc", "confuser"),
-    }
-)
+# Loss-term groups (idkl_lib.ablation.TERM_GROUPS) name sets of terms for ablations (``LossWeights.without``).
+_GROUPS: Mapping[str, tuple[str, ...]] = MappingProxyType(dict(_ablation.TERM_GROUPS))
 
 
 @dataclass(frozen=True)
