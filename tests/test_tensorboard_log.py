@@ -17,11 +17,12 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch.utils.tensorboard import SummaryWriter
 
 from idkl_lib.checkpoint import load_checkpoint
-from idkl_lib.config import TrainConfig
 from idkl_lib.data import VIDataset
 from idkl_lib.runs import CHECKPOINT_NAME
 from idkl_lib.tensorboard_log import EVAL_METRICS, TENSORBOARD_DIR
 from idkl_lib.train import train
+
+from .test_train import tiny_config
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -30,31 +31,6 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def tiny_config(root: Path, out_dir: Path, **overrides: Any) -> TrainConfig:
-    """About 9 steps of 16 images (32 x 32) per epoch with a 8-wide ResNet-18."""
-    fields: dict[str, Any] = dict(
-        dataset="sysu",
-        data_root=str(root),
-        arch="resnet18",
-        base_width=8,
-        pretrained=False,
-        height=32,
-        width=32,
-        p=4,
-        k=4,
-        epochs=2,
-        milestones=(1,),
-        num_workers=0,
-        device="cpu",
-        out_dir=str(out_dir),
-        log_every=4,
-        deterministic=True,
-        final_eval=False,
-    )
-    fields.update(overrides)
-    return TrainConfig(**fields)
 
 
 def read_scalars(out_dir: Path) -> dict[str, list[tuple[int, float]]]:

@@ -40,6 +40,8 @@ from idkl_lib.models import build_model
 from idkl_lib.train import CHECKPOINT_NAME, NonFiniteLossError, _epoch_seed, build_loader, lr_factor
 from idkl_lib.utils.runtime import seed_everything
 
+from .test_train import tiny_config
+
 pytestmark = pytest.mark.slow
 
 WORLD = 2
@@ -58,29 +60,9 @@ def _free_port() -> int:
 
 
 def _config(root: Path, out_dir: Path, **overrides: Any) -> TrainConfig:
-    fields: dict[str, Any] = dict(
-        dataset="sysu",
-        data_root=str(root),
-        arch="resnet18",
-        base_width=8,
-        pretrained=False,
-        height=32,
-        width=32,
-        p=4,  # 2 identities per rank and step
-        k=4,
-        epochs=2,
-        milestones=(1,),
-        lr=1e-3,
-        num_workers=0,
-        device="cpu",
-        out_dir=str(out_dir),
-        log_every=3,
-        deterministic=True,
-        channels_last=False,
-        final_eval=True,
-    )
-    fields.update(overrides)
-    return TrainConfig(**fields)
+    """The tiny training run of ``test_train`` (P = 4: 2 identities per rank and step), with a final evaluation."""
+    fields: dict[str, Any] = dict(lr=1e-3, log_every=3, channels_last=False, final_eval=True)
+    return tiny_config(root, out_dir, **{**fields, **overrides})
 
 
 def _without_dropout(build: Any) -> Any:
