@@ -290,12 +290,13 @@ def markdown_tables(runs: Sequence[Run], baseline: str = "", metrics: Sequence[s
     for d in diffs:
         by_config.setdefault(d["config"], {})[d["metric"]] = d
     for label, per_metric in by_config.items():
-        cells = []
+        diff_cells: list[str] = []
         for m in metrics:
-            d = per_metric.get(m)
-            if d is None or d["mean_diff"] is None:
-                cells.append("–")
+            found = per_metric.get(m)
+            if found is None or found["mean_diff"] is None:
+                diff_cells.append("–")
                 continue
+            d = found
             text = f"{d['mean_diff']:+.1f}"
             if d["ci95"] is not None:
                 text += f" [{d['mean_diff'] - d['ci95']:+.1f}, {d['mean_diff'] + d['ci95']:+.1f}]"
@@ -303,9 +304,9 @@ def markdown_tables(runs: Sequence[Run], baseline: str = "", metrics: Sequence[s
                 text += f" p={d['t_p']:.2f}"
             if d["inside_noise"]:
                 text += " *noise*"
-            cells.append(text)
+            diff_cells.append(text)
         pairs = max(d["pairs"] for d in per_metric.values())
-        lines.append(f"| {label} | {pairs} | " + " | ".join(cells) + " |")
+        lines.append(f"| {label} | {pairs} | " + " | ".join(diff_cells) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -210,7 +210,8 @@ def _convert_instance_norm(module: nn.Module) -> nn.Module:
     if isinstance(module, nn.InstanceNorm2d) and module.track_running_stats:
         if isinstance(module, GlobalInstanceNorm):
             return module
-        new = GlobalInstanceNorm(module.num_features, module.eps, module.momentum, module.affine, True)
+        # momentum None (a cumulative average) is valid at run time; torch annotates it as float
+        new = GlobalInstanceNorm(module.num_features, module.eps, module.momentum, module.affine, True)  # type: ignore[arg-type]
         if module.affine:
             new.weight, new.bias = module.weight, module.bias
         new.running_mean, new.running_var = module.running_mean, module.running_var

@@ -15,6 +15,7 @@ from pathlib import Path
 import plotly.graph_objects as go
 
 from idkl_lib.config import TrainConfig
+from idkl_lib.data import VIDataset
 from idkl_lib.params import resolve_resume
 from idkl_lib.run_context import DataSettings, RunFolder
 from idkl_lib.run_guard import RunFolderError, config_hash, read_record
@@ -76,7 +77,9 @@ def wants_baseline(with_baseline: bool | None, cfg: TrainConfig, data: DataSetti
     return bool(with_baseline)
 
 
-def train_baseline(cfg: TrainConfig, dataset: object, resume: str | os.PathLike[str] = "") -> tuple[object, go.Figure]:
+def train_baseline(
+    cfg: TrainConfig, dataset: VIDataset, resume: str | os.PathLike[str] = ""
+) -> tuple[object, go.Figure]:
     """Train the baseline ``cfg`` (:func:`baseline_config`) with a live loss plot; write its ``history.json``.
 
     Args:

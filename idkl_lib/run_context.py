@@ -147,6 +147,7 @@ class DataSettings:
 
         root = Path(cfg.data_root)
         marker = read_marker(root) if root.is_dir() else None
+        sizes: dict[str, Any] | None
         if marker and marker.get("generator") == "idkl_lib.data.synthetic":
             sizes = {
                 "synthetic_layout": marker.get("layout"),
@@ -278,7 +279,8 @@ def open_run(run_dir: str | os.PathLike[str], step: str, step_dir: str | os.Path
         pointer = _read_json(CURRENT_RUN, "the current-run pointer")
         remembered = Path(str(pointer.get("run_dir", ""))) if pointer else None
         if remembered is not None and remembered.is_dir():
-            path, why = remembered, f"set up last, by notebook {pointer.get('set_by', '01')}: {CURRENT_RUN}"
+            set_by = pointer.get("set_by", "01") if pointer else "01"
+            path, why = remembered, f"set up last, by notebook {set_by}: {CURRENT_RUN}"
         else:
             path = DEFAULT_RUN_DIR
             why = "the default: no run folder set up yet" if remembered is None else f"{remembered} is gone"

@@ -266,7 +266,9 @@ def train(
 
     model = build_model(cfg.model_config(dataset.num_train_ids)).to(device)
     dataset = preflight(cfg, dataset, model)
-    continues = resume is True or (bool(resume) and Path(resume).expanduser().resolve() == ckpt_path.resolve())
+    continues = resume is True or (
+        not isinstance(resume, bool) and bool(resume) and Path(resume).expanduser().resolve() == ckpt_path.resolve()
+    )
     guard = (
         guard_run_folder(
             out_dir,

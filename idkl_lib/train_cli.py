@@ -69,7 +69,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
     for f in dataclasses.fields(TrainConfig):
         flags = OPTION_NAMES.get(f.name, ("--" + f.name.replace("_", "-"),))
         kind = str(f.type)
-        default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+        default: Any = f.default
+        if default is dataclasses.MISSING and callable(f.default_factory):
+            default = f.default_factory()
         options: dict[str, Any] = {"default": default, "help": f.metadata["help"].replace("%", "%%")}
         if kind == "bool":  # a bare --flag means true
             options.update(type=_parse_bool, nargs="?", const=True, metavar="{true,false}")

@@ -155,8 +155,9 @@ def evaluate_checkpoint(
     if features is None:
         model, cfg, state = load_trained_model(checkpoint, device)
         _check_trained_on(checkpoint, cfg.dataset, trained_on)
-        common = dict(which=settings.feature, flip=settings.flip, batch_size=batch_size, num_workers=num_workers,
-                      device=next(model.parameters()).device, progress=progress)  # fmt: skip
+        common: dict[str, Any] = dict(which=settings.feature, flip=settings.flip, batch_size=batch_size,
+                                      num_workers=num_workers, device=next(model.parameters()).device,
+                                      progress=progress)  # fmt: skip
         prefix = f"{label}: " if label else ""
         features = (
             extract_features(model, dataset.query, cfg.height, cfg.width, desc=f"{prefix}query images", **common),
@@ -264,7 +265,7 @@ def compare_checkpoints(
         ValueError: The baseline was trained on another dataset than the IDKL model, or the two evaluations did not
             use the same galleries (a protocol setting differs).
     """
-    common = dict(device=device, batch_size=batch_size, num_workers=num_workers, progress=progress)
+    common: dict[str, Any] = dict(device=device, batch_size=batch_size, num_workers=num_workers, progress=progress)
     idkl = evaluate_checkpoint(checkpoint, dataset, settings, label="IDKL", features=features, **common)
     baseline = evaluate_checkpoint(
         baseline_checkpoint, dataset, settings, label="baseline", trained_on=(idkl.dataset, checkpoint), **common

@@ -64,7 +64,7 @@ def extract_features(
                 images = images.contiguous(memory_format=torch.channels_last)
             modality = modality.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                feats = model.embed(images, modality, which=which, flip=flip)
+                feats = model.embed(images, modality, which=which, flip=flip)  # type: ignore[operator]  # IDKLModel.embed
             chunks.append(feats.float().cpu())
     finally:
         model.train(was_training)
