@@ -21,12 +21,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m idkl_lib.pipeline --run-dir reports/$(RUN) --preset demo
 
-## ablation: the ablation study, three sweeps (README "Ablation study": hours on a 2-core CPU). Re-running it resumes;
-## a failed cell is listed in its sweep's results.csv and the other cells and sweeps go on.
+## ablation: the ablation study, five sweeps (README "Ablation study": hours on a 2-core CPU). Re-running it resumes;
+## a failed cell is listed in its sweep's results.csv and the other cells and sweeps go on. The reference-rate sweep,
+## the longest and the one that trains nothing from random initialisation, comes last.
 ablation: $(STAMP)
 	-$(PY) -m idkl_lib.sweep --run-dir reports/ablation-demo --experiment experiments/ablation.yaml --resume
-	-$(PY) -m idkl_lib.sweep --run-dir reports/ablation-reference --experiment experiments/ablation_reference.yaml --resume
+	-$(PY) -m idkl_lib.sweep --run-dir reports/ablation-batch120 --experiment experiments/ablation_batch120.yaml --resume
+	-$(PY) -m idkl_lib.sweep --run-dir reports/ablation-lr --experiment experiments/ablation_lr.yaml --resume
 	-$(PY) -m idkl_lib.sweep --run-dir reports/knob --experiment experiments/knob.yaml --resume
+	-$(PY) -m idkl_lib.sweep --run-dir reports/ablation-reference --experiment experiments/ablation_reference.yaml --resume
 
 ## test: the whole suite (unit, multi-process and notebook tests)
 test: $(STAMP)

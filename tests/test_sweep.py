@@ -99,6 +99,15 @@ def test_experiment_file_errors_name_the_file_and_key(tmp_path: Path) -> None:
         load_experiment(tmp_path / "missing.yaml")
 
 
+@pytest.mark.parametrize("path", sorted((NOTEBOOKS_DIR.parent / "experiments").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_experiment_files_name_real_parameters_and_values(path: Path) -> None:
+    """``make ablation`` would fail hours in on a typo: every file's keys, names and values are checked up front."""
+    exp = load_experiment(path)
+    sweep._check(exp, NOTEBOOKS_DIR)
+    names = [name for name, _params in exp.cells()]
+    assert len(names) == len(set(names)) >= 2
+
+
 def test_unknown_names_and_bad_values_fail_before_any_cell(tmp_path: Path) -> None:
     run = tmp_path / "run"
     with pytest.raises(ValueError, match="sweep parameter 'sed': no notebook of the steps"):
