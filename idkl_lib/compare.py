@@ -29,6 +29,8 @@ __all__ = [
     "METRICS",
     "Run",
     "config_curves",
+    "gap_change",
+    "gap_change_table",
     "load_runs",
     "loss_magnitudes",
     "markdown_tables",
@@ -38,8 +40,22 @@ __all__ = [
 
 METRICS: tuple[str, ...] = ("R1", "mAP", "mINP")
 IGNORED_PARAMS = frozenset(
-    {"seed", "run_dir", "step_dir", "data_root", "run_tag", "resume", "device", "num_workers", "log_every"}
+    {
+        "seed",
+        "run_dir",
+        "step_dir",
+        "data_root",
+        "run_tag",
+        "resume",
+        "overwrite",
+        "with_baseline",  # the extra baseline run of notebook 02, not this run's training
+        "device",
+        "num_workers",
+        "cpu_threads",
+        "log_every",
+    }
 )
+"""Parameters that never make a configuration: bookkeeping, hardware, and what does not change the trained model."""
 WILCOXON_MIN_PAIRS = 6
 
 
@@ -132,13 +148,21 @@ def load_runs(
     return loaded, chosen
 
 
-def _label(runs: list[Run]) -> None:
-    """Label each run by the parameters that differ between the runs (seed and bookkeeping names excepted)."""
-    names = sorted({n for r in runs for n in r.params} - IGNORED_PARAMS)
+def _labels(runs: Sequence[Run], ignore: frozenset[str] = IGNORED_PARAMS) -> list[str]:
+    """Each run's label: the parameters that differ between the runs, the ``ignore`` names excepted."""
+    names = sorted({n for r in runs for n in r.params} - ignore)
     varying = [n for n in names if len({json.dumps(r.params.get(n), sort_keys=True) for r in runs}) > 1]
+    labels = []
     for run in runs:
         parts = [str(run.params.get(n)) if n == "loss_preset" else f"{n}={run.params.get(n)}" for n in varying]
-        run.config = " · ".join(parts) or "all runs"
+        labels.append(" · ".join(parts) or "all runs")
+    return labels
+
+
+def _label(runs: list[Run]) -> None:
+    """Label each run by the parameters that differ between the runs (seed and bookkeeping names excepted)."""
+    for run, label in zip(runs, _labels(runs), strict=True):
+        run.config = label
 
 
 def configs(runs: Sequence[Run]) -> dict[str, list[Run]]:
@@ -222,6 +246,124 @@ def paired_comparison(
                 }
             )
     return baseline, rows
+
+
+def _level_key(value: Any) -> tuple[int, Any]:
+    """Sort levels: missing first, then numbers in order, then anything else by its text."""
+    if value is None:
+        return (0, 0.0)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return (1, float(value))
+    return (2, json.dumps(value, sort_keys=True))
+
+
+def gap_change(
+    runs: Sequence[Run], factor: str, baseline: str = "", metrics: Sequence[str] = METRICS
+) -> tuple[str, Any, list[dict[str, Any]]]:
+    """Whether a configuration's difference to the baseline changes with ``factor`` (e.g. the synthetic generator's
+    ``synthetic_modality_evidence``): the difference of differences, paired by seed.
+
+    Runs are grouped by the value of ``factor`` (a *level*; missing = ``None``) and, within a level, labelled by the
+    other parameters that differ. For each configuration, level and seed, its *gap* is its metric minus the
+    baseline's at the same level and seed; the *change* is that gap minus the gap at the reference level (the first:
+    missing, else the lowest). Only seeds with all four runs count.
+
+    Returns:
+        ``(baseline label, reference level, rows)``; a row per configuration, level other than the reference, and
+        metric: ``level``, ``seeds``, ``gaps`` and ``reference_gaps`` (per seed), ``changes`` (per seed), ``pairs``,
+        ``mean_change``, ``ci95`` (half-width), ``t_p`` (one-sample t-test of the changes against 0) and
+        ``inside_noise`` (None with fewer than 2 pairs).
+
+    Raises:
+        ValueError: ``factor`` has fewer than two levels, or the baseline is not among the configurations.
+    """
+    labels = _labels(runs, IGNORED_PARAMS | {factor})
+    table: dict[tuple[str, str], dict[Any, Run]] = {}  # (level as JSON, label) -> seed -> run
+    levels: dict[str, Any] = {}
+    for run, label in zip(runs, labels, strict=True):
+        level = run.params.get(factor)
+        key = json.dumps(level, sort_keys=True)
+        levels[key] = level
+        table.setdefault((key, label), {})[run.seed] = run
+    if len(levels) < 2:
+        raise ValueError(f"{factor!r} takes {len(levels)} value(s) in these runs; the change needs at least two levels")
+    order = sorted(levels, key=lambda k: _level_key(levels[k]))
+    if not baseline:
+        named = [lab for run, lab in zip(runs, labels, strict=True) if run.params.get("loss_preset") == "baseline"]
+        baseline = named[0] if named else labels[0]
+    if baseline not in labels:
+        raise ValueError(f"baseline configuration {baseline!r} is not among the runs: {sorted(set(labels))}")
+    reference = order[0]
+    rows = []
+    for label in dict.fromkeys(labels):
+        if label == baseline or (reference, label) not in table:
+            continue
+        for key in order[1:]:
+            if (key, label) not in table:
+                continue
+            at = (table[(key, label)], table.get((key, baseline), {}))
+            ref = (table[(reference, label)], table.get((reference, baseline), {}))
+            seeds = [s for s in at[0] if s in at[1] and s in ref[0] and s in ref[1]]
+            for metric in metrics:
+                gaps = [at[0][s].metrics[metric] - at[1][s].metrics[metric] for s in seeds]
+                ref_gaps = [ref[0][s].metrics[metric] - ref[1][s].metrics[metric] for s in seeds]
+                changes = np.array(gaps, dtype=float) - np.array(ref_gaps, dtype=float)
+                summary = mean_ci(changes)
+                t_p = (
+                    float(stats.ttest_1samp(changes, 0.0).pvalue) if len(changes) > 1 and np.ptp(changes) > 0 else None
+                )
+                half, mean = summary["ci95"], summary["mean"]
+                rows.append(
+                    {
+                        "config": label,
+                        "level": levels[key],
+                        "metric": metric,
+                        "seeds": seeds,
+                        "gaps": gaps,
+                        "reference_gaps": ref_gaps,
+                        "changes": changes.tolist(),
+                        "pairs": len(seeds),
+                        "mean_change": mean,
+                        "ci95": half,
+                        "t_p": t_p,
+                        "inside_noise": None if half is None or mean is None else abs(mean) <= half,
+                    }
+                )
+    return baseline, levels[reference], rows
+
+
+def gap_change_table(runs: Sequence[Run], factor: str, baseline: str = "", metrics: Sequence[str] = METRICS) -> str:
+    """:func:`gap_change` as a Markdown table: per configuration and level, the mean change of the gap to the baseline
+    with its 95% interval and p, then the change per seed in parentheses."""
+    base, reference, rows = gap_change(runs, factor, baseline, metrics)
+    lines = [
+        f"| (configuration − {base}) at {factor} − at {reference} | pairs | "
+        + " | ".join(f"change of Δ{m}" for m in metrics)
+        + " |",
+        "|" + "---|" * (len(metrics) + 2),
+    ]
+    grouped: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+    for row in rows:
+        grouped.setdefault((row["config"], json.dumps(row["level"])), {})[row["metric"]] = row
+    for (label, level), per_metric in grouped.items():
+        cells = []
+        for m in metrics:
+            r = per_metric[m]
+            if r["mean_change"] is None:
+                cells.append("–")
+                continue
+            text = f"{r['mean_change']:+.1f}"
+            if r["ci95"] is not None:
+                text += f" [{r['mean_change'] - r['ci95']:+.1f}, {r['mean_change'] + r['ci95']:+.1f}]"
+            if r["t_p"] is not None:
+                text += f" p={r['t_p']:.2f}"
+            if r["inside_noise"]:
+                text += " *noise*"
+            per_seed = ", ".join(f"{s}: {c:+.1f}" for s, c in zip(r["seeds"], r["changes"], strict=True))
+            cells.append(f"{text} (seed {per_seed})")
+        pairs = max(r["pairs"] for r in per_metric.values())
+        lines.append(f"| {label} at {json.loads(level)} | {pairs} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _last_epoch_means(history: Sequence[Mapping[str, float]]) -> dict[str, float]:
@@ -318,6 +460,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("folders", nargs="+", help="sweep folders (their finished cells) or run folders")
     parser.add_argument("--baseline", default="", help="configuration label to compare with (default: baseline)")
     parser.add_argument("--protocol", default="", help="protocol setting (default: single-shot all-search)")
+    parser.add_argument(
+        "--by",
+        default="",
+        metavar="NAME",
+        help="also print how each configuration's gap to the baseline changes with this parameter (e.g. "
+        "synthetic_modality_evidence), paired by seed",
+    )
+    parser.add_argument(
+        "--by-default",
+        default=None,
+        metavar="VALUE",
+        help="the --by parameter's value in runs that did not set it (the notebook's default, e.g. 0)",
+    )
     args = parser.parse_args(argv)
     runs: list[Run] = []
     protocol = args.protocol
@@ -328,9 +483,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             else load_runs(runs=[folder], protocol=protocol)
         )
         runs += loaded
+    if args.by and args.by_default is not None:
+        import yaml
+
+        for run in runs:
+            run.params.setdefault(args.by, yaml.safe_load(args.by_default))
     _label(runs)
     print(f"protocol: {protocol}\n")
     print(markdown_tables(runs, args.baseline))
+    if args.by:
+        try:
+            print(gap_change_table(runs, args.by, args.baseline))
+        except ValueError as exc:
+            parser.error(f"--by {args.by}: {exc}")
     return 0
 
 

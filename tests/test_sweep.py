@@ -258,3 +258,55 @@ def test_markdown_tables_give_mean_std_interval_and_paired_difference(tmp_path: 
     d_half = stats.t.ppf(0.975, 2) * diff.std(ddof=1) / np.sqrt(3)
     p = stats.ttest_rel([52.0, 61.0, 55.0], [50.0, 60.0, 55.0]).pvalue
     assert f"| full | 3 | +1.0 [{1 - d_half:+.1f}, {1 + d_half:+.1f}] p={p:.2f} *noise* |" in text
+
+
+def test_gap_change_is_the_seed_paired_difference_of_differences(tmp_path: Path) -> None:
+    def run(preset: str, level: float | None, seed: int, r1: float) -> compare.Run:
+        params: dict[str, object] = {"loss_preset": preset, "seed": seed, "with_baseline": level is None}
+        if level is not None:
+            params["evidence"] = level
+        return compare.Run(tmp_path, params, seed, {"R1": r1}, [])
+
+    runs = [run("baseline", None, 0, 50.0), run("baseline", None, 1, 52.0), run("full", None, 0, 45.0)]
+    runs += [run("full", None, 1, 48.0), run("+ip", None, 0, 51.0)]  # +ip: at one level only, no row
+    runs += [run("baseline", 1.0, 0, 30.0), run("baseline", 1.0, 1, 33.0), run("full", 1.0, 0, 29.0)]
+    runs += [run("full", 1.0, 1, 30.0), run("full", 1.0, 2, 99.0)]  # seed 2 has no baseline: not paired
+    # gaps at the reference (missing) level: -5, -4; at 1.0: -1, -3; changes: +4, +1
+    base, reference, rows = compare.gap_change(runs, "evidence", metrics=("R1",))
+    assert (base, reference) == ("baseline", None) and [r["config"] for r in rows] == ["full"]
+    (row,) = rows
+    assert (row["level"], row["seeds"], row["pairs"]) == (1.0, [0, 1], 2)
+    assert row["gaps"] == [-1.0, -3.0] and row["reference_gaps"] == [-5.0, -4.0] and row["changes"] == [4.0, 1.0]
+    half = stats.t.ppf(0.975, 1) * np.std([4.0, 1.0], ddof=1) / np.sqrt(2)
+    assert row["mean_change"] == pytest.approx(2.5) and row["ci95"] == pytest.approx(half)
+    assert row["t_p"] == pytest.approx(stats.ttest_1samp([4.0, 1.0], 0.0).pvalue) and row["inside_noise"] is True
+    text = compare.gap_change_table(runs, "evidence", metrics=("R1",))
+    assert f"| full at 1.0 | 2 | +2.5 [{2.5 - half:+.1f}, {2.5 + half:+.1f}]" in text
+    assert "(seed 0: +4.0, 1: +1.0) |" in text
+    with pytest.raises(ValueError, match="'loss_preset' takes 1 value"):
+        compare.gap_change(runs[:2], "loss_preset")
+    with pytest.raises(ValueError, match="baseline configuration 'nope'"):
+        compare.gap_change(runs, "evidence", "nope")
+
+
+def test_compare_command_fills_the_default_level(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--by NAME --by-default VALUE``: runs that did not set NAME (the notebook default) are that level."""
+    for name, params, r1 in (
+        ("b0", {"loss_preset": "baseline", "seed": 0}, 50.0),
+        ("f0", {"loss_preset": "full", "seed": 0}, 45.0),
+        ("b1", {"loss_preset": "baseline", "seed": 0, "synthetic_modality_evidence": 1.0}, 30.0),
+        ("f1", {"loss_preset": "full", "seed": 0, "synthetic_modality_evidence": 1.0}, 29.0),
+    ):
+        folder = tmp_path / name
+        folder.mkdir()
+        metrics = {"03_evaluate": {"protocols": {PROTOCOL: {"R1": r1, "mAP": r1, "mINP": r1}}}}
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+        (folder / "params.json").write_text(json.dumps({"02_train": params}))
+    folders = [str(tmp_path / n) for n in ("b0", "f0", "b1", "f1")]
+    assert compare.main([*folders, "--by", "synthetic_modality_evidence", "--by-default", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "| baseline · synthetic_modality_evidence=0 | 0 |" in out
+    assert "| full at 1.0 | 1 | +4.0 (seed 0: +4.0) |" in out
+    with pytest.raises(SystemExit):
+        compare.main([*folders[:2], "--by", "synthetic_modality_evidence"])
+    assert "--by synthetic_modality_evidence: 'synthetic_modality_evidence' takes 1 value" in capsys.readouterr().err
