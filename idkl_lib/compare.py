@@ -248,25 +248,23 @@ def paired_comparison(
     return baseline, rows
 
 
-def _level_key(value: Any) -> tuple[int, Any]:
-    """Sort levels: missing first, then numbers in order, then anything else by its text."""
-    if value is None:
-        return (0, 0.0)
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return (1, float(value))
-    return (2, json.dumps(value, sort_keys=True))
+def _level(run: Run, names: Sequence[str]) -> Any:
+    if len(names) == 1:
+        return run.params.get(names[0])
+    return ", ".join(f"{n}={run.params.get(n)}" for n in names)
 
 
 def gap_change(
-    runs: Sequence[Run], factor: str, baseline: str = "", metrics: Sequence[str] = METRICS
+    runs: Sequence[Run], factor: str | Sequence[str], baseline: str = "", metrics: Sequence[str] = METRICS
 ) -> tuple[str, Any, list[dict[str, Any]]]:
     """Whether a configuration's difference to the baseline changes with ``factor`` (e.g. the synthetic generator's
     ``synthetic_modality_evidence``): the difference of differences, paired by seed.
 
-    Runs are grouped by the value of ``factor`` (a *level*; missing = ``None``) and, within a level, labelled by the
-    other parameters that differ. For each configuration, level and seed, its *gap* is its metric minus the
-    baseline's at the same level and seed; the *change* is that gap minus the gap at the reference level (the first:
-    missing, else the lowest). Only seeds with all four runs count.
+    Runs are grouped by the value of ``factor`` (a *level*; missing = ``None``; several names, e.g. ``"lr,epochs"``
+    for a rate and the schedule that changes with it, make one level of their values) and, within a level, labelled
+    by the other parameters that differ. For each configuration, level and seed, its *gap* is its metric minus the
+    baseline's at the same level and seed; the *change* is that gap minus the gap at the reference level, the level
+    of the first run given. Only seeds with all four runs count.
 
     Returns:
         ``(baseline label, reference level, rows)``; a row per configuration, level other than the reference, and
@@ -277,17 +275,20 @@ def gap_change(
     Raises:
         ValueError: ``factor`` has fewer than two levels, or the baseline is not among the configurations.
     """
-    labels = _labels(runs, IGNORED_PARAMS | {factor})
+    names = [n.strip() for n in factor.split(",")] if isinstance(factor, str) else list(factor)
+    labels = _labels(runs, IGNORED_PARAMS | set(names))
     table: dict[tuple[str, str], dict[Any, Run]] = {}  # (level as JSON, label) -> seed -> run
     levels: dict[str, Any] = {}
     for run, label in zip(runs, labels, strict=True):
-        level = run.params.get(factor)
+        level = _level(run, names)
         key = json.dumps(level, sort_keys=True)
         levels[key] = level
         table.setdefault((key, label), {})[run.seed] = run
     if len(levels) < 2:
-        raise ValueError(f"{factor!r} takes {len(levels)} value(s) in these runs; the change needs at least two levels")
-    order = sorted(levels, key=lambda k: _level_key(levels[k]))
+        raise ValueError(
+            f"{', '.join(names)!r} takes {len(levels)} value(s) in these runs; the change needs at least two levels"
+        )
+    order = list(levels)  # first seen first: the reference level is the first run's
     if not baseline:
         named = [lab for run, lab in zip(runs, labels, strict=True) if run.params.get("loss_preset") == "baseline"]
         baseline = named[0] if named else labels[0]
@@ -332,12 +333,19 @@ def gap_change(
     return baseline, levels[reference], rows
 
 
-def gap_change_table(runs: Sequence[Run], factor: str, baseline: str = "", metrics: Sequence[str] = METRICS) -> str:
+def _level_text(factor: str | Sequence[str], level: Any) -> str:
+    names = factor.split(",") if isinstance(factor, str) else list(factor)
+    return f"{names[0].strip()}={level}" if len(names) == 1 else str(level)
+
+
+def gap_change_table(
+    runs: Sequence[Run], factor: str | Sequence[str], baseline: str = "", metrics: Sequence[str] = METRICS
+) -> str:
     """:func:`gap_change` as a Markdown table: per configuration and level, the mean change of the gap to the baseline
     with its 95% interval and p, then the change per seed in parentheses."""
     base, reference, rows = gap_change(runs, factor, baseline, metrics)
     lines = [
-        f"| (configuration − {base}) at {factor} − at {reference} | pairs | "
+        f"| (configuration − {base}): change from {_level_text(factor, reference)} | pairs | "
         + " | ".join(f"change of Δ{m}" for m in metrics)
         + " |",
         "|" + "---|" * (len(metrics) + 2),
@@ -465,7 +473,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="",
         metavar="NAME",
         help="also print how each configuration's gap to the baseline changes with this parameter (e.g. "
-        "synthetic_modality_evidence), paired by seed",
+        "synthetic_modality_evidence; NAME1,NAME2 for parameters that change together, e.g. lr,epochs,milestones), "
+        "paired by seed, from the level of the first folder given",
     )
     parser.add_argument(
         "--by-default",
@@ -487,7 +496,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         import yaml
 
         for run in runs:
-            run.params.setdefault(args.by, yaml.safe_load(args.by_default))
+            for name in args.by.split(","):
+                run.params.setdefault(name.strip(), yaml.safe_load(args.by_default))
     _label(runs)
     print(f"protocol: {protocol}\n")
     print(markdown_tables(runs, args.baseline))

@@ -285,6 +285,14 @@ def test_gap_change_is_the_seed_paired_difference_of_differences(tmp_path: Path)
     assert "(seed 0: +4.0, 1: +1.0) |" in text
     with pytest.raises(ValueError, match="'loss_preset' takes 1 value"):
         compare.gap_change(runs[:2], "loss_preset")
+    for run in runs:  # a second parameter that changes with the first: one level of both values
+        run.params["epochs"] = 20 if "evidence" not in run.params else 57
+    _, reference, (both,) = compare.gap_change(runs, "evidence,epochs", metrics=("R1",))
+    assert reference == "evidence=None, epochs=20" and both["level"] == "evidence=1.0, epochs=57"
+    assert both["changes"] == [4.0, 1.0]
+    assert "change from evidence=None, epochs=20 |" in compare.gap_change_table(
+        runs, "evidence,epochs", metrics=("R1",)
+    )
     with pytest.raises(ValueError, match="baseline configuration 'nope'"):
         compare.gap_change(runs, "evidence", "nope")
 
