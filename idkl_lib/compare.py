@@ -333,6 +333,16 @@ def gap_change(
     return baseline, levels[reference], rows
 
 
+def _difference_text(mean: float, half: float | None, t_p: float | None, inside_noise: bool | None) -> str:
+    """``+1.0 [-0.5, +2.5] p=0.12 *noise*``: a mean difference, its 95% interval, p, and the noise mark."""
+    text = f"{mean:+.1f}"
+    if half is not None:
+        text += f" [{mean - half:+.1f}, {mean + half:+.1f}]"
+    if t_p is not None:
+        text += f" p={t_p:.2f}"
+    return text + (" *noise*" if inside_noise else "")
+
+
 def _level_text(factor: str | Sequence[str], level: Any) -> str:
     names = factor.split(",") if isinstance(factor, str) else list(factor)
     return f"{names[0].strip()}={level}" if len(names) == 1 else str(level)
@@ -360,13 +370,7 @@ def gap_change_table(
             if r["mean_change"] is None:
                 cells.append("–")
                 continue
-            text = f"{r['mean_change']:+.1f}"
-            if r["ci95"] is not None:
-                text += f" [{r['mean_change'] - r['ci95']:+.1f}, {r['mean_change'] + r['ci95']:+.1f}]"
-            if r["t_p"] is not None:
-                text += f" p={r['t_p']:.2f}"
-            if r["inside_noise"]:
-                text += " *noise*"
+            text = _difference_text(r["mean_change"], r["ci95"], r["t_p"], r["inside_noise"])
             per_seed = ", ".join(f"{s}: {c:+.1f}" for s, c in zip(r["seeds"], r["changes"], strict=True))
             cells.append(f"{text} (seed {per_seed})")
         pairs = max(r["pairs"] for r in per_metric.values())
@@ -442,19 +446,11 @@ def markdown_tables(runs: Sequence[Run], baseline: str = "", metrics: Sequence[s
     for label, per_metric in by_config.items():
         diff_cells: list[str] = []
         for m in metrics:
-            found = per_metric.get(m)
-            if found is None or found["mean_diff"] is None:
+            diff = per_metric.get(m)
+            if diff is None or diff["mean_diff"] is None:
                 diff_cells.append("–")
                 continue
-            d = found
-            text = f"{d['mean_diff']:+.1f}"
-            if d["ci95"] is not None:
-                text += f" [{d['mean_diff'] - d['ci95']:+.1f}, {d['mean_diff'] + d['ci95']:+.1f}]"
-            if d["t_p"] is not None:
-                text += f" p={d['t_p']:.2f}"
-            if d["inside_noise"]:
-                text += " *noise*"
-            diff_cells.append(text)
+            diff_cells.append(_difference_text(diff["mean_diff"], diff["ci95"], diff["t_p"], diff["inside_noise"]))
         pairs = max(d["pairs"] for d in per_metric.values())
         lines.append(f"| {label} | {pairs} | " + " | ".join(diff_cells) + " |")
     return "\n".join(lines) + "\n"
