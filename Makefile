@@ -25,11 +25,11 @@ demo: $(STAMP)
 ## a failed cell is listed in its sweep's results.csv and the other cells and sweeps go on. The reference-rate sweep,
 ## the longest and the one that trains nothing from random initialisation, comes last.
 ablation: $(STAMP)
-	-$(PY) -m idkl_lib.sweep --run-dir reports/ablation-demo --experiment experiments/ablation.yaml --resume
-	-$(PY) -m idkl_lib.sweep --run-dir reports/ablation-batch120 --experiment experiments/ablation_batch120.yaml --resume
-	-$(PY) -m idkl_lib.sweep --run-dir reports/ablation-lr --experiment experiments/ablation_lr.yaml --resume
-	-$(PY) -m idkl_lib.sweep --run-dir reports/knob --experiment experiments/knob.yaml --resume
-	-$(PY) -m idkl_lib.sweep --run-dir reports/ablation-reference --experiment experiments/ablation_reference.yaml --resume
+	-$(PY) -m idkl_lib.experiments.sweep --run-dir reports/ablation-demo --experiment experiments/ablation.yaml --resume
+	-$(PY) -m idkl_lib.experiments.sweep --run-dir reports/ablation-batch120 --experiment experiments/ablation_batch120.yaml --resume
+	-$(PY) -m idkl_lib.experiments.sweep --run-dir reports/ablation-lr --experiment experiments/ablation_lr.yaml --resume
+	-$(PY) -m idkl_lib.experiments.sweep --run-dir reports/knob --experiment experiments/knob.yaml --resume
+	-$(PY) -m idkl_lib.experiments.sweep --run-dir reports/ablation-reference --experiment experiments/ablation_reference.yaml --resume
 
 ## test: the whole suite (unit, multi-process and notebook tests)
 test: $(STAMP)

@@ -108,7 +108,7 @@ def step_flops(model: torch.nn.Module, batch: Batch, device: torch.device, amp: 
 
 def training_loader(args: argparse.Namespace, root: Path) -> DataLoader:
     """``idkl_lib.train.build_loader`` on a SYSU folder (a synthetic one is written there unless ``--data-root``)."""
-    from idkl_lib.train import build_loader
+    from idkl_lib.train.loop import build_loader
 
     if args.data_root is None:
         tiny = args.dry_run or args.quick

@@ -69,7 +69,7 @@ def per_worker_rate(dataset: ImageDataset, n: int) -> tuple[float, float]:
 
 def loader_rate(cfg: TrainConfig, n: int) -> float:
     """Images/s of the training loader after its first batch (epochs are cycled when needed)."""
-    from idkl_lib.train import build_loader
+    from idkl_lib.train.loop import build_loader
 
     dataset = build_dataset("sysu", cfg.data_root)
     count, t0, epoch = 0, None, 0

@@ -157,7 +157,7 @@ class GpuMemorySampler:
 
 def run_pipeline_epoch(args: argparse.Namespace, root: Path, device: torch.device) -> dict[str, Any]:
     """One epoch through the pipeline's ``full`` preset (notebook 02 only); wall time, img/s, GPU memory."""
-    from idkl_lib.pipeline import run_pipeline
+    from idkl_lib.pipeline.run import run_pipeline
 
     params: dict[str, Any] = {
         "data_root": str(root),
@@ -235,7 +235,7 @@ def time_steps(args: argparse.Namespace, device: torch.device) -> dict[str, Any]
 
 
 def time_loader_alone(args: argparse.Namespace, root: Path, device: torch.device) -> dict[str, Any]:
-    from idkl_lib.train import build_loader
+    from idkl_lib.train.loop import build_loader
 
     r = recipe(args)
     cfg = TrainConfig(data_root=str(root), height=r["height"], width=r["width"], p=r["p"], k=r["k"],

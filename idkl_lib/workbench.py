@@ -1,23 +1,24 @@
 """The notebooks' front: one import (``from idkl_lib import workbench as wb``) that re-exports the library calls the
 numbered notebooks use, plus the two notebook display settings.
 
-Every notebook follows the convention of :mod:`idkl_lib.pipeline`: one ``parameters`` cell of plain literals, then a
+Every notebook follows the convention of :mod:`idkl_lib.pipeline.run`: one ``parameters`` cell of plain literals, then a
 cell that calls :func:`check_params` and builds the config objects, then library calls, and a last cell that writes
 ``<step_dir>/metrics.json`` with :func:`write_metrics` and its figures with :func:`idkl_lib.viz.save_figure`.
 Nothing is implemented here; each name lives with its concept:
 
-* parameter rules: :mod:`idkl_lib.params` (derived from :class:`~idkl_lib.config.TrainConfig` and the registries);
+* parameter rules: :mod:`idkl_lib.notebook.params` (derived from :class:`~idkl_lib.config.TrainConfig` and the
+  registries);
 * per-dataset recipes: :mod:`idkl_lib.config.recipe`;
 * run-folder layout, ``metrics.json``: :mod:`idkl_lib.runs`;
-* the run context (run folder, data settings set once, the checkpoint's data): :mod:`idkl_lib.run_context`;
-* notebook 02's step-folder check and comparison baseline: :mod:`idkl_lib.notebook_train`;
+* the run context (run folder, data settings set once, the checkpoint's data): :mod:`idkl_lib.notebook.context`;
+* notebook 02's step-folder check and comparison baseline: :mod:`idkl_lib.notebook.baseline`;
 * datasets, the dataset card: :mod:`idkl_lib.data.card`, :mod:`idkl_lib.data.registry`;
 * rebuilding models: :mod:`idkl_lib.checkpoint`;
 * the rank view: :mod:`idkl_lib.eval.views`;
 * figures: :mod:`idkl_lib.viz.curves`, :mod:`idkl_lib.viz.dataset_plots`, :mod:`idkl_lib.viz.embeddings`;
 * the Grad-CAM study: :mod:`idkl_lib.viz.gradcam_study`;
 * IDKL vs its baseline: :mod:`idkl_lib.eval.comparison`, :mod:`idkl_lib.viz.baseline_table`; this run's evidence
-  beside the paper's claims: :mod:`idkl_lib.evidence`.
+  beside the paper's claims: :mod:`idkl_lib.notebook.evidence`.
 """
 
 from __future__ import annotations
@@ -33,16 +34,25 @@ from idkl_lib.data.card import (
     expected_statistics,
     identity_camera_rows,
     image_sizes,
-    prepare_dataset,
     subsample,
     synthetic_root,
 )
 from idkl_lib.data.image_dataset import load_images
-from idkl_lib.eval.comparison import EvalSettings, compare_checkpoints, find_baseline_checkpoint
+from idkl_lib.eval.comparison import EvalSettings
 from idkl_lib.eval.views import RankView, rank_view
-from idkl_lib.evidence import cam_evidence, gap_evidence, retrieval_evidence
-from idkl_lib.notebook_train import baseline_config, check_train_folder, train_baseline, wants_baseline
-from idkl_lib.params import (
+from idkl_lib.notebook.baseline import baseline_config, check_train_folder, train_baseline, wants_baseline
+from idkl_lib.notebook.comparison import compare_checkpoints, find_baseline_checkpoint
+from idkl_lib.notebook.context import (
+    DataMismatchError,
+    DataSettings,
+    RunFolder,
+    checkpoint_data,
+    open_run,
+    prepare_dataset,
+    train_step_name,
+)
+from idkl_lib.notebook.evidence import cam_evidence, gap_evidence, retrieval_evidence
+from idkl_lib.notebook.params import (
     DATASET_CHOICES,
     ParameterError,
     check_params,
@@ -50,14 +60,6 @@ from idkl_lib.params import (
     loss_weight_overrides,
     notebook_recipe,
     resolve_resume,
-)
-from idkl_lib.run_context import (
-    DataMismatchError,
-    DataSettings,
-    RunFolder,
-    checkpoint_data,
-    open_run,
-    train_step_name,
 )
 from idkl_lib.runs import (
     BASELINE_STEP,

@@ -6,8 +6,7 @@ import re
 
 import pytest
 
-from idkl_lib import ablation
-from idkl_lib.config import LossWeights, TrainConfig
+from idkl_lib.config import LossWeights, TrainConfig, ablation
 from idkl_lib.workbench import check_params
 
 CORE = {"id", "id_sp", "tri_sh", "tri_sp"}

@@ -16,7 +16,7 @@ import torch
 from idkl_lib.config import TrainConfig
 from idkl_lib.data import VIDataset, build_dataset
 from idkl_lib.eval import evaluate_dataset
-from idkl_lib.train import train
+from idkl_lib.train.loop import train
 
 
 def _tiny_config(root: Path, out: Path, **overrides: object) -> TrainConfig:

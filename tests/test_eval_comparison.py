@@ -12,18 +12,11 @@ import torch
 from idkl_lib.checkpoint import load_trained_model, save_checkpoint
 from idkl_lib.config import TrainConfig
 from idkl_lib.data import VIDataset
-from idkl_lib.eval.comparison import (
-    EvalSettings,
-    compare_checkpoints,
-    comparison_rows,
-    evaluate_checkpoint,
-    find_baseline_checkpoint,
-    metric_differences,
-    signed,
-)
+from idkl_lib.eval.comparison import EvalSettings, comparison_rows, metric_differences, signed
 from idkl_lib.eval.features import extract_features
 from idkl_lib.eval.protocols import evaluate_dataset
 from idkl_lib.models import build_model
+from idkl_lib.notebook.comparison import compare_checkpoints, evaluate_checkpoint, find_baseline_checkpoint
 from idkl_lib.runs import BASELINE_STEP, CHECKPOINT_NAME
 from idkl_lib.viz.baseline_table import AHEAD_FILL, BEHIND_FILL, baseline_table
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from idkl_lib.evidence import BASELINE_SHARED, ENHANCED, cam_evidence, gap_evidence, retrieval_evidence
+from idkl_lib.notebook.evidence import BASELINE_SHARED, ENHANCED, cam_evidence, gap_evidence, retrieval_evidence
 
 MAIN = "sysu/all-search/single-shot"
 

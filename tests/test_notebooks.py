@@ -1,7 +1,7 @@
 """The numbered notebooks: a static check of their anatomy (fast, always runs) and one papermill run of the whole
 sequence with the pipeline's ``ci`` preset (marked ``notebooks``; ``make test-unit`` leaves it out).
 
-The executed run goes through :func:`idkl_lib.pipeline.run_pipeline`, once for all notebooks, so 03-05 read the
+The executed run goes through :func:`idkl_lib.pipeline.run.run_pipeline`, once for all notebooks, so 03-05 read the
 checkpoints that 02 wrote, exactly as in ``make demo``; every step's ``metrics.json`` keys and the report folder are
 checked afterwards.
 """
@@ -24,8 +24,8 @@ import numpy as np
 import papermill
 import pytest
 
-from idkl_lib.pipeline import DEFAULT_STEPS, PRESETS, PipelineError, PipelineResult, Step, run_pipeline
-from idkl_lib.run_context import DATA_PARAMS, DEFAULT_RUN_DIR, DEFAULT_RUN_TAG, DataSettings
+from idkl_lib.notebook.context import DATA_PARAMS, DEFAULT_RUN_DIR, DEFAULT_RUN_TAG, DataSettings
+from idkl_lib.pipeline.run import DEFAULT_STEPS, PRESETS, PipelineError, PipelineResult, Step, run_pipeline
 from idkl_lib.runs import MATHJAX_DIR
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
@@ -33,7 +33,7 @@ NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
 SHARED_DEFAULTS = ("device", "cpu_threads", "seed")
 """Parameters that mean the same thing in every notebook declaring them, so they share their default value."""
 CONTEXT_STEPS = ("02_train", "03_evaluate", "04_gradcam", "05_embeddings")
-"""Notebooks whose run folder and data default to the run set up in notebook 01 (:mod:`idkl_lib.run_context`)."""
+"""Notebooks whose run folder and data default to the run set up in notebook 01 (:mod:`idkl_lib.notebook.context`)."""
 
 EXPECTED_KEYS: dict[str, set[str]] = {
     "01_data_exploration": {"dataset", "parsed_as", "root", "statistics", "card", "image_size", "num_images"},

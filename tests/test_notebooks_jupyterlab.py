@@ -15,8 +15,8 @@ import pytest
 from papermill.exceptions import PapermillExecutionError
 
 from idkl_lib.checkpoint import load_trained_model
-from idkl_lib.pipeline_step import _kernel_manager_class
-from idkl_lib.run_context import DataMismatchError, DataSettings, checkpoint_data
+from idkl_lib.notebook.context import DataMismatchError, DataSettings, checkpoint_data
+from idkl_lib.pipeline.execute import _kernel_manager_class
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 SIZES: dict[str, dict[str, object]] = {  # only sizes: everything else is each notebook's default

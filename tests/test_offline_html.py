@@ -8,9 +8,9 @@ import nbformat
 import pytest
 from nbconvert import HTMLExporter
 
-from idkl_lib import offline_html
-from idkl_lib.offline_html import MATHJAX_CONFIG, MATHJAX_DIR, local_mathjax, nbconvert_options
-from idkl_lib.slides import export_slides
+from idkl_lib.report import mathjax as offline_html
+from idkl_lib.report.mathjax import MATHJAX_CONFIG, MATHJAX_DIR, local_mathjax, nbconvert_options
+from idkl_lib.report.slides import export_slides
 
 
 def _notebook(path: Path) -> Path:

@@ -1,4 +1,4 @@
-"""Tests for idkl_lib.pipeline and idkl_lib.reports on tiny notebooks written with nbformat into tmp_path."""
+"""Tests for idkl_lib.pipeline.run and idkl_lib.report.index on tiny notebooks written with nbformat into tmp_path."""
 
 from __future__ import annotations
 
@@ -12,16 +12,9 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from idkl_lib import reports
-from idkl_lib.pipeline import (
-    DEFAULT_STEPS,
-    PRESETS,
-    PipelineError,
-    Step,
-    main,
-    parse_param_value,
-    run_pipeline,
-)
+from idkl_lib.pipeline import DEFAULT_STEPS, PRESETS, PipelineError, Step, parse_param_value, run_pipeline
+from idkl_lib.pipeline.cli import main
+from idkl_lib.report import index as reports
 
 # A 1x1 PNG, so the notebooks can write a figure without importing matplotlib.
 PNG_B64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="

@@ -1,4 +1,4 @@
-"""The pipeline's run folder protects what it holds (``idkl_lib.run_guard`` via ``run_pipeline``): a training out-dir,
+"""The pipeline's run folder protects what it holds (``idkl_lib.runs.guard`` via ``run_pipeline``): a training out-dir,
 another pipeline run's results, a folder another pipeline is writing, and a real dataset's folder given as the
 synthetic data's root are refused with one line; tiny notebooks written with nbformat."""
 
@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from idkl_lib.pipeline import main, run_pipeline
-from idkl_lib.pipeline_params import Step
-from idkl_lib.run_guard import RunFolderError, claim_run_folder, read_record
+from idkl_lib.pipeline import run_pipeline
+from idkl_lib.pipeline.cli import main
+from idkl_lib.pipeline.steps import Step
+from idkl_lib.runs.guard import RunFolderError, claim_run_folder, read_record
 from idkl_lib.utils.lock import FolderLockTimeout
 
 from .test_pipeline import standard_params, write_notebook
@@ -114,7 +115,7 @@ def test_a_real_datasets_folder_as_synthetic_data_root_stops_before_anything_run
 
 
 def test_a_notebook_given_a_real_datasets_folder_as_synthetic_root_stops_naming_the_dataset(tmp_path: Path) -> None:
-    from idkl_lib.data.card import prepare_dataset
+    from idkl_lib.notebook.context import prepare_dataset
 
     real = tmp_path / "SYSU-MM01"
     for cam in range(1, 7):

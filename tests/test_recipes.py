@@ -11,17 +11,17 @@ from typing import Any
 import pytest
 from torch.distributed.run import get_args_parser
 
-from idkl_lib import train_cli
 from idkl_lib.checkpoint import load_checkpoint
 from idkl_lib.config import LossWeights, TrainConfig
 from idkl_lib.config.recipe import RECIPE_FIELDS, recipe_changes, recipe_line
 from idkl_lib.data import VIDataset
 from idkl_lib.data.registry import DATASETS, SYNTHETIC_RECIPE, training_recipe
-from idkl_lib.params import ParameterError, check_params, notebook_recipe
-from idkl_lib.pipeline import DEFAULT_STEPS, PRESETS
-from idkl_lib.pipeline_params import _resolve_params
+from idkl_lib.notebook.params import ParameterError, check_params, notebook_recipe
+from idkl_lib.pipeline.run import DEFAULT_STEPS, PRESETS
+from idkl_lib.pipeline.steps import _resolve_params
 from idkl_lib.runs import CHECKPOINT_NAME
-from idkl_lib.train import train
+from idkl_lib.train import cli as train_cli
+from idkl_lib.train.loop import train
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 

@@ -10,7 +10,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-from idkl_lib import report_summary, reports
+from idkl_lib.report import index as reports
+from idkl_lib.report import summary as report_summary
 
 IDKL = {
     "sysu/all-search/single-shot": {"R1": 69.4271, "R5": 95.4, "mAP": 65.1042, "mINP": 50.6407, "num_queries": 384},

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from idkl_lib.ablation import ABLATION_PRESETS
 from idkl_lib.config import LossWeights
+from idkl_lib.config.ablation import ABLATION_PRESETS
 
 ROOT = Path(__file__).resolve().parents[1]
 METHOD = ROOT / "docs" / "method.md"

@@ -1,5 +1,5 @@
-"""The notebooks' run context (:mod:`idkl_lib.run_context`) and notebook 02's step-folder check and baseline switch
-(:mod:`idkl_lib.notebook_train`): fast checks without a kernel (the JupyterLab-order run of the notebooks is in
+"""The notebooks' run context (:mod:`idkl_lib.notebook.context`) and notebook 02's step-folder check and baseline switch
+(:mod:`idkl_lib.notebook.baseline`): fast checks without a kernel (the JupyterLab-order run of the notebooks is in
 ``tests/test_notebooks_jupyterlab.py``)."""
 
 from __future__ import annotations
@@ -11,10 +11,8 @@ import pytest
 
 from idkl_lib.config import TrainConfig
 from idkl_lib.data.card import synthetic_root
-from idkl_lib.notebook_train import baseline_config, check_train_folder, wants_baseline
-from idkl_lib.pipeline import DEFAULT_STEPS
-from idkl_lib.pipeline_params import _resolve_params
-from idkl_lib.run_context import (
+from idkl_lib.notebook.baseline import baseline_config, check_train_folder, wants_baseline
+from idkl_lib.notebook.context import (
     CURRENT_RUN,
     DEFAULT_RUN_DIR,
     DataMismatchError,
@@ -24,8 +22,10 @@ from idkl_lib.run_context import (
     open_run,
     train_step_name,
 )
-from idkl_lib.run_guard import RunFolderError, claim_run_folder
+from idkl_lib.pipeline.run import DEFAULT_STEPS
+from idkl_lib.pipeline.steps import _resolve_params
 from idkl_lib.runs import CONTEXT_NAME
+from idkl_lib.runs.guard import RunFolderError, claim_run_folder
 from idkl_lib.viz.gradcam_study import FEATURE_VIEWS, feature_views
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
@@ -128,7 +128,7 @@ def test_notebook_02_defaults_to_the_runs_data_and_refuses_other_data(
     run.set_data(switched, "02_train")
     assert run.context() == switched and "its data changes from synthetic regdb" in capsys.readouterr().out
     (run.path / CONTEXT_NAME).write_text("{not json")
-    with pytest.raises(ValueError, match=f"{CONTEXT_NAME}.*cannot be read.*run notebook 01 again"):
+    with pytest.raises(ValueError, match=f"{CONTEXT_NAME} cannot be read.*rerun the step that writes it"):
         run.context()
 
 

@@ -1,6 +1,6 @@
 """Run folders that protect what they hold, checks before the first training step, the divergence stop and the
-resume that follows its advice, and the command line's one-line errors (``idkl_lib.run_guard``,
-``idkl_lib.train_checks``, ``idkl_lib.train``, ``idkl_lib.train_cli``). Tiny sizes: a few 32 x 32 steps each."""
+resume that follows its advice, and the command line's one-line errors (``idkl_lib.runs.guard``,
+``idkl_lib.train.checks``, ``idkl_lib.train``, ``idkl_lib.train.cli``). Tiny sizes: a few 32 x 32 steps each."""
 
 from __future__ import annotations
 
@@ -17,13 +17,21 @@ from typing import Any
 import pytest
 import torch
 
-import idkl_lib.train_epoch as epoch_module
+import idkl_lib.train.epoch as epoch_module
 from idkl_lib.checkpoint import load_checkpoint
 from idkl_lib.data import VIDataset, parse_sysu
 from idkl_lib.data.validate import DatasetCheckError
-from idkl_lib.run_guard import RunFolderError, claim_run_folder, read_record
-from idkl_lib.train import CHECKPOINT_NAME, DivergedLossError, NonFiniteLossError, build_loader, lr_factor, main, train
-from idkl_lib.train_checks import DIVERGENCE_WARMUP, divergent_row
+from idkl_lib.runs.guard import RunFolderError, claim_run_folder, read_record
+from idkl_lib.train.checks import DIVERGENCE_WARMUP, divergent_row
+from idkl_lib.train.cli import main
+from idkl_lib.train.loop import (
+    CHECKPOINT_NAME,
+    DivergedLossError,
+    NonFiniteLossError,
+    build_loader,
+    lr_factor,
+    train,
+)
 from idkl_lib.utils.lock import FolderLockTimeout
 
 from .test_train import _one_thread_and_restored_torch_state, cli_args, file_hash, tiny_config  # noqa: F401
@@ -294,7 +302,7 @@ def test_read_only_out_dir_fails_before_training(
 
 
 def test_cli_flags_of_the_new_fields() -> None:
-    from idkl_lib.train_cli import build_arg_parser
+    from idkl_lib.train.cli import build_arg_parser
 
     parser = build_arg_parser()
     args = parser.parse_args(

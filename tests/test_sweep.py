@@ -1,4 +1,4 @@
-"""Sweeps (idkl_lib.sweep) and the run comparison (idkl_lib.compare, notebook 06).
+"""Sweeps (idkl_lib.experiments.sweep) and the run comparison (idkl_lib.experiments.compare, notebook 06).
 
 The sweep machinery is tested with stand-in 02_train / 03_evaluate notebooks written into tmp_path that write
 metrics shaped like the real ones from known formulas (fast), and the real notebook 06 compares them; the same
@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from idkl_lib import compare, sweep
-from idkl_lib.sweep import Experiment, load_experiment, parse_sweep, run_sweep, split_values
+from idkl_lib.experiments import compare, sweep
+from idkl_lib.experiments.sweep import Experiment, load_experiment, parse_sweep, run_sweep, split_values
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 PROTOCOL = "sysu/all-search/single-shot"
@@ -222,10 +222,15 @@ def test_real_notebooks_tiny_sweep(tmp_path: Path) -> None:
     assert {"ip_entropy", "id", "total"} <= set(metrics["loss_terms"]["+ip"])
 
 
-def test_the_pipeline_command_delegates_sweeps(capsys: pytest.CaptureFixture[str]) -> None:
-    from idkl_lib.pipeline import main as pipeline_main
+def test_the_pipeline_command_points_sweeps_to_their_own_command(capsys: pytest.CaptureFixture[str]) -> None:
+    from idkl_lib.pipeline.cli import main as pipeline_main
 
-    assert pipeline_main(["--run-dir", "unused", "--sweep", "loss_preset=", "--notebooks-dir", str(NOTEBOOKS_DIR)]) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        pipeline_main(["--run-dir", "unused", "--sweep", "loss_preset=baseline", "--notebooks-dir", str(NOTEBOOKS_DIR)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "python -m idkl_lib.experiments.sweep" in err
+    assert sweep.main(["--run-dir", "unused", "--sweep", "loss_preset=", "--notebooks-dir", str(NOTEBOOKS_DIR)]) == 2
     assert "--sweep 'loss_preset=': empty value" in capsys.readouterr().err
 
 
@@ -315,6 +320,5 @@ def test_compare_command_fills_the_default_level(tmp_path: Path, capsys: pytest.
     out = capsys.readouterr().out
     assert "| baseline · synthetic_modality_evidence=0 | 0 |" in out
     assert "| full at 1.0 | 1 | +4.0 (seed 0: +4.0) |" in out
-    with pytest.raises(SystemExit):
-        compare.main([*folders[:2], "--by", "synthetic_modality_evidence"])
+    assert compare.main([*folders[:2], "--by", "synthetic_modality_evidence"]) == 2
     assert "--by synthetic_modality_evidence: 'synthetic_modality_evidence' takes 1 value" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""TensorBoard logs of training (``idkl_lib.tensorboard_log``), read back from the event files after tiny runs on the
+"""TensorBoard logs of training (``idkl_lib.train.tensorboard``), read back from the event files after tiny runs on the
 synthetic SYSU-MM01 fixture."""
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from torch.utils.tensorboard import SummaryWriter
 from idkl_lib.checkpoint import load_checkpoint
 from idkl_lib.data import VIDataset
 from idkl_lib.runs import CHECKPOINT_NAME
-from idkl_lib.tensorboard_log import EVAL_METRICS, TENSORBOARD_DIR
-from idkl_lib.train import train
+from idkl_lib.train.loop import train
+from idkl_lib.train.tensorboard import EVAL_METRICS, TENSORBOARD_DIR
 
 from .test_train import tiny_config
 

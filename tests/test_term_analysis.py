@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from idkl_lib.config import LossWeights
-from idkl_lib.term_analysis import analyse_checkpoint, feature_scale, main, term_gradients
-from idkl_lib.train import train
+from idkl_lib.experiments.term_analysis import analyse_checkpoint, feature_scale, main, term_gradients
+from idkl_lib.train.loop import train
 from tests.test_train import tiny_config
 
 

@@ -27,18 +27,18 @@ from typing import Any
 import pytest
 import torch
 
-import idkl_lib.train_epoch as epoch_module
+import idkl_lib.train.epoch as epoch_module
 from idkl_lib.checkpoint import load_checkpoint
 from idkl_lib.config import TrainConfig
 from idkl_lib.data import VIDataset, parse_sysu, write_synthetic
 from idkl_lib.models import build_model
-from idkl_lib.train import (
+from idkl_lib.train.cli import main
+from idkl_lib.train.loop import (
     CHECKPOINT_NAME,
     NonFiniteLossError,
     build_loader,
     evaluate_model,
     lr_factor,
-    main,
     train,
 )
 from idkl_lib.utils.runtime import seed_everything

@@ -34,10 +34,10 @@ from idkl_lib.checkpoint import load_checkpoint
 from idkl_lib.config import LossWeights, ModelConfig, TrainConfig
 from idkl_lib.data import VIDataset
 from idkl_lib.data.records import INFRARED, VISIBLE
-from idkl_lib.distributed import convert_batchnorm, gather_batch, gather_fields
 from idkl_lib.losses import compute_losses
 from idkl_lib.models import build_model
-from idkl_lib.train import CHECKPOINT_NAME, NonFiniteLossError, _epoch_seed, build_loader, lr_factor
+from idkl_lib.train.distributed import convert_batchnorm, gather_batch, gather_fields
+from idkl_lib.train.loop import CHECKPOINT_NAME, NonFiniteLossError, _epoch_seed, build_loader, lr_factor
 from idkl_lib.utils.runtime import seed_everything
 
 from .test_train import tiny_config
@@ -90,7 +90,7 @@ def _worker(
     """One rank: the environment torchrun would set, then ``train()``; records what this rank wrote."""
     import os
 
-    import idkl_lib.train as train_module
+    import idkl_lib.train.loop as train_module
 
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
@@ -115,7 +115,7 @@ def _worker(
     train_module.save_checkpoint = recording(train_module.save_checkpoint)  # type: ignore[assignment]
     train_module.atomic_write_json = recording(train_module.atomic_write_json)  # type: ignore[assignment]
     if poison is not None and poison[0] == rank:  # a NaN loss term on this rank only, at its poison[1]-th step
-        import idkl_lib.train_epoch as epoch_module
+        import idkl_lib.train.epoch as epoch_module
 
         original, calls = epoch_module.compute_losses, [0]
 
@@ -359,7 +359,7 @@ def test_two_process_training_equals_one_process_training(sysu_root: Path, tmp_p
     cfg = _config(sysu_root, tmp_path / "run", epochs=1, final_eval=False, augment=False, log_every=1)
     rank0, rank1 = _launch(cfg, tmp_path, no_dropout=True)
 
-    import idkl_lib.train as train_module
+    import idkl_lib.train.loop as train_module
 
     original = train_module.build_model
     train_module.build_model = _without_dropout(original)  # type: ignore[assignment]

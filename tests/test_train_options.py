@@ -9,8 +9,8 @@ import torch
 
 from idkl_lib.config import TrainConfig
 from idkl_lib.data import VIDataset
-from idkl_lib.train import build_loader
-from idkl_lib.train_cli import build_arg_parser
+from idkl_lib.train.cli import build_arg_parser
+from idkl_lib.train.loop import build_loader
 
 
 def test_identity_choice_defaults_to_the_reference_and_reaches_the_sampler(sysu_dataset: VIDataset) -> None:
@@ -24,7 +24,7 @@ def test_identity_choice_defaults_to_the_reference_and_reaches_the_sampler(sysu_
 
 
 def test_decoded_cache_option_trains_from_the_cache(sysu_root, sysu_dataset: VIDataset, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from idkl_lib.train import train
+    from idkl_lib.train.loop import train
     from tests.test_train import tiny_config
 
     cfg = tiny_config(sysu_root, tmp_path / "run", decoded_cache=True, epochs=1)

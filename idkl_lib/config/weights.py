@@ -10,10 +10,10 @@ from dataclasses import dataclass, fields
 from types import MappingProxyType
 from typing import ClassVar
 
-from .. import ablation as _ablation
+from . import ablation as _ablation
 from .model import _is_real
 
-# Loss-term groups (idkl_lib.ablation.TERM_GROUPS) name sets of terms for ablations (``LossWeights.without``).
+# Loss-term groups (idkl_lib.config.ablation.TERM_GROUPS) name sets of terms for ablations (``LossWeights.without``).
 _GROUPS: Mapping[str, tuple[str, ...]] = MappingProxyType(dict(_ablation.TERM_GROUPS))
 
 

@@ -11,9 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from .records import INFRARED, Sample, VIDataset
-from .registry import DATASETS, build_dataset, dataset_info
-from .synthetic import write_synthetic
+from .records import INFRARED, Sample
+from .registry import DATASETS, dataset_info
 
 __all__ = [
     "CARD_LABELS",
@@ -22,7 +21,6 @@ __all__ = [
     "expected_statistics",
     "identity_camera_rows",
     "image_sizes",
-    "prepare_dataset",
     "subsample",
     "synthetic_root",
 ]
@@ -50,61 +48,6 @@ def synthetic_root(
     evidence level when not 0), so different datasets never collide."""
     suffix = f"-ev{evidence:g}" if evidence else ""
     return Path(data_root) / f"synthetic-{layout}-{num_train_ids}ids-{images_per_camera}img{suffix}"
-
-
-def prepare_dataset(
-    dataset: str,
-    data_root: str | os.PathLike[str],
-    *,
-    synthetic_layout: str = "sysu",
-    synthetic_ids: int = 192,
-    synthetic_images: int = 2,
-    regdb_trial: int = 1,
-    synthetic_modality_evidence: float = 0.0,
-) -> VIDataset:
-    """Parse the dataset a notebook works on.
-
-    ``dataset="synthetic"`` writes (once; later calls reuse it) the embedded synthetic dataset in the official
-    layout ``synthetic_layout`` under ``data_root`` (:func:`synthetic_root`) and parses it with the real parser, so
-    the returned dataset is named ``"sysu"``, ``"regdb"`` or ``"llcm"``. Real datasets are parsed from ``data_root``.
-
-    Args:
-        dataset: ``"synthetic"``, ``"sysu"``, ``"regdb"`` or ``"llcm"``.
-        data_root: The real dataset's folder, or the folder that holds the synthetic datasets.
-        synthetic_layout: Layout of the synthetic dataset.
-        synthetic_ids: Training identities of the synthetic dataset (test identities: half as many; RegDB: as many).
-        synthetic_images: Images per person per camera of the synthetic dataset.
-        regdb_trial: RegDB split (1..10).
-        synthetic_modality_evidence: Identity evidence visible in one modality only, in [0, 1] (0: none; see
-            :func:`~idkl_lib.data.write_synthetic`).
-
-    Raises:
-        idkl_lib.params.ParameterError: Bad values (named).
-        FileNotFoundError: A real dataset's folder or files are missing (raised by the parser, naming the file).
-    """
-    from idkl_lib.params import check_params  # the notebook parameter rules (they read this package's registry)
-
-    check_params(
-        dataset=dataset,
-        data_root=os.fspath(data_root),
-        synthetic_layout=synthetic_layout,
-        synthetic_ids=synthetic_ids,
-        synthetic_images=synthetic_images,
-        regdb_trial=regdb_trial,
-        synthetic_modality_evidence=synthetic_modality_evidence,
-    )
-    if dataset == "synthetic":
-        root = write_synthetic(
-            synthetic_root(data_root, synthetic_layout, synthetic_ids, synthetic_images, synthetic_modality_evidence),
-            modality_specific_evidence=synthetic_modality_evidence,
-            layout=synthetic_layout,
-            num_train_ids=synthetic_ids,
-            images_per_camera=synthetic_images,
-        )
-        name = synthetic_layout
-    else:
-        root, name = Path(data_root), dataset
-    return build_dataset(name, root, trial=regdb_trial)
 
 
 def _lookup(stats: Mapping[str, Any], dotted: str) -> Any:

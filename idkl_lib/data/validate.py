@@ -92,7 +92,7 @@ def _image_number(path: str) -> int | None:
     return int(stem) if stem.isascii() and stem.isdigit() else None
 
 
-def _sysu_trial_problems(dataset: VIDataset, num_trials: int) -> list[str]:
+def _sysu_trial_problems(dataset: VIDataset, num_trials: int, fewer_trials: str) -> list[str]:
     """What in ``exp/rand_perm_cam.mat`` does not fit the gallery or ``num_trials``."""
     path = dataset.meta.get("rand_perm_cam")
     if path is None:
@@ -120,7 +120,7 @@ def _sysu_trial_problems(dataset: VIDataset, num_trials: int) -> list[str]:
         if trials < num_trials:
             problems.append(
                 f"{path} holds {trials} trials (camera {fewest[0]}, identity {fewest[1]}) but the evaluation asks for "
-                f"{num_trials}; use num_trials <= {trials} or re-copy exp/rand_perm_cam.mat from the release"
+                f"{num_trials}; {fewer_trials.format(trials=trials)} or re-copy exp/rand_perm_cam.mat from the release"
             )
     absent = [
         f"cam{cam}/{pid:04d}/{int(n):04d}.jpg"
@@ -137,7 +137,12 @@ def _sysu_trial_problems(dataset: VIDataset, num_trials: int) -> list[str]:
 
 
 def check_dataset(
-    dataset: VIDataset, *, num_trials: int | None = None, skip_corrupt: bool = False, full: bool = False
+    dataset: VIDataset,
+    *,
+    num_trials: int | None = None,
+    skip_corrupt: bool = False,
+    full: bool = False,
+    fewer_trials: str = "use num_trials <= {trials}",
 ) -> DatasetCheck:
     """Check every image of ``dataset`` and, for SYSU-MM01, the evaluation table, before training.
 
@@ -149,6 +154,8 @@ def check_dataset(
             ``meta["skipped"]``) instead of raising. Damaged SYSU-MM01 gallery images cannot be left out (the official
             trials pick them).
         full: Decode every image completely (slower) instead of checking headers.
+        fewer_trials: The caller's advice when the table holds fewer trials than ``num_trials`` (``{trials}`` is
+            replaced by the number it holds): name only options the caller has.
 
     Returns:
         A :class:`DatasetCheck`.
@@ -168,7 +175,7 @@ def check_dataset(
     damaged = [(p, why) for p in paths if (why := check_image(p, full)) is not None]
     bad = {p for p, _ in damaged}
     described = [f"{p} ({why})" for p, why in damaged]
-    problems = _sysu_trial_problems(dataset, num_trials) if dataset.name == "sysu" and num_trials else []
+    problems = _sysu_trial_problems(dataset, num_trials, fewer_trials) if dataset.name == "sysu" and num_trials else []
     if dataset.name == "sysu" and skip_corrupt:
         in_gallery = [p for p in (s.path for s in dataset.gallery) if p in bad]
         if in_gallery:

@@ -1,12 +1,27 @@
-"""Errors as the command lines print them: one line that names the thing and the fix (``--debug`` for a traceback)."""
+"""Errors as the command lines print them: one line that names the thing and the fix (``--debug`` for a traceback).
+
+Every command of the package (``train``, ``pipeline``, ``experiments.sweep``, ``experiments.compare``,
+``experiments.term_analysis``, ...) follows one convention, built here:
+
+* bad input (an unknown or misspelt option, a missing folder, a malformed value) is one line on stderr naming it,
+  exit status 2; a misspelt option gets the closest real one (``--learning-rate: did you mean --lr?``);
+* a step or cell that failed is exit status 1;
+* ``--debug`` shows the traceback instead of the one line.
+
+    parser = CommandParser(prog="python -m idkl_lib.experiments.compare", description=...)
+    ...
+    return run_command(parser, body, argv)   # body(args) -> exit status
+"""
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
+from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-__all__ = ["USER_ERRORS", "OneLineArgumentParser", "one_line", "print_error"]
+__all__ = ["USER_ERRORS", "CommandParser", "OneLineArgumentParser", "one_line", "print_error", "run_command"]
 
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, TypeError, OSError)
 """Errors caused by the input (files, folders, options, locks: ``FolderLockTimeout`` is an ``OSError``)."""
@@ -24,13 +39,60 @@ def one_line(exc: BaseException, expected: tuple[type[BaseException], ...] = ())
 
 class OneLineArgumentParser(argparse.ArgumentParser):
     """An argument parser whose errors are one line (``prog: error: message (--help lists the options)``), not the
-    usage block, exit code 2."""
+    usage block, exit code 2; an unknown option is answered with the closest real one."""
 
     def error(self, message: str) -> NoReturn:
         text = " ".join(message.split())
+        if text.startswith("unrecognized arguments:"):
+            text = self._suggest(text.split(":", 1)[1].split()) or text
         self.exit(2, f"{self.prog}: error: {text} ({self.prog} --help lists the options)\n")
+
+    def _suggest(self, unknown: Sequence[str]) -> str:
+        """``--learning-rate: did you mean --lr?`` for the first unknown option, or "" when it is no option."""
+        options = [opt for action in self._actions for opt in action.option_strings if opt.startswith("--")]
+        for arg in unknown:
+            if not arg.startswith("-"):
+                continue
+            name = arg.split("=", 1)[0]
+            close = difflib.get_close_matches(name, options, n=1, cutoff=0.5)
+            if not close:  # "--learning-rate" vs "--lr": compare the words' initials too
+                initials = "--" + "".join(word[0] for word in name.lstrip("-").replace("_", "-").split("-") if word)
+                close = [opt for opt in options if opt.replace("-", "").startswith(initials.replace("-", ""))][:1]
+            if close:
+                return f"unknown option {name}: did you mean {close[0]}?"
+            return f"unknown option {name}"
+        return ""
+
+
+CommandParser = OneLineArgumentParser
+"""The parser of every command (one-line errors, exit 2, closest-option advice); add ``--debug`` with
+:func:`run_command`."""
 
 
 def print_error(prog: str, exc: BaseException, expected: tuple[type[BaseException], ...] = ()) -> None:
     """Print ``prog: error: <one line>`` to stderr."""
     print(f"{prog}: error: {one_line(exc, expected)}", file=sys.stderr)
+
+
+def run_command(
+    parser: argparse.ArgumentParser,
+    body: Callable[[argparse.Namespace], int],
+    argv: Sequence[str] | None = None,
+    expected: tuple[type[BaseException], ...] = (),
+) -> int:
+    """Parse ``argv`` (``--debug`` is added to ``parser``), run ``body(args)`` and return its exit status; an error
+    is one line: exit 2 for bad input (:data:`USER_ERRORS`), 1 for anything else (``expected`` types print their
+    message alone, without the type name)."""
+    if not any("--debug" in action.option_strings for action in parser._actions):
+        parser.add_argument("--debug", action="store_true", help="show the traceback of an error (else one line)")
+    args = parser.parse_args(argv)
+    try:
+        return body(args)
+    except KeyboardInterrupt:
+        print(f"{parser.prog}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        print_error(parser.prog, exc, expected)
+        return 2 if isinstance(exc, USER_ERRORS) else 1

@@ -1,7 +1,7 @@
 """Figures of the run comparison (``notebooks/06_compare_runs.ipynb``): tables of mean +/- CI per configuration and of
 the paired differences with the baseline, overlaid CMC and loss curves, and loss-term magnitudes per configuration.
 
-Inputs are the plain structures of :mod:`idkl_lib.compare`; every figure uses the shared look of
+Inputs are the plain structures of :mod:`idkl_lib.experiments.compare`; every figure uses the shared look of
 :mod:`idkl_lib.viz.plots`.
 """
 

@@ -16,15 +16,20 @@ import plotly.graph_objects as go
 
 from idkl_lib.config import TrainConfig
 from idkl_lib.data import VIDataset
-from idkl_lib.params import resolve_resume
-from idkl_lib.run_context import DataSettings, RunFolder
-from idkl_lib.run_guard import RunFolderError, config_hash, read_record
-from idkl_lib.runs import BASELINE_STEP, CHECKPOINT_NAME, step_path
+from idkl_lib.notebook.context import DataSettings, RunFolder
+from idkl_lib.notebook.params import resolve_resume
+from idkl_lib.runs import (
+    BASELINE_STEP,
+    CHECKPOINT_NAME,
+    HISTORY_NAME,
+    RunFolderError,
+    config_hash,
+    read_record,
+    step_path,
+)
 from idkl_lib.utils.io import atomic_write_json
 
 __all__ = ["HISTORY_NAME", "baseline_config", "check_train_folder", "train_baseline", "wants_baseline"]
-
-HISTORY_NAME = "history.json"
 
 
 def check_train_folder(*configs: TrainConfig | None, resume: str = "") -> None:
@@ -36,7 +41,7 @@ def check_train_folder(*configs: TrainConfig | None, resume: str = "") -> None:
         resume: Notebook 02's ``resume`` parameter.
 
     Raises:
-        idkl_lib.run_guard.RunFolderError: A folder holds a checkpoint.
+        idkl_lib.runs.guard.RunFolderError: A folder holds a checkpoint.
     """
     for cfg in configs:
         if cfg is None:
@@ -91,7 +96,7 @@ def train_baseline(
     Returns:
         ``(TrainResult, final loss-curve figure)``.
     """
-    from idkl_lib.train import train
+    from idkl_lib.train.loop import train
     from idkl_lib.viz.curves import LiveLossPlot, loss_figure
 
     live = LiveLossPlot("Losses (baseline)")

@@ -21,21 +21,23 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from idkl_lib.data.card import synthetic_root
 from idkl_lib.data.marker import read_marker
-from idkl_lib.params import ParameterError, check_params
-from idkl_lib.runs import CHECKPOINT_NAME, CONTEXT_NAME, TRAIN_STEP, step_path
+from idkl_lib.data.records import VIDataset
+from idkl_lib.data.registry import build_dataset
+from idkl_lib.data.synthetic import write_synthetic
+from idkl_lib.notebook.params import ParameterError, check_params
+from idkl_lib.runs import CHECKPOINT_NAME, CONTEXT_NAME, TRAIN_STEP, read_context, read_json, step_path
 from idkl_lib.utils.io import atomic_write_json
 
 if TYPE_CHECKING:
     from idkl_lib.config import TrainConfig
-    from idkl_lib.data.records import VIDataset
 
 __all__ = [
     "CURRENT_RUN",
@@ -47,6 +49,7 @@ __all__ = [
     "RunFolder",
     "checkpoint_data",
     "open_run",
+    "prepare_dataset",
     "train_step_name",
 ]
 
@@ -70,6 +73,59 @@ DATA_PARAMS = (
 _SYNTHETIC_NAME = re.compile(
     r"synthetic-(?P<layout>[a-z]+)-(?P<ids>\d+)ids-(?P<images>\d+)img(?:-ev(?P<ev>[0-9.e+-]+))?"
 )
+
+
+def prepare_dataset(
+    dataset: str,
+    data_root: str | os.PathLike[str],
+    *,
+    synthetic_layout: str = "sysu",
+    synthetic_ids: int = 192,
+    synthetic_images: int = 2,
+    regdb_trial: int = 1,
+    synthetic_modality_evidence: float = 0.0,
+) -> VIDataset:
+    """Parse the dataset a notebook works on.
+
+    ``dataset="synthetic"`` writes (once; later calls reuse it) the embedded synthetic dataset in the official
+    layout ``synthetic_layout`` under ``data_root`` (:func:`synthetic_root`) and parses it with the real parser, so
+    the returned dataset is named ``"sysu"``, ``"regdb"`` or ``"llcm"``. Real datasets are parsed from ``data_root``.
+
+    Args:
+        dataset: ``"synthetic"``, ``"sysu"``, ``"regdb"`` or ``"llcm"``.
+        data_root: The real dataset's folder, or the folder that holds the synthetic datasets.
+        synthetic_layout: Layout of the synthetic dataset.
+        synthetic_ids: Training identities of the synthetic dataset (test identities: half as many; RegDB: as many).
+        synthetic_images: Images per person per camera of the synthetic dataset.
+        regdb_trial: RegDB split (1..10).
+        synthetic_modality_evidence: Identity evidence visible in one modality only, in [0, 1] (0: none; see
+            :func:`~idkl_lib.data.write_synthetic`).
+
+    Raises:
+        idkl_lib.notebook.params.ParameterError: Bad values (named).
+        FileNotFoundError: A real dataset's folder or files are missing (raised by the parser, naming the file).
+    """
+    check_params(
+        dataset=dataset,
+        data_root=os.fspath(data_root),
+        synthetic_layout=synthetic_layout,
+        synthetic_ids=synthetic_ids,
+        synthetic_images=synthetic_images,
+        regdb_trial=regdb_trial,
+        synthetic_modality_evidence=synthetic_modality_evidence,
+    )
+    if dataset == "synthetic":
+        root = write_synthetic(
+            synthetic_root(data_root, synthetic_layout, synthetic_ids, synthetic_images, synthetic_modality_evidence),
+            modality_specific_evidence=synthetic_modality_evidence,
+            layout=synthetic_layout,
+            num_train_ids=synthetic_ids,
+            images_per_camera=synthetic_images,
+        )
+        name = synthetic_layout
+    else:
+        root, name = Path(data_root), dataset
+    return build_dataset(name, root, trial=regdb_trial)
 
 
 class DataMismatchError(ValueError):
@@ -133,8 +189,6 @@ class DataSettings:
 
     def prepare(self) -> VIDataset:
         """Parse the dataset (writing the synthetic one first, once): :func:`idkl_lib.data.card.prepare_dataset`."""
-        from idkl_lib.data.card import prepare_dataset
-
         values = self.as_dict()
         return prepare_dataset(values.pop("dataset"), values.pop("data_root"), **values)
 
@@ -143,8 +197,6 @@ class DataSettings:
         """The data a training configuration used: a synthetic dataset written by notebook 01/02 is recognised by its
         marker (or, once deleted, by its folder name, so it is written again), anything else is the release
         ``cfg.dataset`` at ``cfg.data_root``."""
-        from idkl_lib.data.card import synthetic_root
-
         root = Path(cfg.data_root)
         marker = read_marker(root) if root.is_dir() else None
         sizes: dict[str, Any] | None
@@ -188,20 +240,6 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _read_json(path: Path, what: str) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        content = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ValueError(
-            f"{what} {path.resolve()} cannot be read ({exc}); delete it and run notebook 01 again"
-        ) from None
-    if not isinstance(content, dict):
-        raise ValueError(f"{what} {path.resolve()} is not a JSON object; delete it and run notebook 01 again")
-    return content
-
-
 @dataclass(frozen=True)
 class RunFolder:
     """The run folder a notebook works in and its own step folder.
@@ -218,7 +256,7 @@ class RunFolder:
 
     def context(self) -> DataSettings | None:
         """The data settings stored in ``<run_dir>/context.json``, or None when there are none."""
-        content = _read_json(self.path / CONTEXT_NAME, "the run's data settings")
+        content = read_context(self.path)
         if content is None:
             return None
         try:
@@ -276,7 +314,7 @@ def open_run(run_dir: str | os.PathLike[str], step: str, step_dir: str | os.Path
     if os.fspath(run_dir):
         path, why = Path(run_dir), "run_dir"
     else:
-        pointer = _read_json(CURRENT_RUN, "the current-run pointer")
+        pointer = read_json(CURRENT_RUN, expected=dict)
         remembered = Path(str(pointer.get("run_dir", ""))) if pointer else None
         if remembered is not None and remembered.is_dir():
             set_by = pointer.get("set_by", "01") if pointer else "01"

@@ -1,14 +1,14 @@
 """Sweeps: the pipeline's training and evaluation notebooks over a grid of parameters, one run folder per cell.
 
-Command line (``python -m idkl_lib.pipeline`` with ``--sweep`` or ``--experiment`` delegates here)::
+Command line (``idkl-sweep`` is the same command)::
 
-    python -m idkl_lib.sweep --run-dir reports/abl --preset demo \\
+    python -m idkl_lib.experiments.sweep --run-dir reports/abl --preset demo \\
         --sweep loss_preset=baseline,full --sweep seed=0,1,2 [-p NAME VALUE ...] [--only 02_train 03_evaluate]
-    python -m idkl_lib.sweep --run-dir reports/abl --experiment experiments/ablation.yaml [--resume]
+    python -m idkl_lib.experiments.sweep --run-dir reports/abl --experiment experiments/ablation.yaml [--resume]
 
 Grid. Every ``--sweep NAME=V1,V2,...`` (values parsed like ``-p`` values; commas inside ``[...]`` do not split) and
 every ``grid:`` entry of the experiment file is one axis; the cells are their cartesian product, in the order given.
-A name is any notebook parameter (``loss_preset`` with the presets of :mod:`idkl_lib.ablation`, ``w_tgsa_inter``,
+A name is any notebook parameter (``loss_preset`` with the presets of :mod:`idkl_lib.config.ablation`, ``w_tgsa_inter``,
 ``seed``, ``synthetic_modality_evidence``, ...). Fixed parameters come from the pipeline preset, the file's
 ``params:`` and ``-p`` (in that priority order, then the grid).
 
@@ -52,12 +52,24 @@ import papermill
 import yaml
 
 from idkl_lib.pipeline import DEFAULT_STEPS, PRESETS, PipelineError, Step, parse_param_value, run_pipeline
+from idkl_lib.runs import (
+    COMPARE_STEP,
+    EVAL_STEP,
+    RESULTS_CSV,
+    RESULTS_JSON,
+    SWEEP_NAME,
+    TRAIN_STEP,
+    read_metrics,
+    read_status,
+    read_sweep,
+)
+from idkl_lib.utils.errors import CommandParser, run_command
 from idkl_lib.utils.io import atomic_write_json, atomic_write_text
 
 __all__ = ["Experiment", "SweepResult", "collect_results", "load_experiment", "main", "parse_sweep", "run_sweep"]
 
-DEFAULT_SWEEP_STEPS: tuple[str, ...] = ("02_train", "03_evaluate")
-COMPARE_NOTEBOOK = "06_compare_runs"
+DEFAULT_SWEEP_STEPS: tuple[str, ...] = (TRAIN_STEP, EVAL_STEP)
+COMPARE_NOTEBOOK = COMPARE_STEP
 EXPERIMENT_KEYS = ("description", "preset", "steps", "params", "grid", "compare")
 _SCHEMA = 1
 
@@ -186,7 +198,7 @@ def _check(experiment: Experiment, notebooks_dir: Path) -> None:
         declared |= set(papermill.inspect_notebook(str(path))) - {"run_dir", "step_dir"}
     if not experiment.grid:
         raise ValueError("the sweep has no grid: give --sweep NAME=V1,V2 or a 'grid:' in the experiment file")
-    from idkl_lib.workbench import ParameterError, check_params  # imports torch: only once the arguments parse
+    from idkl_lib.notebook.params import ParameterError, check_params  # imports torch: only once arguments parse
 
     for kind, mapping in (("sweep parameter", experiment.grid), ("fixed parameter", experiment.params)):
         for name, values in mapping.items():
@@ -214,23 +226,16 @@ def _flatten(obj: Any, prefix: str, out: dict[str, Any]) -> None:
         out[prefix] = obj
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
 def cell_row(cell_dir: Path, params: Mapping[str, Any], state: str, error: str | None = None) -> dict[str, Any]:
     """One results row: cell name, state, its grid parameters, every scalar metric, each step's time."""
     row: dict[str, Any] = {"cell": cell_dir.name, "state": state, **dict(params)}
-    status = _read_json(cell_dir / "status.json") or {}
+    status = read_status(cell_dir, on_error="warn") or {}
     for step, entry in (status.get("steps") or {}).items():
         if isinstance(entry, dict) and entry.get("duration_s") is not None:
             row[f"time_s.{step}"] = entry["duration_s"]
-    if "time_s.02_train" in row:
-        row["train_time_s"] = row["time_s.02_train"]
-    metrics = _read_json(cell_dir / "metrics.json") or {}
+    if f"time_s.{TRAIN_STEP}" in row:
+        row["train_time_s"] = row[f"time_s.{TRAIN_STEP}"]
+    metrics = read_metrics(cell_dir, on_error="warn") or {}
     for step, values in metrics.items():
         if isinstance(values, Mapping):
             _flatten({k: v for k, v in values.items() if k not in ("history", "checkpoint")}, step, row)
@@ -250,8 +255,8 @@ def collect_results(run_dir: Path, rows: Sequence[Mapping[str, Any]]) -> tuple[P
     for row in rows:
         writer.writerow({key: json.dumps(v) if isinstance(v, list | dict) else v for key, v in row.items()})
     return (
-        atomic_write_json(run_dir / "results.json", {"columns": columns, "rows": list(rows)}),
-        atomic_write_text(run_dir / "results.csv", buffer.getvalue()),
+        atomic_write_json(run_dir / RESULTS_JSON, {"columns": columns, "rows": list(rows)}),
+        atomic_write_text(run_dir / RESULTS_CSV, buffer.getvalue()),
     )
 
 
@@ -284,7 +289,7 @@ def run_sweep(
     _check(experiment, notebooks_dir)
     cells = experiment.cells()
     run_dir.mkdir(parents=True, exist_ok=True)
-    old = _read_json(run_dir / "sweep.json") or {}
+    old = read_sweep(run_dir) or {}
     old_cells = old.get("cells") or {}
     state: dict[str, Any] = {
         "schema": _SCHEMA,
@@ -304,7 +309,7 @@ def run_sweep(
         entry.setdefault("state", "pending")
 
     def save() -> list[dict[str, Any]]:
-        atomic_write_json(run_dir / "sweep.json", state)
+        atomic_write_json(run_dir / SWEEP_NAME, state)
         rows = [
             cell_row(run_dir / name, params, entry["state"], entry.get("error"))
             for name, params in cells
@@ -319,12 +324,12 @@ def run_sweep(
         bar.set_postfix_str(name)
         cell_dir, digest = run_dir / name, _cell_hash(experiment, params)
         entry = state["cells"][name]
-        cell_status = _read_json(cell_dir / "status.json") or {}
+        cell_status = read_status(cell_dir, on_error="warn") or {}
         if resume and entry.get("state") == "done" and cell_status.get("state") == "done":
             continue
         entry.clear()
         entry.update(params=params, state="running", hash=digest, started=time.strftime("%Y-%m-%dT%H:%M:%S"))
-        atomic_write_json(run_dir / "sweep.json", state)
+        atomic_write_json(run_dir / SWEEP_NAME, state)
         start = time.perf_counter()
         try:
             run_pipeline(
@@ -371,8 +376,8 @@ def run_sweep(
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m idkl_lib.sweep",
+    parser = CommandParser(
+        prog="python -m idkl_lib.experiments.sweep",
         description="Run the training/evaluation notebooks over a parameter grid, one run folder per cell.",
     )
     parser.add_argument("--run-dir", required=True, type=Path, help="sweep folder, e.g. reports/ablation")
@@ -392,26 +397,28 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns 0 (every cell done), 1 (some cell failed) or 2 (bad arguments)."""
-    args = _parser().parse_args(argv)
-    try:
-        experiment = load_experiment(args.experiment) if args.experiment else Experiment(grid={})
-        grid = {**experiment.grid, **parse_sweep(args.sweep)}
-        params = {**experiment.params, **{n: parse_param_value(v) for n, v in args.parameter}}
-        preset = experiment.preset if args.preset is None else None if args.preset == "none" else args.preset
-        steps = tuple(args.only) if args.only else experiment.steps
-        experiment = Experiment(
-            grid, preset, params, steps, experiment.compare and not args.no_compare, experiment.description
-        )
-        result = run_sweep(args.run_dir, experiment, args.notebooks_dir, args.resume, args.kernel, args.log_output)
-    except (ValueError, TypeError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    """Command-line entry point; returns 0 (every cell done), 1 (some cell failed) or 2 (bad input: one line,
+    ``--debug`` for the traceback)."""
+    return run_command(_parser(), _sweep_command, argv, expected=(PipelineError,))
+
+
+def _sweep_command(args: argparse.Namespace) -> int:
+    if args.experiment is not None and not args.experiment.is_file():
+        raise FileNotFoundError(f"--experiment {args.experiment}: no such file; the shipped ones are in experiments/")
+    experiment = load_experiment(args.experiment) if args.experiment else Experiment(grid={})
+    grid = {**experiment.grid, **parse_sweep(args.sweep)}
+    params = {**experiment.params, **{n: parse_param_value(v) for n, v in args.parameter}}
+    preset = experiment.preset if args.preset is None else None if args.preset == "none" else args.preset
+    steps = tuple(args.only) if args.only else experiment.steps
+    experiment = Experiment(
+        grid, preset, params, steps, experiment.compare and not args.no_compare, experiment.description
+    )
+    result = run_sweep(args.run_dir, experiment, args.notebooks_dir, args.resume, args.kernel, args.log_output)
     print(f"{len(result.rows) - len(result.failed)} of {len(result.rows)} cells done; results: {result.run_dir}")
     if result.index_html:
         print(f"Report: {result.index_html}")
     for name in result.failed:
-        print(f"failed: {name} (see {result.run_dir / name / 'status.json'})", file=sys.stderr)
+        print(f"failed: {name} (its pipeline status in {result.run_dir / name})", file=sys.stderr)
     return 1 if result.failed else 0
 
 

@@ -14,10 +14,10 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from .config import LossWeights, TrainConfig
-from .distributed import gather_batch, gather_fields
-from .losses import compute_losses
-from .train_checks import flush_losses
+from idkl_lib.config import LossWeights, TrainConfig
+from idkl_lib.losses import compute_losses
+from idkl_lib.train.checks import flush_losses
+from idkl_lib.train.distributed import gather_batch, gather_fields
 
 __all__ = ["EpochState", "train_epoch"]
 
@@ -26,7 +26,7 @@ def _batch_augment(cfg: TrainConfig) -> Callable[[Tensor], Tensor] | None:
     """The on-device augmentation of ``--decoded-cache`` batches (None without the cache)."""
     if not cfg.decoded_cache:
         return None
-    from .data.gpu_augment import BatchAugment
+    from idkl_lib.data.gpu_augment import BatchAugment
 
     return BatchAugment(
         random_erasing=cfg.random_erasing if cfg.augment else 0.0, flip=cfg.augment, pad=10 * cfg.augment

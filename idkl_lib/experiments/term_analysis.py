@@ -15,7 +15,7 @@ softmax is (its entropy as a fraction of the uniform distribution's).
 
 Command line (one row per sweep cell, written to ``<sweep>/term_analysis.json``)::
 
-    python -m idkl_lib.term_analysis --sweep-dir reports/ablation-demo --weights full@small_batch
+    python -m idkl_lib.experiments.term_analysis --sweep-dir reports/ablation-demo --weights full@small_batch
 """
 
 from __future__ import annotations
@@ -32,9 +32,20 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .config import LossWeights
-from .losses import compute_losses
-from .losses.alignment import distance_logits
+from idkl_lib.config import LossWeights
+from idkl_lib.losses import compute_losses
+from idkl_lib.losses.alignment import distance_logits
+from idkl_lib.runs import (
+    TERM_ANALYSIS_NAME,
+    TRAIN_STEP,
+    checkpoint_path,
+    is_sweep,
+    optional_checkpoint,
+    read_params,
+    sweep_cells,
+)
+from idkl_lib.utils.errors import CommandParser, run_command
+from idkl_lib.utils.io import atomic_write_text
 
 CORE_GROUPS = ("identity", "triplet")
 """The baseline's objective: identity and triplet losses on both streams."""
@@ -154,8 +165,8 @@ def analyse_checkpoint(
     ``weights`` (a :class:`LossWeights` or a preset name such as ``"full@small_batch"``) chooses the terms
     measured; ``active`` in the result lists the terms the checkpoint was trained with.
     """
-    from .checkpoint import load_trained_model, untrained_model
-    from .train import build_loader, load_dataset
+    from idkl_lib.checkpoint import load_trained_model, untrained_model
+    from idkl_lib.train.loop import build_loader, load_dataset
 
     model, cfg, state = load_trained_model(checkpoint)
     if untrained:
@@ -178,39 +189,49 @@ def analyse_checkpoint(
 
 
 def analyse_sweep(
-    sweep_dir: str | Path, weights: str, *, batches: int = 4, step: str = "02_train", at_start: bool = False
+    sweep_dir: str | Path, weights: str, *, batches: int = 4, step: str = TRAIN_STEP, at_start: bool = False
 ) -> list[dict]:
     """:func:`analyse_checkpoint` for every cell of a sweep folder that has ``<cell>/<step>/checkpoint.pth`` (with
     ``at_start``, also for its network at initialisation, under ``"start"``)."""
     sweep_dir = Path(sweep_dir)
-    cells = sorted(p.parent.parent for p in sweep_dir.glob(f"*/{step}/checkpoint.pth"))
+    if not sweep_dir.is_dir():
+        raise FileNotFoundError(f"--sweep-dir {sweep_dir} does not exist; give a sweep folder")
+    folders = (
+        sweep_cells(sweep_dir, state=None) if is_sweep(sweep_dir) else [p for p in sweep_dir.iterdir() if p.is_dir()]
+    )
+    cells = sorted(cell for cell in folders if optional_checkpoint(cell, step=step))
     if not cells:
         raise FileNotFoundError(
-            f"no {step}/checkpoint.pth under {sweep_dir}: give a sweep folder whose cells finished training"
+            f"no cell of {sweep_dir} has a checkpoint of step {step}: give a sweep folder whose cells finished training"
         )
     rows = []
     for cell in cells:
-        params = json.loads((cell / "params.json").read_text()) if (cell / "params.json").is_file() else {}
-        result = analyse_checkpoint(cell / step / "checkpoint.pth", weights, batches=batches)
+        params = read_params(cell) or {}
+        result = analyse_checkpoint(checkpoint_path(cell, step=step), weights, batches=batches)
         if at_start:
             result["start"] = analyse_checkpoint(
-                cell / step / "checkpoint.pth", weights, batches=batches, untrained=True
+                checkpoint_path(cell, step=step), weights, batches=batches, untrained=True
             )
         rows.append({"cell": cell.name, "params": params, **result})
     return rows
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m idkl_lib.term_analysis", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sweep-dir", required=True, help="sweep folder (cells with 02_train/checkpoint.pth)")
+    """``python -m idkl_lib.experiments.term_analysis``: exit 0, or 2 for bad input (one line; ``--debug``)."""
+    parser = CommandParser(prog="python -m idkl_lib.experiments.term_analysis", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sweep-dir", required=True, help="sweep folder (cells that finished training)")
     parser.add_argument("--weights", default="full@small_batch", help="loss preset whose terms are measured")
     parser.add_argument("--batches", type=int, default=4, help="training batches averaged per cell")
     parser.add_argument("--at-start", action="store_true", help="also measure each cell's network at initialisation")
-    args = parser.parse_args(argv)
-    from .utils.io import atomic_write_text
+    return run_command(parser, _analysis_command, argv)
 
+
+def _analysis_command(args: argparse.Namespace) -> int:
+    if args.batches < 1:
+        raise ValueError(f"--batches {args.batches}: give at least 1")
+    LossWeights.preset(args.weights)  # an unknown preset fails before any work
     rows = analyse_sweep(args.sweep_dir, args.weights, batches=args.batches, at_start=args.at_start)
-    out = Path(args.sweep_dir) / "term_analysis.json"
+    out = Path(args.sweep_dir) / TERM_ANALYSIS_NAME
     atomic_write_text(out, json.dumps({"weights": args.weights, "cells": rows}, indent=1))
     for row in rows:
         t, f = row["terms"], row["features"]

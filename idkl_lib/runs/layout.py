@@ -10,17 +10,27 @@ Run folder (``run_dir`` = ``reports/<name>``; a step folder is ``<run_dir>/<step
     <run_dir>/index.html              the report (links every step, figures, metrics table)
     <run_dir>/<step>.ipynb, .html     executed notebook and its HTML export (also for a failed step)
     <run_dir>/<step>.slides.html      its reveal.js slide deck, code hidden (finished steps)
-    <run_dir>/mathjax/                MathJax for those pages, copied once (:mod:`idkl_lib.offline_html`)
+    <run_dir>/mathjax/                MathJax for those pages, copied once (:mod:`idkl_lib.report.mathjax`)
     <run_dir>/metrics.json            {step name: that step's metrics}
     <run_dir>/params.json             {step name: the parameters it ran with}
     <run_dir>/environment.json        versions, git commit, device, host, start/end time
     <run_dir>/status.json             run state, per-step state and parameter hashes, the failure if any
     <run_dir>/context.json            the run's data settings (dataset, folder, synthetic sizes), written by notebook 01
                                       (or 02 when it runs first); notebooks 02-05 default to them
-                                      (:mod:`idkl_lib.run_context`)
+                                      (:mod:`idkl_lib.notebook.context`)
     <run_dir>/run.json                what made the folder (kind, config hash, created, command): a training out-dir
                                       (e.g. 02_train/) has its own; another run's results are refused
-                                      (:mod:`idkl_lib.run_guard`)
+                                      (:mod:`idkl_lib.runs.guard`)
+
+Sweep folder (``reports/<sweep>``; one run folder per cell, :mod:`idkl_lib.experiments.sweep`)::
+
+    <sweep_dir>/<cell>/               a run folder as above
+    <sweep_dir>/sweep.json            the grid, each cell's parameters, state and hash, the order
+    <sweep_dir>/results.csv, .json    one row per finished or failed cell (parameters, metrics, times)
+    <sweep_dir>/term_analysis.json    :mod:`idkl_lib.experiments.term_analysis`
+
+Nothing outside this package spells one of these names: read with :mod:`idkl_lib.runs.read`, build paths with
+:func:`step_path`, :func:`checkpoint_path` and the constants below.
 """
 
 from __future__ import annotations
@@ -39,15 +49,26 @@ from idkl_lib.utils.io import atomic_write_json
 __all__ = [
     "BASELINE_STEP",
     "CHECKPOINT_NAME",
+    "COMPARE_STEP",
     "CONTEXT_NAME",
+    "DATA_STEP",
+    "EMBEDDINGS_STEP",
     "ENVIRONMENT_NAME",
+    "EVAL_STEP",
     "FIGURES_DIR",
+    "GRADCAM_STEP",
+    "HISTORY_NAME",
     "MATHJAX_DIR",
     "METRICS_NAME",
     "PARAMS_NAME",
+    "RESULTS_CSV",
+    "RESULTS_JSON",
+    "RUN_RECORD_NAME",
     "SLIDES_SUFFIX",
     "STATUS_NAME",
+    "SWEEP_NAME",
     "TENSORBOARD_DIR",
+    "TERM_ANALYSIS_NAME",
     "TRAIN_STEP",
     "checkpoint_path",
     "jsonable",
@@ -56,30 +77,47 @@ __all__ = [
     "write_metrics",
 ]
 
+DATA_STEP = "01_data_exploration"
+"""Step that writes (or checks) the dataset and the run's data settings."""
 TRAIN_STEP = "02_train"
 """Step that trains the IDKL model."""
+EVAL_STEP = "03_evaluate"
+"""Step that evaluates IDKL (and its baseline) through the dataset's protocols."""
+GRADCAM_STEP = "04_gradcam"
+EMBEDDINGS_STEP = "05_embeddings"
+COMPARE_STEP = "06_compare_runs"
+"""The comparison of runs over seeds (a sweep's last step, in the sweep folder itself)."""
 BASELINE_STEP = "02_train_baseline"
 """Step that trains the comparison model without distillation (notebook 02 with ``loss_preset="baseline"``)."""
 CHECKPOINT_NAME = "checkpoint.pth"
 """The checkpoint of a training folder (rewritten atomically after every epoch)."""
 CONTEXT_NAME = "context.json"
-"""The run folder's data settings (:mod:`idkl_lib.run_context`)."""
+"""The run folder's data settings (:mod:`idkl_lib.notebook.context`)."""
 METRICS_NAME = "metrics.json"
 """Every step's (and the trainer's) result file; the run folder's own one collects all steps'."""
 MATHJAX_DIR = "mathjax"
-"""The local MathJax of the run folder's notebook pages (:func:`idkl_lib.offline_html.local_mathjax`)."""
+"""The local MathJax of the run folder's notebook pages (:func:`idkl_lib.report.mathjax.local_mathjax`)."""
 FIGURES_DIR = "figures"
 PARAMS_NAME = "params.json"
 ENVIRONMENT_NAME = "environment.json"
 STATUS_NAME = "status.json"
+HISTORY_NAME = "history.json"
+"""A training folder's per-epoch loss history (written by notebook 02)."""
+RUN_RECORD_NAME = "run.json"
+"""What made a run folder: ``{"kind", "config_hash", "created", "command", "resumed": [...]}``
+(:mod:`idkl_lib.runs.guard`)."""
+SWEEP_NAME = "sweep.json"
+RESULTS_CSV = "results.csv"
+RESULTS_JSON = "results.json"
+TERM_ANALYSIS_NAME = "term_analysis.json"
 TENSORBOARD_DIR = "tensorboard"
-"""TensorBoard event files of a training folder (``idkl_lib.tensorboard_log``)."""
+"""TensorBoard event files of a training folder (``idkl_lib.train.tensorboard``)."""
 SLIDES_SUFFIX = ".slides.html"
-"""A step's slide deck is ``<run_dir>/<step>.slides.html``, next to ``<step>.html`` (``idkl_lib.slides``)."""
+"""A step's slide deck is ``<run_dir>/<step>.slides.html``, next to ``<step>.html`` (``idkl_lib.report.slides``)."""
 
 
 def step_path(run_dir: str | os.PathLike[str], step: str) -> Path:
-    """``<run_dir>/<step>``: the folder a pipeline step writes (see :mod:`idkl_lib.pipeline`)."""
+    """``<run_dir>/<step>``: the folder a pipeline step writes (see :mod:`idkl_lib.pipeline.run`)."""
     return Path(run_dir) / step
 
 

@@ -21,15 +21,15 @@ Guarantees:
   ``amp`` when ``resume_changes`` names them: recorded in the checkpoint's ``extra["resume_changes"]``) and ask for
   at least the epochs already done; otherwise ``ValueError``.
 * The out-dir is checked, locked and claimed (``run.json``) before the first step; one holding another run's results
-  is refused without ``resume`` or ``overwrite`` (:mod:`idkl_lib.run_guard`). The dataset's images and evaluation
+  is refused without ``resume`` or ``overwrite`` (:mod:`idkl_lib.runs.guard`). The dataset's images and evaluation
   files, the free space and the pretrained weights are checked before the first step too
-  (:func:`idkl_lib.train_checks.preflight`).
+  (:func:`idkl_lib.train.checks.preflight`).
 * Evaluations during training (``eval_every``) are reported only; the final checkpoint is the last epoch's.
 
 Multi-GPU: launch the same entry point with ``torchrun --nproc_per_node N -m idkl_lib.train ...``. The global batch
 stays the recipe's P x K: each process forwards P/N whole identity blocks, the outputs are gathered (with autograd)
 so that every process computes the losses of the global batch, BatchNorm uses global statistics, and
-DistributedDataParallel's averaged gradients are those of the one-process objective (:mod:`idkl_lib.distributed`;
+DistributedDataParallel's averaged gradients are those of the one-process objective (:mod:`idkl_lib.train.distributed`;
 ``tests/test_train_ddp.py`` checks losses, gradients and an optimiser step against one process). Rank 0 writes
 checkpoints and evaluates.
 
@@ -47,7 +47,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,18 +58,16 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .checkpoint import capture_rng_state, load_checkpoint, load_model_state, save_checkpoint
-from .config import TrainConfig
-from .config.recipe import recipe_line
-from .data import CrossModalityIdentitySampler, ImageDataset, VIDataset, build_dataset, build_transforms
-from .distributed import convert_batchnorm, init_distributed
-from .eval import evaluate_dataset
-from .eval.features import extract_features
-from .models import IDKLModel, build_model
-from .run_guard import guard_run_folder
-from .runs import CHECKPOINT_NAME, METRICS_NAME
-from .tensorboard_log import TrainingBoard
-from .train_checks import (
+from idkl_lib.checkpoint import capture_rng_state, load_checkpoint, load_model_state, save_checkpoint
+from idkl_lib.config import TrainConfig
+from idkl_lib.config.recipe import recipe_line
+from idkl_lib.data import CrossModalityIdentitySampler, ImageDataset, VIDataset, build_dataset, build_transforms
+from idkl_lib.eval import evaluate_dataset
+from idkl_lib.eval.features import extract_features
+from idkl_lib.models import IDKLModel, build_model
+from idkl_lib.runs.guard import guard_run_folder
+from idkl_lib.runs.layout import CHECKPOINT_NAME, METRICS_NAME
+from idkl_lib.train.checks import (
     DivergedLossError,  # noqa: F401  (re-exported: the training errors are imported from here)
     NonFiniteLossError,
     apply_resume_changes,
@@ -78,9 +76,11 @@ from .train_checks import (
     reduce_scalar,
     resume_epochs_problem,
 )
-from .train_epoch import EpochState, train_epoch
-from .utils.io import atomic_write_json
-from .utils.runtime import resolve_device, seed_everything, seed_worker
+from idkl_lib.train.distributed import convert_batchnorm, init_distributed
+from idkl_lib.train.epoch import EpochState, train_epoch
+from idkl_lib.train.tensorboard import TrainingBoard
+from idkl_lib.utils.io import atomic_write_json
+from idkl_lib.utils.runtime import resolve_device, seed_everything, seed_worker
 
 
 @dataclass
@@ -157,7 +157,7 @@ def build_loader(cfg: TrainConfig, dataset: VIDataset, epoch: int, rank: int = 0
     generator = torch.Generator().manual_seed(_epoch_seed(cfg, epoch, rank))
     images: Any = ImageDataset(dataset.train, transform)
     if cfg.decoded_cache:  # uint8 images from the cache; train_epoch augments the batch on the device
-        from .data.cache import CachedImageDataset, DecodedImageCache
+        from idkl_lib.data.cache import CachedImageDataset, DecodedImageCache
 
         cache = DecodedImageCache.build(dataset.train, Path(cfg.out_dir) / "decoded_cache", cfg.height, cfg.width)
         images = CachedImageDataset(dataset.train, cache)
@@ -212,7 +212,7 @@ def train(
     protocols and ``<out_dir>/metrics.json`` is written: ``{"final": {protocol: result}, "during_training":
     [{"epoch": e, "metrics": {...}}, ...]}``; the ``eval_every`` evaluations are for learning curves only and
     never select a checkpoint (no model selection on test data). Rank 0 also writes every logged loss term, the
-    learning rate, images/s and the evaluations to ``<out_dir>/tensorboard/`` (:mod:`idkl_lib.tensorboard_log`; a
+    learning rate, images/s and the evaluations to ``<out_dir>/tensorboard/`` (:mod:`idkl_lib.train.tensorboard`; a
     log that cannot be written only warns).
 
     Args:
@@ -220,18 +220,18 @@ def train(
         dataset: An already parsed dataset; parsed from ``cfg.dataset`` / ``cfg.data_root`` when omitted.
         resume: ``True`` continues from ``<out_dir>/checkpoint.pth`` if it exists (else starts afresh); a path
             resumes from that file. Without resume an ``out_dir`` holding a run's results is refused
-            (:class:`~idkl_lib.run_guard.RunFolderError`) unless ``cfg.overwrite``.
+            (:class:`~idkl_lib.runs.guard.RunFolderError`) unless ``cfg.overwrite``.
         progress: Show a tqdm bar with the running losses.
         on_log: Called with every logged history row (e.g. to update a live plot in a notebook).
 
     Before the first step the dataset's images and evaluation files, the out-dir and the pretrained weights are
-    checked (:func:`idkl_lib.train_checks.preflight`); the out-dir is locked and claimed (``run.json``) while the
-    run writes it (:func:`idkl_lib.run_guard.guard_run_folder`).
+    checked (:func:`idkl_lib.train.checks.preflight`); the out-dir is locked and claimed (``run.json``) while the
+    run writes it (:func:`idkl_lib.runs.guard.guard_run_folder`).
 
     Raises:
         NonFiniteLossError: A loss term or a weight became NaN/inf, or the loss diverged (:class:`DivergedLossError`);
             the last good checkpoint is kept.
-        idkl_lib.run_guard.RunFolderError: ``out_dir`` holds another run's results.
+        idkl_lib.runs.guard.RunFolderError: ``out_dir`` holds another run's results.
         idkl_lib.utils.lock.FolderLockTimeout: another process trains into ``out_dir``.
         ValueError: The resumed checkpoint was trained with another configuration (the message lists the fields)
             or for more epochs than asked, ``p`` is not divisible by the number of processes, or a pre-check failed
@@ -413,17 +413,3 @@ def _train_in_folder(
     ips = images_seen / train_time if train_time > 0 else math.nan
     epochs_run = max(0, cfg.epochs - start_epoch)
     return TrainResult(model, history, metrics, ckpt_path, ips, epochs_run, eval_history)
-
-
-# ----------------------------------------------------------------------------------------------- command line
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point (``python -m idkl_lib.train``); see :func:`idkl_lib.train_cli.main`."""
-    from .train_cli import main as cli_main
-
-    return cli_main(argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

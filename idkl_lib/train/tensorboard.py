@@ -37,7 +37,7 @@ _NOT_LOSSES = ("step", "epoch", "lr")
 
 
 class TrainingBoard:
-    """Scalars of one :func:`~idkl_lib.train.train` call (see the module docstring).
+    """Scalars of one :func:`~idkl_lib.train.loop.train` call (see the module docstring).
 
     Use :meth:`open`; every method is a no-op once logging is disabled (rank other than 0, or a failed write).
     """

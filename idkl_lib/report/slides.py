@@ -8,7 +8,7 @@ one long, scrollable slide.
 
 The deck loads reveal.js from a CDN (nbconvert's default, ``SlidesExporter.reveal_url_prefix``), so it needs the
 internet when opened; the notebook's own content (text, figures) is inside the file, and its equations render with
-the run folder's local MathJax (:mod:`idkl_lib.offline_html`). The same
+the run folder's local MathJax (:mod:`idkl_lib.report.mathjax`). The same
 metadata drives a live presentation in JupyterLab through the RISE extension (``jupyterlab-rise``).
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import nbformat
 
-from idkl_lib.offline_html import nbconvert_options
+from idkl_lib.report.mathjax import nbconvert_options
 from idkl_lib.runs import SLIDES_SUFFIX
 from idkl_lib.utils.io import atomic_write_text
 

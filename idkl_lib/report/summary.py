@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from idkl_lib.runs import BASELINE_STEP, FIGURES_DIR, METRICS_NAME, TRAIN_STEP
+from idkl_lib.runs import BASELINE_STEP, DATA_STEP, EVAL_STEP, FIGURES_DIR, METRICS_NAME, TRAIN_STEP
 
 __all__ = [
     "EVAL_STEP",
@@ -35,7 +35,6 @@ __all__ = [
     "render_summary",
 ]
 
-EVAL_STEP = "03_evaluate"
 """Step that evaluates the trained model(s) with the dataset's protocol."""
 SUMMARY_METRICS: tuple[str, ...] = ("R1", "mAP", "mINP")
 """Metrics of the summary table (percent)."""
@@ -149,7 +148,7 @@ def comparison(metrics: Mapping[str, Any]) -> Comparison:
 def parameter_line(status: Mapping[str, Any], params: Mapping[str, Any], metrics: Mapping[str, Any]) -> str:
     """The run's parameters as one line of text (``"preset demo · dataset sysu · arch resnet18 · ..."``)."""
     config = _dict(_dict(metrics.get(TRAIN_STEP)).get("train_config")) or _dict(params.get(TRAIN_STEP))
-    explored = _dict(metrics.get("01_data_exploration"))
+    explored = _dict(metrics.get(DATA_STEP))
     parts = [f"preset {status['preset']}"] if status.get("preset") else []
     for label, read in PARAMETER_FIELDS:
         value = read(config)

@@ -15,7 +15,7 @@ name; the same notebook may run twice, e.g. ``02_train`` and ``02_train_baseline
 ``--only NAME ...`` runs a subset, named by step name. A missing notebook file is an error unless ``--only``
 leaves its step out.
 
-Parameters: see :mod:`idkl_lib.pipeline_params` (presets, steps and how a step's parameters are resolved).
+Parameters: see :mod:`idkl_lib.pipeline.steps` (presets, steps and how a step's parameters are resolved).
 
 Notebook conventions (the pipeline relies on them):
 
@@ -35,9 +35,9 @@ notebooks).
 
 Output: one line per step, ``[2/6] 02_train ... done in 182.7 s`` (on a terminal a progress bar over the notebook's
 cells runs while the step does, and is cleared after it), then the report's path. Kernels are started with
-CurveZMQ transport encryption where the kernel supports it (:func:`idkl_lib.pipeline_step._kernel_manager_class`),
+CurveZMQ transport encryption where the kernel supports it (:func:`idkl_lib.pipeline.execute._kernel_manager_class`),
 so no per-step "Kernel is running over TCP without encryption" warning. Each finished step also gets a reveal.js
-slide deck, ``<step>.slides.html`` (:mod:`idkl_lib.slides`).
+slide deck, ``<step>.slides.html`` (:mod:`idkl_lib.report.slides`).
 
 Failure: a notebook error stops the run with a :class:`PipelineError` naming the notebook, the cell
 (execution count and index) and ``ename: evalue``; the partial executed notebook and its HTML are kept and
@@ -51,7 +51,7 @@ parameters) is reused and every selected step re-runs, overwriting its outputs.
 Protection: the run folder records what made it (``run.json``: kind, hash of preset and parameters, creation time,
 command line) and is locked while the pipeline writes it. A run folder holding another pipeline run's results is
 refused unless ``resume`` or ``overwrite``; a training out-dir (or another kind of run folder) is always refused; a
-second pipeline writing the same folder fails naming the first (:mod:`idkl_lib.run_guard`). A real dataset's folder
+second pipeline writing the same folder fails naming the first (:mod:`idkl_lib.runs.guard`). A real dataset's folder
 given as ``data_root`` with ``dataset="synthetic"`` is refused before anything runs (the data is never modified).
 """
 
@@ -62,7 +62,6 @@ import hashlib
 import json
 import sys
 import time
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,8 +69,8 @@ from typing import Any
 
 import nbformat
 
-from idkl_lib import reports
-from idkl_lib.pipeline_params import (
+from idkl_lib.pipeline.execute import PipelineError, _check_kernel, _execute_step
+from idkl_lib.pipeline.steps import (
     DEFAULT_STEPS,
     PRESETS,
     RESERVED_PARAMS,
@@ -79,16 +78,21 @@ from idkl_lib.pipeline_params import (
     _resolve_params,
     parse_param_value,
 )
-from idkl_lib.pipeline_step import PipelineError, _check_kernel, _execute_step
-from idkl_lib.run_guard import guard_run_folder
+from idkl_lib.report.index import write_index
+from idkl_lib.report.slides import slides_path
 from idkl_lib.runs import (
     ENVIRONMENT_NAME,
     METRICS_NAME,
     PARAMS_NAME,
+    RUN_RECORD_NAME,
     STATUS_NAME,
+    guard_run_folder,
     jsonable,
+    read_metrics,
+    read_params,
+    read_status,
+    step_path,
 )
-from idkl_lib.slides import slides_path
 from idkl_lib.utils.io import atomic_write_json
 
 __all__ = [
@@ -98,7 +102,6 @@ __all__ = [
     "PipelineResult",
     "Step",
     "StepResult",
-    "main",
     "parse_param_value",
     "run_pipeline",
 ]
@@ -109,7 +112,7 @@ _STATUS_SCHEMA = 1
 @dataclass(frozen=True)
 class StepResult:
     """Outcome of one step in this run (``state`` is ``"done"`` or ``"skipped"`` by ``resume``); ``slides`` is the
-    step's reveal.js deck (``<run_dir>/<step>.slides.html``, see :mod:`idkl_lib.slides`)."""
+    step's reveal.js deck (``<run_dir>/<step>.slides.html``, see :mod:`idkl_lib.report.slides`)."""
 
     name: str
     notebook: Path
@@ -147,16 +150,6 @@ def _notebook_hash(path: Path) -> str:
     return _hash([cell.source for cell in nb.cells if cell.cell_type == "code"])
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, json.JSONDecodeError) as exc:
-        warnings.warn(f"could not read {path} ({exc}); ignoring it", stacklevel=3)
-        return None
-
-
 class _Run:
     """State of one pipeline invocation: the run folder's status, params and report files."""
 
@@ -176,7 +169,7 @@ class _Run:
         self.kernel_name = kernel_name
         self.log_output = log_output
         self.verbose = verbose
-        previous = _read_json(run_dir / STATUS_NAME)
+        previous = read_status(run_dir, on_error="warn")
         old_steps = previous.get("steps", {}) if isinstance(previous, dict) else {}
         self.status: dict[str, Any] = {
             "schema": _STATUS_SCHEMA,
@@ -188,7 +181,7 @@ class _Run:
             "steps": {name: entry for name, entry in old_steps.items() if isinstance(entry, dict)},
             "failure": None,
         }
-        old_params = _read_json(run_dir / PARAMS_NAME)
+        old_params = read_params(run_dir, on_error="warn")
         self.params: dict[str, Any] = old_params if isinstance(old_params, dict) else {}
         self.metrics: dict[str, Any] = {}
 
@@ -205,7 +198,7 @@ class _Run:
         atomic_write_json(self.run_dir / ENVIRONMENT_NAME, self.environment)
         self.metrics = self.collect_metrics()
         atomic_write_json(self.run_dir / METRICS_NAME, self.metrics)
-        return reports.write_index(self.run_dir)
+        return write_index(self.run_dir)
 
     def echo(self, text: str, end: str = "\n") -> None:
         if self.verbose:
@@ -222,7 +215,7 @@ class _Run:
         previous = self.status["steps"].get(step.name)
         if skip_if_fresh and _is_fresh(previous, params_hash, nb_hash, self.run_dir, step.name):
             self.echo(f"{prefix} ... skipped (finished earlier with the same parameters)")
-            metrics = _read_json(self.run_dir / step.name / METRICS_NAME) or {}
+            metrics = read_metrics(step_path(self.run_dir, step.name), on_error="warn") or {}
             deck = slides_path(executed)
             return StepResult(
                 step.name, notebook, "skipped", 0.0, params, metrics, executed, html, deck if deck.is_file() else None
@@ -259,7 +252,7 @@ class _Run:
         entry.update(state="done", finished=_now(), duration_s=round(duration, 3))
         self.save_status()
         self.echo(f"{tail}done in {duration:.1f} s")
-        metrics = _read_json(self.run_dir / step.name / METRICS_NAME) or {}
+        metrics = read_metrics(step_path(self.run_dir, step.name), on_error="warn") or {}
         deck = slides_path(executed)
         html_path = html_written or html
         return StepResult(
@@ -277,7 +270,7 @@ class _Run:
     def collect_metrics(self) -> dict[str, Any]:
         collected: dict[str, Any] = {}
         for step in self.steps:
-            metrics = _read_json(self.run_dir / step.name / METRICS_NAME)
+            metrics = read_metrics(step_path(self.run_dir, step.name), on_error="warn")
             if metrics is not None:
                 collected[step.name] = jsonable(metrics, f"{step.name}/{METRICS_NAME}")
         return collected
@@ -340,7 +333,7 @@ def run_pipeline(
         FileNotFoundError: A selected step's notebook does not exist.
         ValueError: Unknown preset, step name, kernel or ``-p`` name, a notebook without the parameters the
             pipeline needs, or a real dataset's folder with ``dataset="synthetic"``.
-        idkl_lib.run_guard.RunFolderError: ``run_dir`` holds another run's results (see Protection above).
+        idkl_lib.runs.guard.RunFolderError: ``run_dir`` holds another run's results (see Protection above).
         idkl_lib.utils.lock.FolderLockTimeout: another process writes ``run_dir``.
     """
     steps = tuple(DEFAULT_STEPS if steps is None else steps)
@@ -419,7 +412,7 @@ def _run_steps(
     verbose: bool,
 ) -> PipelineResult:
     """Run the selected steps into the claimed and locked ``run_dir``."""
-    if any(p.name != "run.json" for p in run_dir.iterdir()) and verbose:
+    if any(p.name != RUN_RECORD_NAME for p in run_dir.iterdir()) and verbose:
         how = "skipping steps finished with the same parameters" if resume else "re-running every selected step"
         print(f"Reusing existing run folder {run_dir}: {how}", flush=True)
     from idkl_lib.utils.runtime import environment_info  # imports torch: not needed for --help or bad arguments
@@ -450,14 +443,3 @@ def _run_steps(
     index = run.finish("done")
     run.echo(f"Report: {index}")
     return PipelineResult(run_dir, index, run.metrics, results, environment)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point (``python -m idkl_lib.pipeline``); see :func:`idkl_lib.pipeline_cli.main`."""
-    from idkl_lib.pipeline_cli import main as cli_main
-
-    return cli_main(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,9 +1,9 @@
 """Compare pipeline runs over seeds: mean, spread and confidence intervals per configuration, paired tests against a
 baseline, CMC and loss curves, and each loss term's magnitude (the logic of ``notebooks/06_compare_runs.ipynb``).
 
-A *run* is a pipeline run folder (``metrics.json``, ``params.json``, ``02_train/history.json``); a sweep folder
-(:mod:`idkl_lib.sweep`) holds one per cell. Runs are grouped into *configurations* by the training parameters that
-differ between them, the seed excepted, so the seeds of one configuration are its repeats.
+A *run* is a pipeline run folder (its metrics, parameters and training history, read with :mod:`idkl_lib.runs`); a
+sweep folder (:mod:`idkl_lib.experiments.sweep`) holds one per cell. Runs are grouped into *configurations* by the
+training parameters that differ between them, the seed excepted, so the seeds of one configuration are its repeats.
 
 Statistics (scipy.stats): per configuration the mean, the sample standard deviation and the 95% confidence interval of
 the mean with the t distribution (``n - 1`` degrees of freedom; none for one seed). Against the baseline, runs are
@@ -14,6 +14,7 @@ Wilcoxon signed-rank test. A difference whose interval contains 0 is *inside the
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -24,6 +25,19 @@ from typing import Any
 
 import numpy as np
 from scipy import stats
+
+from idkl_lib.runs import (
+    EVAL_STEP,
+    METRICS_NAME,
+    TRAIN_STEP,
+    is_sweep,
+    read_history,
+    read_metrics,
+    read_params,
+    read_status,
+    sweep_cells,
+)
+from idkl_lib.utils.errors import CommandParser, run_command
 
 __all__ = [
     "METRICS",
@@ -73,41 +87,28 @@ class Run:
     config: str = ""
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path} cannot be read as JSON ({exc}); re-run that step") from None
-
-
 def _run_folders(run_dir: Path | None, runs: Sequence[str | os.PathLike[str]]) -> list[Path]:
     if runs:
         return [Path(r).resolve() for r in runs]
     if run_dir is None:
         raise ValueError("give a sweep folder (run_dir) or a list of run folders (runs)")
-    sweep = _read_json(run_dir / "sweep.json")
-    if isinstance(sweep, dict):  # the cells that finished (failed ones are listed in sweep.json and results.csv)
-        cells: dict[str, Any] = sweep.get("cells") or {}
-        order: list[str] = sweep.get("order") or list(cells)
-        return [run_dir / name for name in order if cells.get(name, {}).get("state") == "done"]
-    children = sorted(p for p in run_dir.iterdir() if p.is_dir() and (p / "params.json").is_file())
-    return children or [run_dir]
+    if is_sweep(run_dir):  # the cells that finished (failed ones are listed in sweep.json and results.csv)
+        return sweep_cells(run_dir, state="done")
+    return sweep_cells(run_dir) or [run_dir]
 
 
 def _pick_protocol(metrics: Mapping[str, Any], protocol: str, path: Path) -> tuple[str, dict[str, Any], list[float]]:
-    evaluation = metrics.get("03_evaluate")
+    evaluation = metrics.get(EVAL_STEP)
     if isinstance(evaluation, Mapping) and evaluation.get("protocols"):
         table, curves = evaluation["protocols"], evaluation.get("cmc", {})
     else:
-        train = metrics.get("02_train")
+        train = metrics.get(TRAIN_STEP)
         table = train.get("eval") if isinstance(train, Mapping) else None
         curves = {}
         if not table:
             raise ValueError(
-                f"run folder {path} has no retrieval metrics (neither 03_evaluate/metrics.json 'protocols' nor "
-                "02_train 'eval'); run its 03_evaluate step (or train with final_eval=True)"
+                f"run folder {path} has no retrieval metrics (neither {EVAL_STEP}'s 'protocols' nor {TRAIN_STEP}'s "
+                f"'eval'); run its {EVAL_STEP} step (or train with final_eval=True)"
             )
     assert isinstance(table, Mapping)
     name = protocol or min(table, key=lambda k: ("single-shot" not in k, "all-search" not in k, k))
@@ -134,14 +135,14 @@ def load_runs(
     loaded: list[Run] = []
     chosen = protocol
     for path in folders:
-        metrics = _read_json(path / "metrics.json")
-        if not isinstance(metrics, dict) or not metrics:
-            raise ValueError(f"run folder {path} has no metrics.json; run the pipeline into it first")
+        metrics = read_metrics(path)
+        if not metrics:
+            raise ValueError(f"run folder {path} has no {METRICS_NAME}; run the pipeline into it first")
         chosen, row, cmc = _pick_protocol(metrics, chosen, path)
-        params = (_read_json(path / "params.json") or {}).get("02_train") or {}
-        history = _read_json(path / "02_train" / "history.json") or []
-        status = _read_json(path / "status.json") or {}
-        train_time = ((status.get("steps") or {}).get("02_train") or {}).get("duration_s")
+        params = (read_params(path) or {}).get(TRAIN_STEP) or {}
+        history = read_history(path) or []
+        status = read_status(path) or {}
+        train_time = ((status.get("steps") or {}).get(TRAIN_STEP) or {}).get("duration_s")
         values = {m: float(row[m]) for m in METRICS if m in row}
         loaded.append(Run(path, dict(params), params.get("seed"), values, cmc, history, train_time))
     _label(loaded)
@@ -457,10 +458,9 @@ def markdown_tables(runs: Sequence[Run], baseline: str = "", metrics: Sequence[s
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m idkl_lib.compare RUN_DIR [RUN_DIR ...] [--baseline LABEL]``: print the Markdown tables."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m idkl_lib.compare", description=markdown_tables.__doc__)
+    """``python -m idkl_lib.experiments.compare RUN_DIR [RUN_DIR ...] [--baseline LABEL]``: print the Markdown
+    tables; exit 0, or 2 for bad input (one line; ``--debug`` for the traceback)."""
+    parser = CommandParser(prog="python -m idkl_lib.experiments.compare", description=markdown_tables.__doc__)
     parser.add_argument("folders", nargs="+", help="sweep folders (their finished cells) or run folders")
     parser.add_argument("--baseline", default="", help="configuration label to compare with (default: baseline)")
     parser.add_argument("--protocol", default="", help="protocol setting (default: single-shot all-search)")
@@ -478,15 +478,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="VALUE",
         help="the --by parameter's value in runs that did not set it (the notebook's default, e.g. 0)",
     )
-    args = parser.parse_args(argv)
+    return run_command(parser, _compare_command, argv)
+
+
+def _compare_command(args: argparse.Namespace) -> int:
     runs: list[Run] = []
     protocol = args.protocol
     for folder in args.folders:
-        loaded, protocol = (
-            load_runs(folder, protocol=protocol)
-            if (Path(folder) / "sweep.json").is_file()
-            else load_runs(runs=[folder], protocol=protocol)
-        )
+        if not Path(folder).is_dir():
+            raise FileNotFoundError(f"folder {folder} does not exist; give a sweep folder or a pipeline run folder")
+        sweep = is_sweep(folder)
+        loaded, protocol = load_runs(folder if sweep else None, runs=() if sweep else [folder], protocol=protocol)
         runs += loaded
     if args.by and args.by_default is not None:
         import yaml
@@ -501,7 +503,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             print(gap_change_table(runs, args.by, args.baseline))
         except ValueError as exc:
-            parser.error(f"--by {args.by}: {exc}")
+            raise ValueError(f"--by {args.by}: {exc}") from None
     return 0
 
 

@@ -24,14 +24,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .runs import CHECKPOINT_NAME, METRICS_NAME, STATUS_NAME, jsonable
-from .utils.io import atomic_write_json
-from .utils.lock import folder_lock
+from idkl_lib.runs.layout import CHECKPOINT_NAME, METRICS_NAME, RUN_RECORD_NAME, STATUS_NAME, jsonable
+from idkl_lib.runs.read import read_record
+from idkl_lib.utils.io import atomic_write_json
+from idkl_lib.utils.lock import folder_lock
 
 __all__ = ["RUN_RECORD_NAME", "RunFolderError", "claim_run_folder", "config_hash", "guard_run_folder", "read_record"]
 
-RUN_RECORD_NAME = "run.json"
-"""What made a run folder: ``{"kind", "config_hash", "created", "command", "resumed": [...]}``."""
 
 RESULT_FILES: Mapping[str, tuple[str, ...]] = {
     "train": (CHECKPOINT_NAME, METRICS_NAME),
@@ -49,15 +48,6 @@ def config_hash(config: Mapping[str, Any], ignore: Iterable[str] = ()) -> str:
     skip = set(ignore)
     text = json.dumps(jsonable({k: v for k, v in config.items() if k not in skip}), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def read_record(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The ``run.json`` of ``folder``, or None when there is none (or it cannot be read)."""
-    try:
-        record = json.loads((Path(folder) / RUN_RECORD_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) else None
 
 
 def _infer_kind(folder: Path) -> str | None:

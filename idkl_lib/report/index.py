@@ -4,7 +4,7 @@
 each step's ``<step>/metrics.json`` and ``<step>/figures/``, and writes one dependency-free HTML page
 (inline CSS, relative links, no scripts), so a run folder can be zipped, mailed or served as it is.
 
-The page leads with the result (:mod:`idkl_lib.report_summary`: the run's parameters in one line, IDKL against the
+The page leads with the result (:mod:`idkl_lib.report.summary`: the run's parameters in one line, IDKL against the
 baseline, the key figures), then the steps in run order, each with its figures in the order the notebook saved
 them (file modification times, which copies made with ``zip``, ``rsync -a`` or ``cp -p`` keep), linking the
 interactive HTML version of each; the full metrics table is collapsed at the bottom. Each step links its HTML page,
@@ -21,8 +21,20 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from idkl_lib.report_summary import render_summary
-from idkl_lib.runs import SLIDES_SUFFIX, TENSORBOARD_DIR
+from idkl_lib.report.summary import render_summary
+from idkl_lib.runs import (
+    ENVIRONMENT_NAME,
+    METRICS_NAME,
+    PARAMS_NAME,
+    SLIDES_SUFFIX,
+    STATUS_NAME,
+    TENSORBOARD_DIR,
+    read_json,
+    read_metrics,
+    read_params,
+    read_status,
+    step_path,
+)
 from idkl_lib.utils.io import atomic_write_text
 
 __all__ = ["IMAGE_SUFFIXES", "figure_order", "flatten_metrics", "render_index", "write_index"]
@@ -94,13 +106,6 @@ def _fmt(value: Any) -> tuple[str, bool]:
 def _link(run_dir: Path, path: Path, text: str) -> str:
     rel = path.relative_to(run_dir).as_posix()
     return f'<a href="{quote(rel)}">{html.escape(text)}</a>'
-
-
-def _read(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
 
 
 def _badge(state: str) -> str:
@@ -258,22 +263,22 @@ def render_index(run_dir: str | os.PathLike[str], title: str | None = None) -> s
         The HTML text.
     """
     run_dir = Path(run_dir).resolve()
-    status = _read(run_dir / "status.json") or {}
-    env = _read(run_dir / "environment.json") or {}
-    params = _read(run_dir / "params.json") or {}
+    status = read_status(run_dir, on_error="warn") or {}
+    env = read_json(run_dir / ENVIRONMENT_NAME, on_error="warn", expected=dict) or {}
+    params = read_params(run_dir, on_error="warn") or {}
     steps: dict[str, Any] = status.get("steps") or {}
     order = [str(name) for name in status.get("order") or []]
     order += [name for name in steps if name not in order]
     all_metrics = {}
     for name in order:
-        metrics = _read(run_dir / name / "metrics.json")
+        metrics = read_metrics(step_path(run_dir, name), on_error="warn")
         if metrics is not None:
             all_metrics[name] = metrics
     title = title or f"IDKL run {run_dir.name}"
     state = str(status.get("state", "not run"))
     rows = sum(len(flatten_metrics(m)) for m in all_metrics.values())
     sections = "".join(_step_section(run_dir, name, steps.get(name) or {}, params.get(name)) for name in order)
-    files = [run_dir / f for f in ("metrics.json", "params.json", "environment.json", "status.json")]
+    files = [run_dir / f for f in (METRICS_NAME, PARAMS_NAME, ENVIRONMENT_NAME, STATUS_NAME)]
     file_links = " · ".join(_link(run_dir, p, p.name) for p in files if p.is_file())
     summary = render_summary(run_dir, status, params, all_metrics)
     return (

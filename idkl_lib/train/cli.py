@@ -20,11 +20,12 @@ from typing import Any
 
 import torch.distributed as dist
 
-from .config import TrainConfig, format_loss_overrides
-from .config.recipe import RECIPE_FIELDS, recipe_help
-from .train import NonFiniteLossError, load_dataset, train
-from .utils.errors import USER_ERRORS, OneLineArgumentParser, one_line
-from .utils.runtime import resolve_device
+from idkl_lib.config import TrainConfig, format_loss_overrides
+from idkl_lib.config.recipe import RECIPE_FIELDS, recipe_help
+from idkl_lib.runs import CHECKPOINT_NAME
+from idkl_lib.train.loop import NonFiniteLossError, load_dataset, train
+from idkl_lib.utils.errors import USER_ERRORS, OneLineArgumentParser, one_line
+from idkl_lib.utils.runtime import resolve_device
 
 __all__ = ["OPTION_NAMES", "build_arg_parser", "main"]
 
@@ -88,7 +89,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
         if f.name in RECIPE_FIELDS:
             options.update(default=argparse.SUPPRESS, help=f"{options['help']} ({recipe_help(f.name)})")
         parser.add_argument(*flags, dest=f.name, **options)
-    parser.add_argument("--resume", action="store_true", help="continue from <out-dir>/checkpoint.pth if present")
+    parser.add_argument("--resume", action="store_true", help=f"continue from <out-dir>/{CHECKPOINT_NAME} if present")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (batch logs)")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error (else one line)")
     return parser

@@ -32,7 +32,16 @@ import papermill
 import yaml
 
 from idkl_lib.data.registry import RECIPE_FIELDS, training_recipe
-from idkl_lib.runs import BASELINE_STEP, CONTEXT_NAME, TRAIN_STEP, jsonable
+from idkl_lib.runs import (
+    BASELINE_STEP,
+    DATA_STEP,
+    EMBEDDINGS_STEP,
+    EVAL_STEP,
+    GRADCAM_STEP,
+    TRAIN_STEP,
+    jsonable,
+    read_context,
+)
 
 __all__ = ["DEFAULT_STEPS", "PIPELINE_FIXED", "PRESETS", "RESERVED_PARAMS", "Step", "parse_param_value"]
 
@@ -105,12 +114,12 @@ class Step:
 
 
 DEFAULT_STEPS: tuple[Step, ...] = (
-    Step("01_data_exploration"),
+    Step(DATA_STEP),
     Step(TRAIN_STEP),
     Step(TRAIN_STEP, BASELINE_STEP, {"loss_preset": "baseline", "run_tag": "baseline"}),
-    Step("03_evaluate"),
-    Step("04_gradcam"),
-    Step("05_embeddings"),
+    Step(EVAL_STEP),
+    Step(GRADCAM_STEP),
+    Step(EMBEDDINGS_STEP),
 )
 
 
@@ -217,7 +226,7 @@ def _resolve_params(
         if not names & set(RESERVED_PARAMS):
             raise ValueError(
                 f"{notebooks[step.notebook]} declares neither run_dir nor step_dir in a cell tagged 'parameters'; "
-                "the pipeline cannot tell it where to write (see the idkl_lib.pipeline docstring)"
+                "the pipeline cannot tell it where to write (see the idkl_lib.pipeline.run docstring)"
             )
         undeclared = sorted(set(step.params) - names)
         if undeclared:
@@ -242,17 +251,14 @@ def _resolve_params(
 
 def _run_dataset(run_dir: Path) -> str:
     """The dataset of the run folder's data settings, ``"synthetic"`` (notebook 01's default) when it has none."""
-    try:
-        dataset = json.loads((run_dir / CONTEXT_NAME).read_text(encoding="utf-8")).get("dataset")
-    except (OSError, ValueError, AttributeError):
-        dataset = None
+    dataset = (read_context(run_dir, on_error="ignore") or {}).get("dataset")
     return dataset if isinstance(dataset, str) else "synthetic"
 
 
 def _fill_recipe(params: dict[str, Any], declared: Mapping[str, Any], step: str, run_dir: Path) -> None:
     """Set the recipe parameters a notebook declares whose value is ``None`` (in ``params``, or the notebook's default
     when ``params`` does not set it) to the recipe of the step's dataset (``params["dataset"]`` or the notebook's; a
-    ``None`` dataset is the run's, :mod:`idkl_lib.run_context`: the one in ``<run_dir>/context.json`` if an earlier
+    ``None`` dataset is the run's, :mod:`idkl_lib.notebook.context`: the one in ``<run_dir>/context.json`` if an earlier
     invocation wrote it, else notebook 01's default, the synthetic dataset)."""
 
     def value(name: str) -> Any:

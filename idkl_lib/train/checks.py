@@ -1,6 +1,6 @@
 """Checks around the training loop: what :func:`idkl_lib.train.train` verifies before the first step (so a mistake
 costs seconds, not an epoch), the checks at every log flush (NaN/inf, and the divergence rule) with the errors they
-raise (:class:`NonFiniteLossError`, :class:`DivergedLossError`; both re-exported by :mod:`idkl_lib.train`), and the
+raise (:class:`NonFiniteLossError`, :class:`DivergedLossError`; both re-exported by :mod:`idkl_lib.train.loop`), and the
 changes a resumed run may make when :attr:`~idkl_lib.config.TrainConfig.resume_changes` allows them."""
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .config import TrainConfig
-from .data import VIDataset
-from .data.validate import check_dataset, check_writable
+from idkl_lib.config import TrainConfig
+from idkl_lib.data import VIDataset
+from idkl_lib.data.validate import check_dataset, check_writable
 
 __all__ = [
     "DIVERGENCE_WARMUP",
@@ -37,7 +37,7 @@ DIVERGENCE_WINDOW = 50
 DIVERGENCE_WARMUP = 10
 """Logged losses needed before the divergence rule applies."""
 SYSU_EVAL_TRIALS = 10
-"""Trials :func:`idkl_lib.train.evaluate_model` runs on SYSU-MM01 (the protocols' default)."""
+"""Trials :func:`idkl_lib.train.loop.evaluate_model` runs on SYSU-MM01 (the protocols' default)."""
 
 
 class NonFiniteLossError(RuntimeError):
@@ -130,7 +130,11 @@ def preflight(cfg: TrainConfig, dataset: VIDataset, model: nn.Module) -> VIDatas
     """
     evaluates = cfg.final_eval or cfg.eval_every > 0
     trials = SYSU_EVAL_TRIALS if evaluates and dataset.name == "sysu" else None
-    checked = check_dataset(dataset, num_trials=trials, skip_corrupt=cfg.skip_corrupt).dataset
+    advice = (  # the trainer evaluates a fixed number of trials: name what it can change
+        "evaluate after training with notebook 03 (num_trials <= {trials}) and train with TrainConfig.final_eval=false "
+        "and TrainConfig.eval_every=0"
+    )
+    checked = check_dataset(dataset, num_trials=trials, skip_corrupt=cfg.skip_corrupt, fewer_trials=advice).dataset
     check_writable(cfg.out_dir, 2 * checkpoint_bytes(model))
     return checked
 

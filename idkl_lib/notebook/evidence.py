@@ -10,7 +10,7 @@ numbers say about it, in whichever direction they point:
   baseline's shared feature, and does it mix the modalities?
 
 One training seed cannot separate a small difference from seed noise; every sentence says so and points to the sweep
-over seeds (``python -m idkl_lib.sweep``, notebook 06).
+over seeds (``python -m idkl_lib.experiments.sweep``, notebook 06).
 """
 
 from __future__ import annotations

@@ -13,11 +13,11 @@ import nbformat
 import papermill
 from papermill.exceptions import PapermillExecutionError
 
-from idkl_lib.offline_html import nbconvert_options
-from idkl_lib.pipeline_params import Step
-from idkl_lib.run_guard import RUN_RECORD_NAME
+from idkl_lib.pipeline.steps import Step
+from idkl_lib.report.mathjax import nbconvert_options
+from idkl_lib.report.slides import export_slides, slides_path
 from idkl_lib.runs import CHECKPOINT_NAME, FIGURES_DIR, METRICS_NAME
-from idkl_lib.slides import export_slides, slides_path
+from idkl_lib.runs.guard import RUN_RECORD_NAME
 from idkl_lib.utils.io import atomic_write_text
 
 __all__ = ["PipelineError"]
@@ -204,7 +204,7 @@ def _execute_step(
     if not (step_dir / METRICS_NAME).is_file():
         raise PipelineError(
             f"step {step.name!r}: notebook {notebook} finished without writing {step_dir / 'metrics.json'}; "
-            "every notebook must write metrics.json into step_dir (see the idkl_lib.pipeline docstring)",
+            "every notebook must write metrics.json into step_dir (see the idkl_lib.pipeline.run docstring)",
             step=step.name,
             notebook=notebook,
             executed_notebook=executed,
