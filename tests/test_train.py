@@ -372,7 +372,7 @@ def test_nan_in_a_fresh_run_names_no_checkpoint(
         (["--milestones", "9", "3"], "--milestones=(9, 3): milestones must be increasing"),
         (["--pretrained", "true", "--base-width", "16"], "--base-width=16 builds a narrow network"),
         (["--seed", "-1"], "--seed=-1: must lie in [0, 2**32)"),
-        (["--frobnicate", "1"], "unrecognized arguments: --frobnicate"),
+        (["--frobnicate", "1"], "unknown option --frobnicate"),
         (["--pretrained", "false", "--data-root", "/no/such/folder"], "--data-root /no/such/folder: "),
         pytest.param(
             ["--pretrained", "false", "--device", "cuda"],

@@ -227,17 +227,17 @@ class TrainConfig:
     )
     device: str = option("auto", "auto, cpu, cuda, cuda:N or mps.", _device)
     out_dir: str = option(
-        "runs/default", "Run folder: checkpoint.pth (rewritten atomically after every epoch) and metrics.json."
+        "runs/default", "Run folder: the checkpoint (rewritten atomically after every epoch) and the metrics."
     )
     eval_every: int = option(
         0,
         "Also evaluate on the test protocol every N epochs (0 = never), for learning curves only: the result is "
-        "recorded in metrics.json['during_training'] and never used to select a checkpoint (the checkpoint is "
+        "recorded in the metrics' 'during_training' and never used to select a checkpoint (the checkpoint is "
         "always the last epoch's, so no test data leaks into training).",
         _at_least(0),
     )
     final_eval: bool = option(
-        True, "Evaluate the final model with the dataset's standard protocols and write metrics.json."
+        True, "Evaluate the final model with the dataset's standard protocols and write the metrics."
     )
     eval_batch_size: int = option(64, "Batch size of feature extraction.", _at_least(1))
     log_every: int = option(
@@ -249,7 +249,7 @@ class TrainConfig:
 
     overwrite: bool = option(
         False,
-        "Replace the results of another run in out_dir (its checkpoint and metrics.json); without it (or --resume) "
+        "Replace the results of another run in out_dir (its checkpoint and metrics); without it (or --resume) "
         "an out_dir holding a run's results is refused.",
     )
     skip_corrupt: bool = option(

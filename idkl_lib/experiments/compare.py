@@ -29,6 +29,7 @@ from scipy import stats
 from idkl_lib.runs import (
     EVAL_STEP,
     METRICS_NAME,
+    SWEEP_NAME,
     TRAIN_STEP,
     is_sweep,
     read_history,
@@ -131,7 +132,7 @@ def load_runs(
     """
     folders = _run_folders(None if run_dir is None else Path(run_dir).resolve(), runs)
     if not folders:
-        raise ValueError(f"{run_dir}: no finished run folders (sweep.json lists no cell in state 'done')")
+        raise ValueError(f"{run_dir}: no finished run folders ({SWEEP_NAME} lists no cell in state 'done')")
     loaded: list[Run] = []
     chosen = protocol
     for path in folders:

@@ -407,7 +407,7 @@ def _sweep_command(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"--experiment {args.experiment}: no such file; the shipped ones are in experiments/")
     experiment = load_experiment(args.experiment) if args.experiment else Experiment(grid={})
     grid = {**experiment.grid, **parse_sweep(args.sweep)}
-    params = {**experiment.params, **{n: parse_param_value(v) for n, v in args.parameter}}
+    params = {**experiment.params, **{n: parse_param_value(v, n) for n, v in args.parameter}}
     preset = experiment.preset if args.preset is None else None if args.preset == "none" else args.preset
     steps = tuple(args.only) if args.only else experiment.steps
     experiment = Experiment(

@@ -22,6 +22,7 @@ from idkl_lib.runs import (
     BASELINE_STEP,
     CHECKPOINT_NAME,
     HISTORY_NAME,
+    TRAIN_STEP,
     RunFolderError,
     config_hash,
     read_record,
@@ -59,7 +60,7 @@ def check_train_folder(*configs: TrainConfig | None, resume: str = "") -> None:
         created = f", created {record['created']}" if record.get("created") else ""
         raise RunFolderError(
             f"{folder} already holds {what}{created}. Train into a new folder (another run_tag: "
-            f"{folder.parent}/02_train_<run_tag>, or another run_dir) or pass overwrite=True to replace it "
+            f"{folder.parent}/{TRAIN_STEP}_<run_tag>, or another run_dir) or pass overwrite=True to replace it "
             "(resume='auto' continues it)"
         )
 

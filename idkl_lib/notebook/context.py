@@ -230,7 +230,7 @@ def train_step_name(run_tag: str) -> str:
         return TRAIN_STEP
     if not re.fullmatch(r"[A-Za-z0-9_-]+", run_tag):
         raise ParameterError(
-            f"parameter run_tag={run_tag!r}: names the step folder 02_train_<run_tag> when step_dir is empty; use "
+            f"parameter run_tag={run_tag!r}: names the step folder {TRAIN_STEP}_<run_tag> when step_dir is empty; use "
             "only letters, digits, '_' and '-' (or give step_dir)"
         )
     return f"{TRAIN_STEP}_{run_tag}"

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 
 from idkl_lib.data.registry import DATASETS
 from idkl_lib.eval.comparison import signed
+from idkl_lib.runs import BASELINE_STEP
 
 __all__ = ["SEEDS_HINT", "cam_evidence", "gap_evidence", "retrieval_evidence"]
 
@@ -53,7 +54,7 @@ def retrieval_evidence(
         setting = main[0] if main else next(iter(idkl))
     if baseline is None:
         return (
-            "This run has no baseline model, so the claim is not tested here; the pipeline's 02_train_baseline step "
+            f"This run has no baseline model, so the claim is not tested here; the pipeline's {BASELINE_STEP} step "
             "(or notebook 02 with loss_preset='baseline') trains one."
         )
     if setting not in idkl or setting not in baseline:

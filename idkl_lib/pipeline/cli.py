@@ -68,7 +68,7 @@ def _pipeline_command(args: argparse.Namespace) -> int:
         import logging
 
         logging.basicConfig(level=logging.INFO, format="%(message)s")
-    params = {name: parse_param_value(value) for name, value in args.parameter}
+    params = {name: parse_param_value(value, name) for name, value in args.parameter}
     run_pipeline(
         args.run_dir,
         preset=None if args.preset == "none" else args.preset,

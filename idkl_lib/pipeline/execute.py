@@ -203,13 +203,13 @@ def _execute_step(
     export_slides(executed)
     if not (step_dir / METRICS_NAME).is_file():
         raise PipelineError(
-            f"step {step.name!r}: notebook {notebook} finished without writing {step_dir / 'metrics.json'}; "
-            "every notebook must write metrics.json into step_dir (see the idkl_lib.pipeline.run docstring)",
+            f"step {step.name!r}: notebook {notebook} finished without writing {step_dir / METRICS_NAME}; "
+            f"every notebook must write {METRICS_NAME} into step_dir (see the idkl_lib.pipeline.run docstring)",
             step=step.name,
             notebook=notebook,
             executed_notebook=executed,
             html=html,
             ename="MissingMetrics",
-            evalue=f"{step_dir / 'metrics.json'} not written",
+            evalue=f"{step_dir / METRICS_NAME} not written",
         )
     return executed, html

@@ -123,11 +123,12 @@ DEFAULT_STEPS: tuple[Step, ...] = (
 )
 
 
-def parse_param_value(text: str) -> Any:
+def parse_param_value(text: str, name: str = "") -> Any:
     """Parse a command-line parameter value like papermill's ``-p``.
 
     Args:
         text: The raw value.
+        name: The parameter's name, for the error message (``-p NAME VALUE``).
 
     Returns:
         ``True``/``False``/``None`` for ``True``/``true``, ``False``/``false``, ``None``/``null``; an ``int``
@@ -145,7 +146,11 @@ def parse_param_value(text: str) -> Any:
         try:
             return yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise ValueError(f"parameter value {text!r} looks like YAML but does not parse: {exc}") from exc
+            where = f"-p {name} {text!r}" if name else f"parameter value {text!r}"
+            problem = " ".join(str(exc).split())
+            raise ValueError(
+                f"{where} looks like YAML but does not parse ({problem}); quote it or fix the brackets"
+            ) from exc
     return text
 
 

@@ -54,10 +54,10 @@ class OneLineArgumentParser(argparse.ArgumentParser):
             if not arg.startswith("-"):
                 continue
             name = arg.split("=", 1)[0]
-            close = difflib.get_close_matches(name, options, n=1, cutoff=0.5)
-            if not close:  # "--learning-rate" vs "--lr": compare the words' initials too
-                initials = "--" + "".join(word[0] for word in name.lstrip("-").replace("_", "-").split("-") if word)
-                close = [opt for opt in options if opt.replace("-", "").startswith(initials.replace("-", ""))][:1]
+            words = [word for word in name.lstrip("-").replace("_", "-").split("-") if word]
+            initials = "--" + "".join(word[0] for word in words)  # "--learning-rate" -> "--lr"
+            close = [initials] if len(words) > 1 and initials in options else []
+            close = close or difflib.get_close_matches(name, options, n=1, cutoff=0.6)
             if close:
                 return f"unknown option {name}: did you mean {close[0]}?"
             return f"unknown option {name}"
