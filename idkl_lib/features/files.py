@@ -167,6 +167,13 @@ class FeatureFile:
             )
 
 
+def _fingerprint(meta: dict[str, Any]) -> ModelFingerprint | str:
+    try:
+        return ModelFingerprint.from_dict(meta.get("fingerprint", {}))
+    except ValueError:
+        return "no model fingerprint"
+
+
 def _settings(meta: dict[str, Any]) -> tuple[object, object]:
     return meta.get("feature"), meta.get("flip")
 
@@ -179,7 +186,7 @@ def check_same_model(a: FeatureFile, b: FeatureFile | dict[str, Any], a_name: st
     """
     b_meta = b.meta if isinstance(b, FeatureFile) else b
     b_dim = b.dim if isinstance(b, FeatureFile) else b_meta.get("dim")
-    a_print, b_print = a.fingerprint, ModelFingerprint.from_dict(b_meta.get("fingerprint", {}))
+    a_print, b_print = _fingerprint(a.meta), _fingerprint(b_meta)
     fix = f"extract both with one model (python -m idkl_lib.features --checkpoint {a.meta.get('model', 'C')} ...)"
     if b_dim is not None and int(b_dim) != a.dim:
         raise FeatureMismatchError(
