@@ -266,3 +266,39 @@ def test_collect_images_reads_lists_and_labels_by_layout(sysu_root: Path, tmp_pa
     shutil.copy(images[0], outside)
     unknown = collect_images([outside], modality=0).samples[0]
     assert (unknown.pid, unknown.camid, unknown.modality) == (-1, -1, 0)
+
+
+def test_query_by_image_in_the_protocol_gallery(trained: Path, sysu_dataset: VIDataset, tmp_path: Path) -> None:
+    import datetime
+
+    from idkl_lib.checkpoint import load_trained_model
+    from idkl_lib.eval.features import extract_features
+    from idkl_lib.eval.views import rank_view
+    from idkl_lib.viz.image_query import image_query_box, image_ranklist
+
+    ds = sysu_dataset
+    model, cfg, _ = load_trained_model(trained)
+    q = extract_features(model, ds.query, cfg.height, cfg.width)
+    g = extract_features(model, ds.gallery, cfg.height, cfg.width)
+    view = rank_view(ds, q, g)
+    fig = image_ranklist(model, view, ds.gallery, g, ds.query[0].path, cfg.height, cfg.width, topk=3)
+    texts = [a.text for a in fig.layout.annotations]
+    for rank, best in enumerate(view.ranked(0)[:3], start=1):  # the protocol's own ranking of that query
+        s = view.gallery[best]
+        assert any(f"rank {rank} · d {view.distmat[0, best]:.3g}<br>pid {s.pid} · cam {s.camid}" in t for t in texts)
+    assert f"pid {ds.query[0].pid}" in fig.layout.title.text and "all camera rule" in fig.layout.title.text
+    box = image_query_box(model, view, ds.gallery, g, cfg.height, cfg.width, topk=3)
+    upload = box.children[0].children[1]
+    content = Path(ds.query[1].path).read_bytes()
+    now = datetime.datetime.now(datetime.timezone.utc)
+    upload.value = (
+        {
+            "name": "mine.jpg",
+            "type": "image/jpeg",
+            "size": len(content),
+            "content": memoryview(content),
+            "last_modified": now,
+        },
+    )
+    shown = box.children[-1].outputs[0]["data"]["application/vnd.plotly.v1+json"]["layout"]["title"]["text"]
+    assert "mine.jpg" in shown and "identity unknown" in shown and "no camera rule" in shown
