@@ -100,6 +100,11 @@ def model_complexity(model: nn.Module, height: int, width: int) -> Complexity:
     for name, value in (("height", height), ("width", width)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"model_complexity: {name} must be a positive int, got {value!r}")
+    with torch.random.fork_rng(devices=[]):  # dropout on the meta copy must not advance the training's RNG
+        return _measure(model, height, width)
+
+
+def _measure(model: nn.Module, height: int, width: int) -> Complexity:
     meta = _meta_copy(model)
     images = torch.empty(_BATCH, 3, height, width, device="meta")
     embed: Callable[..., torch.Tensor] = meta.embed  # type: ignore[assignment]
