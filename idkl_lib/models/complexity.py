@@ -69,7 +69,7 @@ class Complexity:
     gflops_train: float
 
     def as_dict(self) -> dict[str, float | int]:
-        """A JSON-ready dict (checkpoint metadata, ``metrics.json``)."""
+        """A JSON-ready dict (for the checkpoint's metadata and the run's metrics)."""
         return asdict(self)
 
     @classmethod
