@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from ..data.records import Sample
 from ..utils.io import atomic_write
@@ -89,6 +91,15 @@ class FeatureFile:
         """Dataset layout of the images (``"sysu"``, ``"regdb"``, ``"llcm"``), or None."""
         value = self.meta.get("layout")
         return str(value) if value else None
+
+    def normalized(self) -> torch.Tensor:
+        """The features as an L2-normalised float32 tensor (``F.normalize``, as the evaluation's protocols do),
+        computed once per object and kept (the arrays of a feature file are not meant to change)."""
+        cached = self.__dict__.get("_normalized")
+        if cached is None:
+            cached = F.normalize(torch.from_numpy(self.features).float(), dim=1)
+            object.__setattr__(self, "_normalized", cached)
+        return cached
 
     def samples(self) -> list[Sample]:
         """The images as records (labels -1 where unknown)."""

@@ -24,8 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from ..data.records import MODALITY_NAMES
 from ..distances import pairwise_distance
@@ -165,8 +163,7 @@ def _camera_keep(
 
 
 def _distances(query: FeatureFile, gallery: FeatureFile, rerank: RerankConfig | None) -> np.ndarray:
-    q = F.normalize(torch.from_numpy(query.features).float(), dim=1)
-    g = F.normalize(torch.from_numpy(gallery.features).float(), dim=1)
+    q, g = query.normalized(), gallery.normalized()
     if rerank is None:
         return pairwise_distance(q, g, metric="euclidean").numpy()
     q_g = pairwise_distance(q, g, metric="sqeuclidean").numpy()
