@@ -14,7 +14,7 @@ Nothing is implemented here; each name lives with its concept:
 * notebook 02's step-folder check and comparison baseline: :mod:`idkl_lib.notebook.baseline`;
 * datasets, the dataset card: :mod:`idkl_lib.data.card`, :mod:`idkl_lib.data.registry`;
 * rebuilding models: :mod:`idkl_lib.checkpoint`;
-* the rank view: :mod:`idkl_lib.eval.views`;
+* the rank view and its query orders: :mod:`idkl_lib.eval.views`; query by image: :mod:`idkl_lib.viz.image_query`;
 * figures: :mod:`idkl_lib.viz.curves`, :mod:`idkl_lib.viz.dataset_plots`, :mod:`idkl_lib.viz.embeddings`;
 * the Grad-CAM study: :mod:`idkl_lib.viz.gradcam_study`;
 * IDKL vs its baseline: :mod:`idkl_lib.eval.comparison`, :mod:`idkl_lib.viz.baseline_table`; this run's evidence
@@ -39,7 +39,8 @@ from idkl_lib.data.card import (
 )
 from idkl_lib.data.image_dataset import load_images
 from idkl_lib.eval.comparison import EvalSettings
-from idkl_lib.eval.views import RankView, rank_view
+from idkl_lib.eval.views import QUERY_ORDERS, RankView, rank_view
+from idkl_lib.models.complexity import model_complexity
 from idkl_lib.notebook.baseline import baseline_config, check_train_folder, train_baseline, wants_baseline
 from idkl_lib.notebook.comparison import compare_checkpoints, find_baseline_checkpoint
 from idkl_lib.notebook.context import (
@@ -85,6 +86,7 @@ from idkl_lib.viz.gradcam_study import (
     model_for_view,
     view_cams,
 )
+from idkl_lib.viz.image_query import image_query_box, image_ranklist
 from idkl_lib.viz.theme import NOTEBOOK_RENDERER
 
 __all__ = [
@@ -94,6 +96,7 @@ __all__ = [
     "DATASET_CHOICES",
     "EXPECTED_STATISTICS",
     "FEATURE_VIEWS",
+    "QUERY_ORDERS",
     "TRAIN_STEP",
     "DataMismatchError",
     "DataSettings",
@@ -121,6 +124,8 @@ __all__ = [
     "gap_evidence",
     "gradcam_pairs",
     "identity_camera_rows",
+    "image_query_box",
+    "image_ranklist",
     "image_sizes",
     "jsonable",
     "load_images",
@@ -129,6 +134,7 @@ __all__ = [
     "loss_overrides",
     "loss_weight_overrides",
     "modality_gap_figure",
+    "model_complexity",
     "model_for_view",
     "notebook_recipe",
     "open_run",

@@ -116,3 +116,17 @@ def test_bench_png_export_quick(tmp_path: Path) -> None:
     assert res["reused_browser"]["n"] == res["one_browser_per_figure"]["n"] == 4  # type: ignore[index]
     assert res["reused_browser"]["failures"] == []  # type: ignore[index]
     assert res["median_ratio_per_figure_over_reused"] > 0  # type: ignore[index]
+
+
+def test_bench_search_quick(tmp_path: Path) -> None:
+    out = tmp_path / "search.json"
+    result = check_result(run_benchmark("bench_search", out), out, "bench_search")
+    assert result["results"]["search_ms_per_query"] > 0  # type: ignore[index]
+
+
+def test_bench_export_quick(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    out = tmp_path / "export.json"
+    result = check_result(run_benchmark("bench_export", out), out, "bench_export")
+    demo = result["results"]["demo"]  # type: ignore[index]
+    assert demo["max_abs_diff"] <= 1e-4 and demo["same_top10"] and demo["size_mib"] > 0

@@ -79,7 +79,9 @@ def _run(tmp_path: Path, evaluate: dict[str, Any], baseline_step: dict[str, Any]
     steps = {name: {"state": "done", "duration_s": 1.0} for name in order}
     _write(run / "status.json", {"state": "done", "preset": "demo", "order": order, "steps": steps})
     _write(run / "params.json", {"02_train": {"epochs": 20}})
-    _write(run / "02_train" / "metrics.json", {"train_config": CONFIG, "eval": {k: dict(v) for k, v in IDKL.items()}})
+    size = {"params_total": 2_400_000, "params_retrieval": 1_100_000, "gflops_retrieval": 0.11, "gflops_train": 0.52}
+    train = {"train_config": CONFIG, "eval": {k: dict(v) for k, v in IDKL.items()}, "complexity": size}
+    _write(run / "02_train" / "metrics.json", train)
     if baseline_step is not None:
         _write(run / "02_train_baseline" / "metrics.json", baseline_step)
     rank_view = {"name": "sysu/all-search/single-shot (trial 1)", "num_queries": 384, "rank1_queries": 258}
@@ -101,6 +103,7 @@ def test_side_by_side_table_values_differences_and_parameters(tmp_path: Path) ->
     for part in ("preset demo", "dataset sysu", "arch resnet18", "size 128×64", "P×K 8×4", "epochs 20", "lr 0.01"):
         assert part in line
     assert "seed 0" in line and "eval feature shared" in line
+    assert "2.40 M parameters (1.10 M retrieval) · GFLOPs per image 0.11 retrieval, 0.52 training" in line
     # The summary comes before the steps; the full metrics table is collapsed at the bottom.
     assert page.index('id="summary"') < page.index("<h2>Steps</h2>") < page.index("<h2>Notebooks</h2>")
     details = page[page.index('<h2 id="metrics">') :]

@@ -501,7 +501,10 @@ def test_final_and_intermediate_evaluation(sysu_root: Path, sysu_dataset: VIData
     assert [row["epoch"] for row in result.eval_history] == [1, 2]
     assert all(set(row["metrics"]) == SYSU_PROTOCOLS for row in result.eval_history)
     written = json.loads((tmp_path / "evaluated" / "metrics.json").read_text())
-    assert written == json.loads(json.dumps({"final": result.metrics, "during_training": result.eval_history}))
+    complexity = load_checkpoint(tmp_path / "evaluated" / CHECKPOINT_NAME)["extra"]["complexity"]
+    assert complexity["params_total"] == sum(p.numel() for p in result.model.parameters())
+    expected = {"final": result.metrics, "during_training": result.eval_history, "complexity": complexity}
+    assert written == json.loads(json.dumps(expected))
 
     # reporting only: evaluating in between changes neither the training nor which weights are kept
     plain = train(tiny_config(sysu_root, tmp_path / "plain", epochs=3), dataset=sysu_dataset, progress=False)

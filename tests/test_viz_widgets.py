@@ -71,7 +71,7 @@ def test_query_picker_follows_both_sliders(tmp_path: Path) -> None:
     position, k_slider, label = box.children[0].children
     first = _figure(box)
     assert "query #0" in first["layout"]["title"]["text"] and _n_images(first) == 3
-    assert label.value == "query #0: first true match at rank 1"
+    assert label.value == "query #0: AP 75.0%, first true match at rank 1"
     position.value = 1
     second = _figure(box)
     assert "query #1" in second["layout"]["title"]["text"] and label.value.endswith("rank 2")
@@ -79,6 +79,22 @@ def test_query_picker_follows_both_sliders(tmp_path: Path) -> None:
     assert _n_images(_figure(box)) == 5
     subset = query_picker(dist, query, gallery, queries=[1])
     assert subset.children[0].children[0].max == 0 and "query #1" in _figure(subset)["layout"]["title"]["text"]
+
+
+def test_query_picker_orders_queries_by_ap_and_says_which_order(tmp_path: Path) -> None:
+    samples = _write_images(tmp_path, [(1, 3, 1), (2, 6, 1), (1, 1, 0), (2, 1, 0), (2, 2, 0), (1, 2, 0)])
+    query, gallery = samples[:2], samples[2:]
+    dist = np.array([[0.1, 0.2, 0.3, 0.4], [0.1, 0.2, 0.3, 0.4]])  # AP: query 0 (1 + 2/4) / 2, query 1 (1/2 + 2/3) / 2
+    box = query_picker(dist, query, gallery, topk=2, order="worst")
+    (order, order_label), label = box.children[1].children, box.children[0].children[2]
+    assert order_label.value == "queries shown worst AP first"
+    assert "query #1" in _figure(box)["layout"]["title"]["text"] and "AP 58.3%" in label.value  # (1/2 + 2/3) / 2
+    order.value = "best"
+    assert order_label.value == "queries shown best AP first" and "query #0" in label.value
+    order.value = "drawn"
+    assert order_label.value.startswith("queries shown as drawn") and "query #0" in label.value
+    with pytest.raises(ValueError, match="unknown query order"):
+        query_picker(dist, query, gallery, order="random")
 
 
 def test_gradcam_picker_with_arrays_and_callables() -> None:

@@ -20,7 +20,14 @@ from ..distances import pairwise_distance
 from .protocols import FeatureArray, camera_ids, llcm_gallery_trials, sysu_gallery_trials
 from .rank import CameraFilter, _masks
 
-__all__ = ["RankView", "camera_rule", "rank_view"]
+__all__ = ["QUERY_ORDERS", "RankView", "camera_rule", "protocol_camera_rule", "rank_view"]
+
+QUERY_ORDERS: dict[str, str] = {
+    "worst": "worst AP first",
+    "best": "best AP first",
+    "drawn": "as drawn (query order of the test set)",
+}
+"""Orders a rank-list viewer can show the queries in (:meth:`RankView.query_order`), with their descriptions."""
 
 
 def camera_rule(
@@ -114,6 +121,38 @@ class RankView:
         has = match_sorted.any(axis=1)
         first = np.argmax(match_sorted, axis=1)
         return np.where(has, position[np.arange(len(self.query)), first], 0).astype(np.int64)
+
+    def average_precision(self) -> np.ndarray:
+        """AP of every query on this view (image level, after the camera rule, ties in gallery order: the AP of
+        :func:`idkl_lib.eval.rank.evaluate_rank`); NaN for a query without a true match."""
+        keep, match = self.masks()
+        order = np.argsort(self.distmat, axis=1, kind="stable")
+        kept = np.take_along_axis(keep, order, axis=1)
+        hits = np.take_along_axis(match, order, axis=1) & kept
+        position = np.cumsum(kept, axis=1)  # 1-based rank among kept items
+        found = np.cumsum(hits, axis=1)
+        precision = np.where(hits, found / np.maximum(position, 1), 0.0).sum(axis=1)
+        count = hits.sum(axis=1)
+        return np.where(count > 0, precision / np.maximum(count, 1), np.nan)
+
+    def query_order(self, order: str = "worst") -> tuple[np.ndarray, str]:
+        """Query indices in the ``order`` of :data:`QUERY_ORDERS` (``"worst"`` / ``"best"`` AP first, ties and
+        queries without a true match in drawn order, the latter last; ``"drawn"``: as they are) and its description."""
+        if order not in QUERY_ORDERS:
+            raise ValueError(f"unknown query order {order!r}; use one of {', '.join(QUERY_ORDERS)}")
+        indices = np.arange(len(self.query))
+        if order == "drawn":
+            return indices, QUERY_ORDERS[order]
+        ap = self.average_precision()
+        key = np.where(np.isnan(ap), np.inf, ap if order == "worst" else -ap)
+        return indices[np.argsort(key, kind="stable")], QUERY_ORDERS[order]
+
+
+def protocol_camera_rule(name: str) -> tuple[CameraFilter, dict[int, int]]:
+    """The camera rule and camera aliases of dataset ``name``'s main protocol (the rule its rank lists show):
+    SYSU-MM01 ``("all", {3: 2})``, RegDB ``("all", {})``, LLCM ``("same_identity", {})``."""
+    info = dataset_info(name)
+    return _MAIN_VIEW[info.name][1], dict(info.camera_alias)
 
 
 def _sysu_trial(dataset: VIDataset, trial: int) -> np.ndarray:

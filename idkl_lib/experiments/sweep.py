@@ -399,7 +399,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns 0 (every cell done), 1 (some cell failed) or 2 (bad input: one line,
     ``--debug`` for the traceback)."""
-    return run_command(_parser(), _sweep_command, argv, expected=(PipelineError,))
+    return run_command(_parser(), _sweep_command, argv, failures=(PipelineError,))
 
 
 def _sweep_command(args: argparse.Namespace) -> int:

@@ -169,6 +169,8 @@ RULES: dict[str, Rule] = {
     "untrained_reference": _boolean,
     "num_trials": _int_at_least(1),
     "topk": _int_at_least(1),
+    "query_order": _choice("worst", "best", "drawn"),
+    "query_image": _string,
     "num_queries": _int_at_least(1),
     "cam_method": _choice(*CAM_METHODS),
     "colormap": _choice("viridis", "cividis", "inferno", "magma", "plasma", "turbo", "jet"),

@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{arg.split('=')[0]} belongs to sweeps, which have their own command: "
                 "python -m idkl_lib.experiments.sweep --run-dir DIR --sweep NAME=V1,V2 (or --experiment FILE.yaml)"
             )
-    return run_command(parser, _pipeline_command, argv, expected=(PipelineError,))
+    return run_command(parser, _pipeline_command, argv, failures=(PipelineError,))
 
 
 def _pipeline_command(args: argparse.Namespace) -> int:

@@ -156,6 +156,12 @@ def parameter_line(status: Mapping[str, Any], params: Mapping[str, Any], metrics
             value = f"synthetic ({explored.get('parsed_as') or value} layout)"
         if value is not None and value != "" and value is not False:
             parts.append(f"{label} {value}")
+    size = _dict(_dict(metrics.get(TRAIN_STEP)).get("complexity"))  # idkl_lib.models.complexity.Complexity
+    if size:
+        parts.append(
+            f"{size['params_total'] / 1e6:.2f} M parameters ({size['params_retrieval'] / 1e6:.2f} M retrieval) · "
+            f"GFLOPs per image {size['gflops_retrieval']:.3g} retrieval, {size['gflops_train']:.3g} training"
+        )
     evaluation = _dict(metrics.get(EVAL_STEP))
     if evaluation.get("feature"):
         parts.append(f"eval feature {evaluation['feature']}{' + flip' if evaluation.get('flip') else ''}")

@@ -65,6 +65,7 @@ from idkl_lib.data import CrossModalityIdentitySampler, ImageDataset, VIDataset,
 from idkl_lib.eval import evaluate_dataset
 from idkl_lib.eval.features import extract_features
 from idkl_lib.models import IDKLModel, build_model
+from idkl_lib.models.complexity import model_complexity
 from idkl_lib.runs.guard import guard_run_folder
 from idkl_lib.runs.layout import CHECKPOINT_NAME, METRICS_NAME
 from idkl_lib.train.checks import (
@@ -299,6 +300,9 @@ def _train_in_folder(
     """The body of :func:`train` once the out-dir is checked, locked and claimed."""
     out_dir = Path(cfg.out_dir)
     ckpt_path = out_dir / CHECKPOINT_NAME
+    complexity = model_complexity(model, cfg.height, cfg.width)  # docs/method.md#27-compute-cost
+    if rank == 0:
+        print(complexity.line(), flush=True)
     if world > 1 and cfg.sync_batchnorm:
         model = convert_batchnorm(model, device)  # type: ignore[assignment]
     if cfg.channels_last:
@@ -394,6 +398,7 @@ def _train_in_folder(
                     "eval_history": eval_history,
                     "num_classes": dataset.num_train_ids,
                     "resume_changes": changes,
+                    "complexity": complexity.as_dict(),
                 },
             )
             last_good = ckpt_path
@@ -407,7 +412,8 @@ def _train_in_folder(
         board.log_metrics(step, metrics)
     board.close()
     if rank == 0 and (cfg.final_eval or eval_history):
-        atomic_write_json(out_dir / METRICS_NAME, {"final": metrics, "during_training": eval_history})
+        summary = {"final": metrics, "during_training": eval_history, "complexity": complexity.as_dict()}
+        atomic_write_json(out_dir / METRICS_NAME, summary)
     if rank == 0 and not ckpt_path.exists():  # resumed from another file, all epochs done, nothing written here
         raise RuntimeError(f"no checkpoint at {ckpt_path} after training; check out_dir")
     ips = images_seen / train_time if train_time > 0 else math.nan

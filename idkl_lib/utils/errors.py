@@ -21,7 +21,15 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-__all__ = ["USER_ERRORS", "CommandParser", "OneLineArgumentParser", "one_line", "print_error", "run_command"]
+__all__ = [
+    "USER_ERRORS",
+    "CommandParser",
+    "OneLineArgumentParser",
+    "one_line",
+    "print_error",
+    "run_body",
+    "run_command",
+]
 
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, TypeError, OSError)
 """Errors caused by the input (files, folders, options, locks: ``FolderLockTimeout`` is an ``OSError``)."""
@@ -74,25 +82,39 @@ def print_error(prog: str, exc: BaseException, expected: tuple[type[BaseExceptio
     print(f"{prog}: error: {one_line(exc, expected)}", file=sys.stderr)
 
 
+def run_body(
+    prog: str,
+    body: Callable[[], int | None],
+    *,
+    debug: bool = False,
+    bad_input: tuple[type[BaseException], ...] = (),
+    failures: tuple[type[BaseException], ...] = (),
+) -> int:
+    """Call ``body()`` and return the exit status: its own (None: 0); an error is one line on stderr, exit 2 for bad
+    input (:data:`USER_ERRORS` and ``bad_input``), 1 for anything else (``failures`` print their message alone,
+    without the type name); ``KeyboardInterrupt`` gives 130. With ``debug`` the error is raised (the traceback)."""
+    try:
+        return body() or 0
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if debug:
+            raise
+        print_error(prog, exc, bad_input + failures)
+        return 2 if isinstance(exc, USER_ERRORS + bad_input) else 1
+
+
 def run_command(
     parser: argparse.ArgumentParser,
-    body: Callable[[argparse.Namespace], int],
+    body: Callable[[argparse.Namespace], int | None],
     argv: Sequence[str] | None = None,
-    expected: tuple[type[BaseException], ...] = (),
+    *,
+    bad_input: tuple[type[BaseException], ...] = (),
+    failures: tuple[type[BaseException], ...] = (),
 ) -> int:
-    """Parse ``argv`` (``--debug`` is added to ``parser``), run ``body(args)`` and return its exit status; an error
-    is one line: exit 2 for bad input (:data:`USER_ERRORS`), 1 for anything else (``expected`` types print their
-    message alone, without the type name)."""
+    """Parse ``argv`` (``--debug`` is added to ``parser``) and :func:`run_body` ``body(args)``."""
     if not any("--debug" in action.option_strings for action in parser._actions):
         parser.add_argument("--debug", action="store_true", help="show the traceback of an error (else one line)")
     args = parser.parse_args(argv)
-    try:
-        return body(args)
-    except KeyboardInterrupt:
-        print(f"{parser.prog}: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:
-        if args.debug:
-            raise
-        print_error(parser.prog, exc, expected)
-        return 2 if isinstance(exc, USER_ERRORS) else 1
+    return run_body(parser.prog, lambda: body(args), debug=args.debug, bad_input=bad_input, failures=failures)

@@ -18,9 +18,10 @@ import numpy as np
 import plotly.graph_objects as go
 
 from idkl_lib.data.records import INFRARED, VISIBLE, Sample, VIDataset
+from idkl_lib.eval.views import QUERY_ORDERS, RankView
 from idkl_lib.viz.gradcam import gradcam_grid
 from idkl_lib.viz.plots import sample_grid
-from idkl_lib.viz.ranklist import first_match_ranks, ranklist_figure
+from idkl_lib.viz.ranklist import ranklist_figure
 
 CamSource = Mapping[str, np.ndarray] | Callable[[int], Mapping[str, np.ndarray]]
 """Precomputed ``{column: (N, H, W)}`` maps, or ``index -> {column: (H, W)}`` computed on demand (and cached)."""
@@ -112,8 +113,11 @@ def query_picker(
     exclude_same_camera: bool = True,
     camera_alias: Mapping[int, int] | None = None,
     camera_filter: str = "all",
+    order: str = "drawn",
 ) -> widgets.VBox:
-    """Pick a query, see its rank list (:func:`idkl_lib.viz.ranklist.ranklist_figure`).
+    """Pick a query, see its rank list (:func:`idkl_lib.viz.ranklist.ranklist_figure`); the queries can be ordered by
+    AP (:meth:`idkl_lib.eval.views.RankView.query_order`: worst first, best first, or as drawn), and the order shown
+    is named beside its dropdown.
 
     Args:
         distmat: ``(Q, G)`` distances.
@@ -125,23 +129,35 @@ def query_picker(
         exclude_same_camera: Protocol's same-camera removal.
         camera_alias: Camera ids treated as another camera (SYSU-MM01: ``{3: 2}``).
         camera_filter: The protocol's camera rule (``RankView.camera_filter``).
+        order: Initial order of the queries: ``"worst"`` / ``"best"`` AP first or ``"drawn"`` (a dropdown changes it).
 
     Returns:
-        ``VBox([HBox([IntSlider position, IntSlider top-k, Label]), Output])``; the first slider indexes
-        ``queries``.
+        ``VBox([HBox([IntSlider position, IntSlider top-k, Label]), HBox([Dropdown order, Label]), Output])``; the
+        first slider indexes ``queries`` in the chosen order.
     """
-    rows = list(range(len(query))) if queries is None else [int(q) for q in queries]
-    if not rows:
+    chosen = list(range(len(query))) if queries is None else [int(q) for q in queries]
+    if not chosen:
         raise ValueError("no queries to browse")
-    ranks = first_match_ranks(distmat, query, gallery, exclude_same_camera, camera_alias, camera_filter)  # type: ignore[arg-type]
-    position = widgets.IntSlider(value=0, min=0, max=len(rows) - 1, description="query", continuous_update=False)
+    view = RankView.from_records(distmat, query, gallery, exclude_same_camera, camera_alias, camera_filter)  # type: ignore[arg-type]
+    view.query_order(order)  # an unknown order fails here, before any widget exists
+    ranks, ap = view.first_match_ranks(), view.average_precision()
+    position = widgets.IntSlider(value=0, min=0, max=len(chosen) - 1, description="query", continuous_update=False)
     k_slider = widgets.IntSlider(value=topk, min=1, max=max(30, topk), description="top-k", continuous_update=False)
-    label = widgets.Label()
+    order_box = widgets.Dropdown(options=[(text, key) for key, text in QUERY_ORDERS.items()], value=order)
+    order_box.description = "order"
+    label, order_label = widgets.Label(), widgets.Label()
+
+    def rows() -> list[int]:
+        ordered, text = view.query_order(order_box.value)
+        wanted = set(chosen)
+        order_label.value = f"queries shown {text}"
+        return [int(q) for q in ordered if q in wanted]
 
     def build() -> go.Figure:
-        qi = rows[position.value]
+        qi = rows()[position.value]
         r = int(ranks[qi])
-        label.value = f"query #{qi}: " + (f"first true match at rank {r}" if r else "no true match")
+        shown = f"AP {100 * ap[qi]:.1f}%, " if np.isfinite(ap[qi]) else ""
+        label.value = f"query #{qi}: " + shown + (f"first true match at rank {r}" if r else "no true match")
         return ranklist_figure(
             distmat,
             query,
@@ -155,10 +171,10 @@ def query_picker(
         )
 
     output = widgets.Output()
-    for control in (position, k_slider):
+    for control in (position, k_slider, order_box):
         control.observe(lambda _change: _render(output, build), names="value")
     _render(output, build)
-    return widgets.VBox([widgets.HBox([position, k_slider, label]), output])
+    return widgets.VBox([widgets.HBox([position, k_slider, label]), widgets.HBox([order_box, order_label]), output])
 
 
 def gradcam_picker(
