@@ -33,6 +33,9 @@ COMMANDS = {
     "idkl_lib.experiments.sweep": "idkl-sweep",
     "idkl_lib.experiments.compare": "idkl-compare",
     "idkl_lib.experiments.term_analysis": "idkl-term-analysis",
+    "idkl_lib.features": "idkl-features",
+    "idkl_lib.search": "idkl-search",
+    "idkl_lib.export": "idkl-export",
 }
 """Every command: ``python -m MODULE`` and its console script."""
 
@@ -208,6 +211,21 @@ BAD_INPUT = {
         (["--sweep-dir", "x", "--batchs", "2"], "did you mean --batches?"),
         (["--sweep-dir", "/nonexistent/sweep"], "/nonexistent/sweep"),
         (["--sweep-dir", "x", "--batches", "two"], "--batches"),
+    ],
+    "idkl_lib.features": [
+        (
+            ["--checkpoint", "c.pth", "--images", "x", "--out", "f.npz", "--bach-size", "2"],
+            "did you mean --batch-size?",
+        ),
+        (["--checkpoint", "/nonexistent/c.pth", "--images", "/nonexistent/im", "--out", "f.npz"], "/nonexistent/"),
+    ],
+    "idkl_lib.search": [
+        (["--gallery", "g.npz", "--query", "q.png", "--top-k", "3"], "did you mean --topk?"),
+        (["--gallery", "/nonexistent/g.npz", "--query", "q.png"], "/nonexistent/g.npz"),
+    ],
+    "idkl_lib.export": [
+        (["--checkpoint", "c.pth", "--onx", "m.onnx"], "did you mean --onnx?"),
+        (["--checkpoint", "/nonexistent/c.pth", "--onnx", "m.onnx"], "/nonexistent/c.pth"),
     ],
 }
 

@@ -19,7 +19,7 @@ import argparse
 import difflib
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 __all__ = [
     "USER_ERRORS",
@@ -48,6 +48,18 @@ def one_line(exc: BaseException, expected: tuple[type[BaseException], ...] = ())
 class OneLineArgumentParser(argparse.ArgumentParser):
     """An argument parser whose errors are one line (``prog: error: message (--help lists the options)``), not the
     usage block, exit code 2; an unknown option is answered with the closest real one."""
+
+    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        """Unknown options are named (with the closest real one) before argparse complains of a missing one."""
+        argv = sys.argv[1:] if args is None else list(args)
+        options = {opt for action in self._actions for opt in action.option_strings}
+        for arg in argv:
+            if arg == "--":
+                break
+            name = arg.split("=", 1)[0]
+            if name.startswith("--") and name not in options and not any(opt.startswith(name) for opt in options):
+                self.error(self._suggest([name]))
+        return super().parse_args(argv, namespace)
 
     def error(self, message: str) -> NoReturn:
         text = " ".join(message.split())
