@@ -13,7 +13,7 @@ import nbformat
 import papermill
 from papermill.exceptions import PapermillExecutionError
 
-from idkl_lib.offline_html import nbconvert_options
+from idkl_lib.offline_assets import page_options
 from idkl_lib.pipeline_params import Step
 from idkl_lib.run_guard import RUN_RECORD_NAME
 from idkl_lib.runs import CHECKPOINT_NAME, FIGURES_DIR, METRICS_NAME
@@ -117,7 +117,7 @@ def _export_html(executed: Path, html_path: Path) -> Path | None:
     from nbconvert import HTMLExporter
 
     try:
-        body, _ = HTMLExporter(**nbconvert_options(html_path.parent)).from_filename(str(executed))
+        body, _ = HTMLExporter(**page_options(html_path.parent)).from_filename(str(executed))
     except Exception as exc:  # a broken export must not hide the step's own result
         warnings.warn(f"could not export {executed} to HTML: {exc}", stacklevel=2)
         return None
