@@ -155,6 +155,8 @@ def test_deck_presents_with_the_network_off(browser: Any, moved_run: Path) -> No
     page.keyboard.press("ArrowLeft")  # back to the title slide, whose notes the speaker view shows
     speaker.wait_for_function(f"() => document.body.innerText.includes({NOTE!r})", timeout=10_000)
     assert page.locator("#idkl-needs-network").count() == 0
+    index = (moved_run / "index.html").read_text(encoding="utf-8")
+    assert index.index('id="presenting"') < index.index(f'href="{STEP}{SLIDES_SUFFIX}"', index.index('id="presenting"'))
     assert external == [], f"requests that left the machine: {external}"
 
 
