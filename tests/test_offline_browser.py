@@ -6,7 +6,8 @@ not a local file refused and the host resolver mapped to nowhere. It checks that
 a key press moves to the next slide, ``Esc`` opens the overview, ``s`` opens the speaker view with the notes), that
 the equations are typeset by the local MathJax, that the plotly figures and the widget's stand-in are drawn, and
 that the pages asked for nothing outside the machine. Skipped, with the reason, where Playwright or a Chromium is
-missing (``apt-get install chromium``; ``IDKL_CHROMIUM`` names another binary).
+missing (``apt-get install chromium``; ``IDKL_CHROMIUM`` names another binary). A deck written without reveal.js
+shows, offline, the banner saying that it needs the network.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from idkl_lib.offline_assets import WIDGET_NOTE
+from idkl_lib import offline_assets
+from idkl_lib.offline_assets import NEEDS_NETWORK_NOTE, WIDGET_NOTE
 from idkl_lib.pipeline import Step, run_pipeline
 from idkl_lib.runs import SLIDES_SUFFIX
+from idkl_lib.slides import export_slides
 
 STEP = "01_talk"
 NOTE = "Say that every batch alternates the two modalities."
@@ -172,3 +175,20 @@ def test_notebook_page_renders_with_the_network_off(browser: Any, moved_run: Pat
     # the watch works: a request to the internet is seen and refused
     assert page.evaluate("fetch('https://example.org/').then(() => 'reached', () => 'refused')") == "refused"
     assert external == ["https://example.org/"]
+
+
+def test_without_reveal_the_deck_says_it_needs_the_network(
+    browser: Any, moved_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(offline_assets, "_reveal_source", lambda: None)
+    monkeypatch.setattr(offline_assets, "_warned", set())
+    executed = Path(shutil.copy(moved_run / f"{STEP}.ipynb", tmp_path / f"{STEP}.ipynb"))
+    with pytest.warns(UserWarning, match="sphinx-revealjs is not installed"):
+        deck = export_slides(executed)
+    assert deck is not None
+    page, external = browser(deck)
+    banner = page.locator("#idkl-needs-network")
+    banner.wait_for(state="visible")
+    assert NEEDS_NETWORK_NOTE in banner.inner_text()
+    assert page.evaluate("typeof window.Reveal") == "undefined"  # refused: the CDN's reveal.js did not load
+    assert external and all("reveal.js" in url for url in external), external
