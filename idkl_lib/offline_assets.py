@@ -26,6 +26,7 @@ network:
 
 from __future__ import annotations
 
+import functools
 import html
 import importlib.metadata
 import re
@@ -37,7 +38,7 @@ from typing import Any
 
 import nbformat
 from nbconvert.preprocessors import Preprocessor
-from traitlets import Unicode
+from traitlets import Bool, Unicode
 
 from idkl_lib.offline_html import copy_once, nbconvert_options
 from idkl_lib.runs import PLOTLY_JS_NAME, REVEAL_DIR
@@ -203,7 +204,7 @@ class OfflineOutputs(Preprocessor):
     plotly_url = Unicode("", help="URL of plotly.js loaded by the page ('' keeps the notebook's own copy)").tag(
         config=True
     )
-    needs_network = Unicode("", help="non-empty: the page says that it needs the network").tag(config=True)
+    needs_network = Bool(False, help="the page says that it needs the network (reveal.js from a CDN)").tag(config=True)
 
     def preprocess(self, nb: Any, resources: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         """Rewrite every code cell's outputs and drop the saved widget state (it is in the snapshots now)."""
@@ -225,7 +226,7 @@ class OfflineOutputs(Preprocessor):
         resources["offline"] = {
             "plotly_url": self.plotly_url,
             "widgets": replaced,
-            "needs_network": bool(self.needs_network),
+            "needs_network": self.needs_network,
         }
         return nb, resources
 
@@ -239,12 +240,13 @@ class OfflineOutputs(Preprocessor):
             text = data["text/html"]
             text = "".join(text) if isinstance(text, list) else str(text)
             text = _CDN_SCRIPT.sub("", text)
-            if self.plotly_url:
+            if self.plotly_url and "* plotly.js v" in text:
                 text = text.replace(f"<script>{_plotlyjs()}</script>", "")
             data["text/html"] = text
         return output
 
 
+@functools.lru_cache(maxsize=1)
 def _plotlyjs() -> str:
     from plotly.offline import get_plotlyjs
 
@@ -268,12 +270,14 @@ def _figure_html(figure: Any) -> str:
     )
 
 
-def widget_snapshot(model_id: str, state: dict[str, Any]) -> list[Any]:
+def widget_snapshot(model_id: str, state: dict[str, Any], seen: set[str] | None = None) -> list[Any]:
     """The outputs that stand for the widget ``model_id`` of a notebook's saved widget ``state``.
 
     Boxes are walked in order; texts (HTML, Label) and progress bars show as they ended, each other control as
-    ``description: value`` with :data:`WIDGET_NOTE`, and an Output widget contributes the outputs it last showed.
+    ``description: value`` with :data:`WIDGET_NOTE`, and an Output widget contributes the outputs it last showed
+    (a widget among them is replaced in turn; ``seen`` holds the models already shown, so a cycle ends).
     """
+    seen = set() if seen is None else seen
     if model_id not in state:
         return [
             _html_output(f'<div class="idkl-widget-note">{html.escape(WIDGET_NOTE)} Its state was not saved.</div>')
@@ -288,10 +292,16 @@ def widget_snapshot(model_id: str, state: dict[str, Any]) -> list[Any]:
             parts.append(_html_output(f'<div class="idkl-widget-snapshot">{"".join(texts)}</div>'))
             texts.clear()
 
-    for kind, value in _walk(model_id, state, set()):
+    for kind, value in _walk(model_id, state, seen):
         if kind == "outputs":
             flush()
-            parts.extend(nbformat.from_dict(output) for output in value)
+            for output in value:
+                view = output.get("data", {}).get(_WIDGET_VIEW) if isinstance(output, dict) else None
+                nested = str(view.get("model_id", "")) if isinstance(view, dict) else None
+                if nested is None:
+                    parts.append(nbformat.from_dict(output))
+                elif nested not in seen:
+                    parts.extend(widget_snapshot(nested, state, seen))
             drew = drew or bool(value)
         else:
             texts.append(value)
@@ -365,7 +375,7 @@ def deck_options(folder: str | Path) -> dict[str, Any]:
     if prefix is not None:
         options["reveal_url_prefix"] = prefix
         return options
-    options["preprocessors"] = [OfflineOutputs(plotly_url=local_plotly(folder), needs_network="reveal.js")]
+    options["preprocessors"] = [OfflineOutputs(plotly_url=local_plotly(folder), needs_network=True)]
     if folder.resolve() not in _warned:
         _warned.add(folder.resolve())
         warnings.warn(

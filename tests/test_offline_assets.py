@@ -159,3 +159,15 @@ def test_without_reveal_a_deck_says_it_needs_the_network(tmp_path: Path, monkeyp
         assert NEEDS_NETWORK_NOTE in text and 'id="idkl-needs-network"' in text
         assert re.search(r'src="https://[^"]*reveal\.js[^"]*/dist/reveal\.js"', text)
     assert not (tmp_path / REVEAL_DIR).exists()
+
+
+def test_a_widget_shown_inside_an_output_widget_is_replaced_too() -> None:
+    state = _widget_state()
+    inner = {"output_type": "display_data", "metadata": {}, "data": _view("label01")["data"]}
+    loop = {"output_type": "display_data", "metadata": {}, "data": _view(VBOX)["data"]}  # shows its own parent
+    state[OUTPUT]["state"]["outputs"] = [inner, loop]  # type: ignore[index]
+    state["label01"] = _model("LabelModel", description="", value="query 3 of 5")
+    parts = widget_snapshot(VBOX, state)
+    texts = " ".join(str(p.get("data", {}).get("text/html", "")) for p in parts)
+    assert "query 3 of 5" in texts and "widget-view" not in json.dumps(parts)
+    assert texts.count(WIDGET_NOTE) == 1, "the parent shown inside itself ends the walk"
