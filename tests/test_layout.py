@@ -146,12 +146,14 @@ def string_literals(tree: ast.AST) -> Iterator[tuple[int, str]]:
 
 
 RUN_FOLDER_NAMES = sorted(
-    {
-        value
-        for name, value in vars(runs.layout).items()
-        if name.isupper() and isinstance(value, str) and (name.endswith(("_NAME", "_STEP", "_CSV", "_JSON")))
-    }
+    node.value.value
+    for node in ast.parse((PACKAGE / "runs" / "layout.py").read_text(encoding="utf-8")).body
+    if isinstance(node, ast.Assign)
+    and isinstance(node.value, ast.Constant)
+    and isinstance(node.value.value, str)
+    and any(getattr(target, "id", "").endswith(("_NAME", "_STEP", "_CSV", "_JSON")) for target in node.targets)
 )
+"""The file and step names that ``runs/layout.py`` owns (written there as literals)."""
 
 
 def test_the_layout_names_are_collected() -> None:

@@ -26,7 +26,7 @@ import pytest
 
 from idkl_lib.notebook.context import DATA_PARAMS, DEFAULT_RUN_DIR, DEFAULT_RUN_TAG, DataSettings
 from idkl_lib.pipeline.run import DEFAULT_STEPS, PRESETS, PipelineError, PipelineResult, Step, run_pipeline
-from idkl_lib.runs import MATHJAX_DIR
+from idkl_lib.runs import MATHJAX_DIR, PLOTLY_JS_NAME, REVEAL_DIR
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
@@ -235,7 +235,8 @@ def test_every_step_writes_its_metrics(ci_run: PipelineResult, step: str) -> Non
     assert not errors
     html = (ci_run.run_dir / f"{step}.html").read_text(encoding="utf-8")
     assert "Plotly.newPlot" in html, "figures are embedded in the HTML export"
-    assert html.count("window.PlotlyConfig") == 1, "plotly.js is embedded exactly once per notebook"
+    assert html.count(f'src="{PLOTLY_JS_NAME}"') == 1, "plotly.js is loaded once, from the run folder"
+    assert "* plotly.js v" not in html, "the copy the notebook's first figure embeds is left out of the page"
 
 
 @pytest.mark.notebooks
@@ -390,6 +391,12 @@ def test_slide_decks(ci_run: PipelineResult, step: Step) -> None:
     assert (parser.counts[1], parser.counts[2]) == _expected_slides(source)
     assert parser.counts[1] >= 5  # every notebook is a real deck
     assert "Reveal.initialize" in deck and "Plotly.newPlot" in deck  # a presentation, with the figures
+    assert (
+        f'src="{REVEAL_DIR}/dist/reveal.js"' in deck and (ci_run.run_dir / REVEAL_DIR / "dist" / "reveal.js").is_file()
+    )
+    assert deck.count('<aside class="notes">') == sum(
+        cell.metadata.get("slideshow", {}).get("slide_type") == "notes" for cell in source.cells
+    )
     code = [cell.source for cell in _code_cells(source) if "wb." in cell.source]
     assert code and not any(snippet.splitlines()[0] in deck for snippet in code)  # code hidden
     assert f'href="{step.name}.slides.html"' in ci_run.index_html.read_text(encoding="utf-8")

@@ -175,3 +175,17 @@ def test_thumbnails_in_saving_order_and_key_figures(tmp_path: Path) -> None:
         ("03_evaluate/figures/cmc.html", "03_evaluate/figures/cmc.png"),
         ("03_evaluate/figures/rank_lists.html", "03_evaluate/figures/rank_lists.png"),
     ]
+
+
+def test_presenting_section_links_every_deck_in_run_order(tmp_path: Path) -> None:
+    run = _run(tmp_path, {"protocols": IDKL})
+    assert 'id="presenting"' not in reports.render_index(run), "no deck, no presenting section"
+    for name in ("01_data_exploration", "02_train", "03_evaluate"):
+        (run / f"{name}.slides.html").write_text("<html></html>")
+    page = reports.render_index(run)
+    section = page[page.index('<h2 id="presenting">') : page.index("<h2>Notebooks</h2>")]
+    decks = re.findall(r'href="([^"]+\.slides\.html)"', section)
+    assert decks == ["01_data_exploration.slides.html", "02_train.slides.html", "03_evaluate.slides.html"]
+    assert "open 02_train then 03_evaluate" in section
+    for key in ("<kbd>f</kbd>", "<kbd>Esc</kbd>", "<kbd>s</kbd>", "<kbd>→</kbd>", "RISE"):
+        assert key in section, key

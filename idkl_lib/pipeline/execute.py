@@ -14,7 +14,7 @@ import papermill
 from papermill.exceptions import PapermillExecutionError
 
 from idkl_lib.pipeline.steps import Step
-from idkl_lib.report.mathjax import nbconvert_options
+from idkl_lib.report.offline import page_options
 from idkl_lib.report.slides import export_slides, slides_path
 from idkl_lib.runs import CHECKPOINT_NAME, FIGURES_DIR, METRICS_NAME
 from idkl_lib.runs.guard import RUN_RECORD_NAME
@@ -117,7 +117,7 @@ def _export_html(executed: Path, html_path: Path) -> Path | None:
     from nbconvert import HTMLExporter
 
     try:
-        body, _ = HTMLExporter(**nbconvert_options(html_path.parent)).from_filename(str(executed))
+        body, _ = HTMLExporter(**page_options(html_path.parent)).from_filename(str(executed))
     except Exception as exc:  # a broken export must not hide the step's own result
         warnings.warn(f"could not export {executed} to HTML: {exc}", stacklevel=2)
         return None

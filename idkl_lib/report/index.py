@@ -9,7 +9,8 @@ baseline, the key figures), then the steps in run order, each with its figures i
 them (file modification times, which copies made with ``zip``, ``rsync -a`` or ``cp -p`` keep), linking the
 interactive HTML version of each; the full metrics table is collapsed at the bottom. Each step links its HTML page,
 its slide deck (``<step>.slides.html``) and its executed notebook; when a step folder holds TensorBoard logs, the
-page shows the command that opens them.
+page shows the command that opens them. Under the steps, "Presenting" links every deck and gives the presenter's keys
+and the way to present live with code (RISE in JupyterLab).
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ from urllib.parse import quote
 from idkl_lib.report.summary import render_summary
 from idkl_lib.runs import (
     ENVIRONMENT_NAME,
+    EVAL_STEP,
     METRICS_NAME,
     PARAMS_NAME,
     SLIDES_SUFFIX,
     STATUS_NAME,
     TENSORBOARD_DIR,
+    TRAIN_STEP,
     read_json,
     read_metrics,
     read_params,
@@ -67,7 +70,11 @@ details{margin:6px 0}summary{cursor:pointer;color:#52606d}code{font-size:13px}
 .params{background:#fff;border:1px solid #d9e2ec;padding:6px 12px;font-size:14px}
 table.summary td.diff{font-weight:600}.pos{color:#00795a}.neg{color:#c2410c}.zero{color:#52606d}
 .figs.key{grid-template-columns:repeat(auto-fill,minmax(360px,1fr))}h3 small{font-weight:400;font-size:13px}
+kbd{border:1px solid #bcccdc;border-bottom-width:2px;border-radius:3px;padding:0 5px;font-size:12px;background:#fff}
+.present{background:#fff;border:1px solid #d9e2ec;padding:6px 14px}.present p{margin:6px 0}
 """
+PRESENT_FIRST = (TRAIN_STEP, EVAL_STEP)
+"""The decks of a talk on the method and its results, in the order to show them (when the run has them)."""
 
 
 def flatten_metrics(metrics: Any, prefix: str = "") -> list[tuple[str, Any]]:
@@ -174,6 +181,27 @@ def _steps_table(run_dir: Path, order: list[str], steps: dict[str, Any]) -> str:
             f"<code>tensorboard --logdir {html.escape(str(run_dir))}</code></p>"
         )
     return f"<table>{head}{''.join(rows)}</table>{board}"
+
+
+def _presenting(run_dir: Path, order: list[str]) -> str:
+    """Which deck to open, the keys, and how to present live with code (empty when the run has no deck)."""
+    decks = [name for name in order if (run_dir / f"{name}{SLIDES_SUFFIX}").is_file()]
+    if not decks:
+        return ""
+    links = " · ".join(_link(run_dir, run_dir / f"{name}{SLIDES_SUFFIX}", name) for name in decks)
+    first = [name for name in PRESENT_FIRST if name in decks]
+    talk = ""
+    if first:
+        talk = f" For a talk on the method and its results open {' then '.join(html.escape(n) for n in first)}."
+    return (
+        '<h2 id="presenting">Presenting</h2><div class="present">'
+        f"<p>One slide deck per notebook, code hidden: {links}.{talk} They work offline and from a copy of this "
+        "folder (reveal.js, plotly.js and MathJax are in it); an interactive control shows what it last drew.</p>"
+        "<p><kbd>→</kbd> / <kbd>Space</kbd> next (<kbd>↓</kbd> inside a stack), <kbd>←</kbd> back, <kbd>f</kbd> full "
+        "screen, <kbd>Esc</kbd> overview, <kbd>s</kbd> speaker view with the notes and a timer (allow the pop-up).</p>"
+        "<p>Live, with code that runs: open the notebook in JupyterLab (<code>.venv/bin/jupyter lab</code>), run it, "
+        "then <kbd>Alt</kbd>+<kbd>R</kbd> (RISE) presents the same slides.</p></div>"
+    )
 
 
 def _metrics_table(order: list[str], all_metrics: dict[str, Any]) -> str:
@@ -290,6 +318,7 @@ def render_index(run_dir: str | os.PathLike[str], title: str | None = None) -> s
         f"{_failure_banner(run_dir, status.get('failure'))}"
         f"{summary}"
         f"<h2>Steps</h2>{_steps_table(run_dir, order, steps)}"
+        f"{_presenting(run_dir, order)}"
         f"<h2>Notebooks</h2>{sections}"
         f"<h2>Run</h2>{_environment_table(env)}"
         f'<h2 id="metrics">Metrics</h2><details><summary>all metrics of every step ({rows} rows)</summary>'

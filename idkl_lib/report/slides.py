@@ -6,10 +6,14 @@ the next key press within the current one, ``skip`` is left out (imports, parame
 ``-`` (or no metadata) continues the current one. A notebook without any slide metadata still converts: it becomes
 one long, scrollable slide.
 
-The deck loads reveal.js from a CDN (nbconvert's default, ``SlidesExporter.reveal_url_prefix``), so it needs the
-internet when opened; the notebook's own content (text, figures) is inside the file, and its equations render with
-the run folder's local MathJax (:mod:`idkl_lib.report.mathjax`). The same
-metadata drives a live presentation in JupyterLab through the RISE extension (``jupyterlab-rise``).
+A markdown cell of type ``notes`` becomes the previous slide's speaker notes (``s`` opens the speaker view).
+
+The deck works offline: it loads reveal.js (with its speaker-notes plugin) from the run folder's ``reveal.js/``,
+plotly.js from ``plotly.min.js`` and MathJax from ``mathjax/``, all copied once per folder and named by relative
+URLs (:mod:`idkl_lib.report.offline`, :mod:`idkl_lib.report.mathjax`); the figures are the notebook's interactive
+plotly figures and a widget shows what it last drew. Without the ``sphinx-revealjs`` package the deck loads
+reveal.js from a CDN and says so. The same metadata drives a live presentation in JupyterLab through the RISE
+extension (``jupyterlab-rise``).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from pathlib import Path
 
 import nbformat
 
-from idkl_lib.report.mathjax import nbconvert_options
+from idkl_lib.report.offline import deck_options
 from idkl_lib.runs import SLIDES_SUFFIX
 from idkl_lib.utils.io import atomic_write_text
 
@@ -52,7 +56,7 @@ def export_slides(executed: str | Path, out_path: str | Path | None = None) -> P
             exclude_input_prompt=True,
             exclude_output_prompt=True,
             reveal_scroll=True,
-            **nbconvert_options(out.parent),
+            **deck_options(out.parent),
         )
         body, _ = exporter.from_notebook_node(nb)
     except Exception as exc:  # a broken deck must not hide the step's own result

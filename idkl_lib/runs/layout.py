@@ -11,6 +11,8 @@ Run folder (``run_dir`` = ``reports/<name>``; a step folder is ``<run_dir>/<step
     <run_dir>/<step>.ipynb, .html     executed notebook and its HTML export (also for a failed step)
     <run_dir>/<step>.slides.html      its reveal.js slide deck, code hidden (finished steps)
     <run_dir>/mathjax/                MathJax for those pages, copied once (:mod:`idkl_lib.report.mathjax`)
+    <run_dir>/reveal.js/              reveal.js for the decks, copied once (:mod:`idkl_lib.report.offline`)
+    <run_dir>/plotly.min.js           plotly.js for the pages' and decks' figures, written once (the same)
     <run_dir>/metrics.json            {step name: that step's metrics}
     <run_dir>/params.json             {step name: the parameters it ran with}
     <run_dir>/environment.json        versions, git commit, device, host, start/end time
@@ -45,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from idkl_lib.utils.io import atomic_write_json
+from idkl_lib.viz.export import PLOTLY_JS
 
 __all__ = [
     "BASELINE_STEP",
@@ -61,8 +64,10 @@ __all__ = [
     "MATHJAX_DIR",
     "METRICS_NAME",
     "PARAMS_NAME",
+    "PLOTLY_JS_NAME",
     "RESULTS_CSV",
     "RESULTS_JSON",
+    "REVEAL_DIR",
     "RUN_RECORD_NAME",
     "SLIDES_SUFFIX",
     "STATUS_NAME",
@@ -97,6 +102,10 @@ METRICS_NAME = "metrics.json"
 """Every step's (and the trainer's) result file; the run folder's own one collects all steps'."""
 MATHJAX_DIR = "mathjax"
 """The local MathJax of the run folder's notebook pages (:func:`idkl_lib.report.mathjax.local_mathjax`)."""
+REVEAL_DIR = "reveal.js"
+"""The local reveal.js of the run folder's slide decks (:func:`idkl_lib.report.offline.local_reveal`)."""
+PLOTLY_JS_NAME = PLOTLY_JS
+"""plotly.js shared by the run folder's notebook pages and decks (:func:`idkl_lib.report.offline.local_plotly`)."""
 FIGURES_DIR = "figures"
 PARAMS_NAME = "params.json"
 ENVIRONMENT_NAME = "environment.json"

@@ -291,10 +291,14 @@ def save_figure(
     return paths
 
 
+PLOTLY_JS = "plotly.min.js"
+"""The plotly.js file beside saved HTML figures (and, as ``idkl_lib.runs.PLOTLY_JS_NAME``, at a run folder's top)."""
+
+
 def _ensure_plotlyjs(folder: Path) -> None:
     from plotly.offline import get_plotlyjs
 
     js = get_plotlyjs().encode("utf-8")
-    target = folder / "plotly.min.js"
+    target = folder / PLOTLY_JS
     if not target.is_file() or target.stat().st_size != len(js):
         atomic_write_bytes(target, js)
