@@ -1,6 +1,6 @@
-"""The documentation is true to the code: every command in README.md, docs/*.md, benchmarks/README.md and
-reports/README.md still exists and accepts the options it is shown with, and every repository path and
-``idkl_lib.`` name they put in backticks exists.
+"""The documentation is true to the code: every command in README.md, docs/*.md (and docs/*/README.md),
+benchmarks/README.md and reports/README.md still exists and accepts the options it is shown with, and every
+repository path and ``idkl_lib.`` name they put in backticks exists.
 
 Commands are the lines of ``bash`` code blocks (continuation lines joined, comments dropped) and backticked spans
 that start with ``python -m``, ``.venv/bin/python -m``, ``torchrun`` or ``make``. A ``python -m MODULE`` command is
@@ -24,7 +24,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = sorted([ROOT / "README.md", ROOT / "benchmarks" / "README.md", ROOT / "reports" / "README.md",
-               *(ROOT / "docs").glob("*.md")])  # fmt: skip
+               *(ROOT / "docs").glob("*.md"), *(ROOT / "docs").glob("*/README.md")])  # fmt: skip
 
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 BACKTICK = re.compile(r"(?<!`)`([^`\n]+)`(?!`)")
