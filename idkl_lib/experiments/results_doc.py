@@ -69,7 +69,7 @@ RESULTS_NAME = "results.json"
 PARTS = ("summary", "paired", "gap")
 TABLE_KEYS = ("sweeps", "show", "baseline", "protocol", "by", "by_default", "configs")
 _SCHEMA = 1
-_MARKER = re.compile(r"<!-- table: (?P<name>[\w.+@-]+) -->\n(?P<body>.*?)<!-- /table -->", re.S)
+_MARKER = re.compile(r"^<!-- table: (?P<name>[\w.+@-]+) -->\n(?P<body>.*?)^<!-- /table -->", re.S | re.M)
 
 
 def export_sweep(sweep_dir: str | Path, out_dir: str | Path, protocol: str = "") -> Path:
