@@ -73,7 +73,7 @@ class LossWeights:
 
     PRESETS: ClassVar[tuple[str, ...]] = (
         *("sysu", "llcm", "regdb", "small_batch", "baseline", "no_distill"),
-        *_ablation.ABLATION_PRESETS,  # the paper's ablation study (idkl_lib/ablation.py, docs/ablation.md)
+        *_ablation.ABLATION_PRESETS,  # the paper's ablation study (idkl_lib/config/ablation.py, docs/ablation.md)
     )
     GROUPS: ClassVar[Mapping[str, tuple[str, ...]]] = _GROUPS
 
