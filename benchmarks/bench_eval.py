@@ -300,7 +300,11 @@ def main(argv: list[str] | None = None) -> int:
         dist, q_pids, g_pids, q_cams, g_cams = make_rank_case(n, n, rng)
         sub = min(args.loop_queries, n)
         lib_t = measure(
-            {"library": lambda d=dist, a=(q_pids, g_pids, q_cams, g_cams): evaluate_rank(d, *a, max_rank=MAX_RANK)},
+            {
+                "library": lambda d=dist, a=(q_pids, g_pids, q_cams, g_cams): evaluate_rank(
+                    d, *a, max_rank=MAX_RANK, cmc_mode="first_match"
+                )
+            },
             repeats=max(1, min(args.repeats, 3)),
             warmup=1 if n < 5000 else 0,
             device="cpu",
@@ -308,12 +312,18 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         loop_res = loop_rank(dist[:sub], q_pids[:sub], g_pids, q_cams[:sub], g_cams)
         loop_s = time.perf_counter() - start
-        lib_sub = rank_as_dict(evaluate_rank(dist[:sub], q_pids[:sub], g_pids, q_cams[:sub], g_cams, max_rank=MAX_RANK))
+        lib_sub = rank_as_dict(
+            evaluate_rank(
+                dist[:sub], q_pids[:sub], g_pids, q_cams[:sub], g_cams, max_rank=MAX_RANK, cmc_mode="first_match"
+            )
+        )
         loop_m = mean_metrics([loop_res])
         diff = max_abs_diff(lib_sub, loop_m)
         assert diff <= 1e-9, f"evaluate_rank and the loop differ by {diff} at {n}x{n}"
         loop_full = loop_s * n / sub
-        peak = traced_peak_mib(lambda d=dist, a=(q_pids, g_pids, q_cams, g_cams): evaluate_rank(d, *a))
+        peak = traced_peak_mib(
+            lambda d=dist, a=(q_pids, g_pids, q_cams, g_cams): evaluate_rank(d, *a, cmc_mode="first_match")
+        )
         row = {
             "num_query": n,
             "num_gallery": n,

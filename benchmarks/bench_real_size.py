@@ -7,9 +7,11 @@ float32, backward, Adam); its loss terms are checked to be finite. Then one eval
 images (the retrieval feature, ``model.eval()``, no gradient). Reported: the time of each (a single call: a
 real-size step is too slow to repeat here) and the process's peak resident memory (``ru_maxrss``).
 
-``--processes 2`` runs the step with ``torch.distributed`` (gloo) in 2 processes the way ``idkl_lib.train`` does it
-today (DistributedDataParallel; P is divided among the processes: each forwards P/2 identities x K images and the
-losses run on that local half-batch), and reports each process's time and peak memory.
+``--processes 2`` runs the step with ``torch.distributed`` (gloo) in 2 processes under DistributedDataParallel, P
+divided among them (each forwards P/2 identities x K images), and reports each process's time and peak memory. The
+losses here run on each process's local half-batch: the scheme ``idkl_lib.train`` used before it gathered the
+outputs. ``idkl_lib.train`` now gathers every process's outputs and computes the losses on the global batch
+(docs/method.md#45-multi-gpu-training); the gather and the global loss block are not part of this measurement.
 
 A watchdog ends the run (exit status 3, the message says so) when the resident memory of a process passes
 ``--max-rss-gib``, so a run that does not fit never pushes a shared machine into swapping or the OOM killer.
@@ -50,7 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--amp", choices=("off", "bf16"), default="bf16")
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--eval-batch", type=int, default=None, help="images in the evaluation forward (64)")
-    parser.add_argument("--processes", type=int, default=1, help="1, or N > 1 gloo processes as idkl_lib.train")
+    parser.add_argument("--processes", type=int, default=1, help="1, or N > 1 gloo processes (P divided, local losses)")
     parser.add_argument("--max-rss-gib", type=float, default=14.0, help="abort a process above this resident size")
     args = parser.parse_args(argv)
     tiny = {"arch": "resnet18", "p": 2 * args.processes, "k": 2, "height": 64, "width": 32, "eval_batch": 4}

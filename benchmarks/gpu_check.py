@@ -15,12 +15,12 @@ On a CUDA machine (``python -m benchmarks.gpu_check``) it:
 4. times the training loader alone with the configured workers (the ``full`` preset's 8) against the step's rate;
 5. runs ``torchrun --standalone --nproc_per_node 1 -m idkl_lib.train`` for one epoch and records its wall time and
    images/s (P is left at its default 12: torchrun's parser takes ``--p`` for an abbreviation of its own options);
-6. writes the figures with the GPU's name into ``benchmarks/README.md`` and the table "time per epoch / memory per
-   GPU" into ``README.md`` (between ``<!-- gpu_check:begin -->`` / ``<!-- gpu_check:end -->`` markers, so a later
-   run rewrites them), and the full JSON into ``--out``.
+6. writes the table "time per epoch / memory per GPU" and the figures with the GPU's name into
+   ``benchmarks/README.md``, the one home of the project's times (between ``<!-- gpu_check:begin -->`` /
+   ``<!-- gpu_check:end -->`` markers, so a later run rewrites them), and the full JSON into ``--out``.
 
 ``--dry-run`` runs every path at tiny sizes on the CPU (ResNet-18 layout, 8 wide, 64x32, a 14-identity folder, the
-compile path with the ``eager`` backend) and writes the README sections into copies under the work folder: its
+compile path with the ``eager`` backend) and writes the README section into a copy under the work folder: its
 numbers mean nothing; it checks that the command works before GPU time is spent.
 """
 
@@ -67,7 +67,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--peak-tflops", type=float, default=None, help="override the detected dense bf16 peak")
     parser.add_argument("--skip", default="", help="comma-separated parts to leave out: pipeline,compile,torchrun")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / f"{NAME}.json")
-    parser.add_argument("--readme", type=Path, default=None, help="README to update (dry run: a copy)")
     parser.add_argument("--bench-readme", type=Path, default=None, help="benchmarks README to update (dry run: a copy)")
     args = parser.parse_args(argv)
     tiny = args.dry_run
@@ -349,17 +348,14 @@ def write_readmes(args: argparse.Namespace, res: dict[str, Any]) -> None:
         f"Epoch wall time: pipeline {_fmt(pipe.get('wall_seconds'), '.0f', ' s')}, torchrun "
         f"{_fmt(trun.get('wall_seconds'), '.0f', ' s')} (exit {trun.get('returncode', 'n/a')})."
     )
-    readme = args.readme or (args.work_dir / "README.md" if args.dry_run else REPO / "README.md")
     bench_readme = args.bench_readme or (
         args.work_dir / "benchmarks_README.md" if args.dry_run else REPO / "benchmarks" / "README.md"
     )
-    if args.dry_run:
-        for src, dst in ((REPO / "README.md", readme), (REPO / "benchmarks" / "README.md", bench_readme)):
-            if not dst.exists():
-                shutil.copyfile(src, dst)
-    _replace_between_markers(readme, table, "## Time per epoch and memory per GPU")
-    _replace_between_markers(bench_readme, "\n".join(bench), "## GPU check (`python -m benchmarks.gpu_check`)")
-    res["readmes"] = [str(readme), str(bench_readme)]
+    if args.dry_run and not bench_readme.exists():
+        shutil.copyfile(REPO / "benchmarks" / "README.md", bench_readme)
+    body = table + "\n" + "\n".join(bench)  # one home for the numbers: the top-level README links here
+    _replace_between_markers(bench_readme, body, "## GPU check (`python -m benchmarks.gpu_check`)")
+    res["readmes"] = [str(bench_readme)]
 
 
 def main(argv: list[str] | None = None) -> int:

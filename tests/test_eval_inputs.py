@@ -60,20 +60,26 @@ def test_evaluate_rank_types_and_dtypes() -> None:
     dist = rng.random((6, 10)).astype(np.float32)
     q_pids, g_pids = np.arange(6) % 3, np.arange(10) % 3
     q_cams, g_cams = np.zeros(6, dtype=np.int64), np.ones(10, dtype=np.int64)
-    want = evaluate_rank(torch.from_numpy(dist).bfloat16().float(), q_pids, g_pids, q_cams, g_cams, max_rank=5)
-    got = evaluate_rank(torch.from_numpy(dist).bfloat16(), q_pids, g_pids, q_cams, g_cams, max_rank=5)
+    want = evaluate_rank(
+        torch.from_numpy(dist).bfloat16().float(), q_pids, g_pids, q_cams, g_cams, max_rank=5, cmc_mode="first_match"
+    )
+    got = evaluate_rank(
+        torch.from_numpy(dist).bfloat16(), q_pids, g_pids, q_cams, g_cams, max_rank=5, cmc_mode="first_match"
+    )
     assert got.as_dict() == want.as_dict()
-    ref = evaluate_rank(dist, q_pids, g_pids, q_cams, g_cams, max_rank=5)
-    floats = evaluate_rank(dist, q_pids.astype(float), g_pids, q_cams, torch.ones(10), max_rank=5)
+    ref = evaluate_rank(dist, q_pids, g_pids, q_cams, g_cams, max_rank=5, cmc_mode="first_match")
+    floats = evaluate_rank(
+        dist, q_pids.astype(float), g_pids, q_cams, torch.ones(10), max_rank=5, cmc_mode="first_match"
+    )
     assert floats.as_dict() == ref.as_dict()  # whole numbers stored as floats are labels
     with pytest.raises(TypeError, match=r"q_pids must hold integer labels .* got dtype float64 \(e.g. 0.5\)"):
-        evaluate_rank(dist, q_pids + 0.5, g_pids, q_cams, g_cams)
+        evaluate_rank(dist, q_pids + 0.5, g_pids, q_cams, g_cams, cmc_mode="first_match")
     with pytest.raises(TypeError, match=r"g_pids must hold integer labels .* got dtype <U"):
-        evaluate_rank(dist, q_pids, [f"p{i}" for i in g_pids], q_cams, g_cams)
+        evaluate_rank(dist, q_pids, [f"p{i}" for i in g_pids], q_cams, g_cams, cmc_mode="first_match")
     with pytest.raises(
         TypeError, match=r"distmat must be a 2-D \(num_query, num_gallery\) distance matrix .* got dict"
     ):
-        evaluate_rank({"d": dist}, q_pids, g_pids, q_cams, g_cams)  # type: ignore[arg-type]
+        evaluate_rank({"d": dist}, q_pids, g_pids, q_cams, g_cams, cmc_mode="first_match")  # type: ignore[arg-type]
 
 
 def test_build_dataset_argument_checks(sysu_root: Path) -> None:

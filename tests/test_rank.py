@@ -32,7 +32,7 @@ INP = [2 / 5, 2 / 3]
 
 
 def test_hand_computed_first_match() -> None:
-    res = evaluate_rank(DIST, Q_PIDS, G_PIDS, Q_CAMS, G_CAMS, max_rank=5)
+    res = evaluate_rank(DIST, Q_PIDS, G_PIDS, Q_CAMS, G_CAMS, max_rank=5, cmc_mode="first_match")
     # first true match: q0 at rank 3, q1 at rank 2 -> CMC over 2 valid queries
     np.testing.assert_allclose(res.cmc, [0.0, 0.5, 1.0, 1.0, 1.0])
     assert res.num_queries == 2
@@ -50,7 +50,9 @@ def test_hand_computed_unique_ids() -> None:
 
 
 def test_same_identity_camera_filter() -> None:
-    res = evaluate_rank(DIST, Q_PIDS, G_PIDS, Q_CAMS, G_CAMS, max_rank=5, camera_filter="same_identity")
+    res = evaluate_rank(
+        DIST, Q_PIDS, G_PIDS, Q_CAMS, G_CAMS, max_rank=5, camera_filter="same_identity", cmc_mode="first_match"
+    )
     # q1 now keeps g2 (id1, cam2) and g3 (id3, cam2): ids [1, 1, 3, 2, 2], matches at 4 and 5.
     # q2 still loses g3 (id3 and cam2 both equal) -> still invalid.
     np.testing.assert_allclose(res.cmc, [0.0, 0.0, 0.5, 1.0, 1.0])
@@ -61,21 +63,21 @@ def test_same_identity_camera_filter() -> None:
 def test_same_camera_items_of_other_identities_are_dropped() -> None:
     # One query (id 1, cam 1); the closest item is a *different* identity in cam 1 -> dropped, so the true match
     # (cam 2) is at rank 1 among kept items.
-    res = evaluate_rank(np.array([[0.1, 0.2, 0.3]]), [1], [5, 1, 6], [1], [1, 2, 2], max_rank=3)
+    res = evaluate_rank(np.array([[0.1, 0.2, 0.3]]), [1], [5, 1, 6], [1], [1, 2, 2], max_rank=3, cmc_mode="first_match")
     np.testing.assert_allclose(res.cmc, [1.0, 1.0, 1.0])
     assert res.mAP == pytest.approx(1.0)
     assert res.mINP == pytest.approx(1.0)
 
 
 def test_max_rank_beyond_gallery_size_counts_as_hit() -> None:
-    res = evaluate_rank(np.array([[0.2, 0.1]]), [1], [1, 2], [3], [1, 1], max_rank=4)
+    res = evaluate_rank(np.array([[0.2, 0.1]]), [1], [1, 2], [3], [1, 1], max_rank=4, cmc_mode="first_match")
     # sorted ids [2, 1]: first hit at rank 2; ranks 3, 4 exceed the gallery and stay at 1
     np.testing.assert_allclose(res.cmc, [0.0, 1.0, 1.0, 1.0])
 
 
 def test_ties_keep_gallery_order() -> None:
     # all distances equal: the stable sort keeps gallery order -> ids [2, 1, 1]
-    res = evaluate_rank(np.zeros((1, 3)), [1], [2, 1, 1], [0], [1, 1, 1], max_rank=3)
+    res = evaluate_rank(np.zeros((1, 3)), [1], [2, 1, 1], [0], [1, 1, 1], max_rank=3, cmc_mode="first_match")
     np.testing.assert_allclose(res.cmc, [0.0, 1.0, 1.0])
     assert res.mAP == pytest.approx((1 / 2 + 2 / 3) / 2)
     assert res.mINP == pytest.approx(2 / 3)
@@ -176,7 +178,9 @@ def test_first_match_counting_path_on_real_valued_and_extreme_distances(camera_f
     ]
     for dist in cases:
         expected = _naive(dist, q_pids, g_pids, q_cams, g_cams, 20, "first_match", camera_filter)
-        res = evaluate_rank(dist, q_pids, g_pids, q_cams, g_cams, camera_filter=camera_filter, chunk_size=9)
+        res = evaluate_rank(
+            dist, q_pids, g_pids, q_cams, g_cams, camera_filter=camera_filter, chunk_size=9, cmc_mode="first_match"
+        )
         np.testing.assert_allclose(res.cmc, expected[0], rtol=0, atol=1e-12)
         assert res.mAP == pytest.approx(expected[1], rel=1e-12)
         assert res.mINP == pytest.approx(expected[2], rel=1e-12)
@@ -202,7 +206,7 @@ def test_torch_and_numpy_inputs_agree_and_are_not_mutated() -> None:
 def test_perfect_ranking_scores_one() -> None:
     pids = np.arange(6)
     dist = 1.0 - np.eye(6)
-    res = evaluate_rank(dist, pids, pids, np.zeros(6), np.ones(6))
+    res = evaluate_rank(dist, pids, pids, np.zeros(6), np.ones(6), cmc_mode="first_match")
     assert res.r1 == res.r20 == res.mAP == res.mINP == 1.0
     assert res.cmc.shape == (20,)
 
@@ -222,7 +226,14 @@ def test_perfect_ranking_scores_one() -> None:
     ],
 )
 def test_errors(kwargs: dict, match: str) -> None:
-    args = {"distmat": DIST, "q_pids": Q_PIDS, "g_pids": G_PIDS, "q_camids": Q_CAMS, "g_camids": G_CAMS}
+    args = {
+        "distmat": DIST,
+        "q_pids": Q_PIDS,
+        "g_pids": G_PIDS,
+        "q_camids": Q_CAMS,
+        "g_camids": G_CAMS,
+        "cmc_mode": "first_match",
+    }
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         evaluate_rank(**args)
@@ -230,14 +241,14 @@ def test_errors(kwargs: dict, match: str) -> None:
 
 def test_empty_query_set_raises() -> None:
     with pytest.raises(ValueError, match="query set is empty"):
-        evaluate_rank(np.zeros((0, 5)), [], G_PIDS, [], G_CAMS)
+        evaluate_rank(np.zeros((0, 5)), [], G_PIDS, [], G_CAMS, cmc_mode="first_match")
 
 
 def test_inf_distance_raises() -> None:
     dist = DIST.copy()
     dist[1, 2] = np.inf
     with pytest.raises(ValueError, match="query 1, gallery 2"):
-        evaluate_rank(dist, Q_PIDS, G_PIDS, Q_CAMS, G_CAMS)
+        evaluate_rank(dist, Q_PIDS, G_PIDS, Q_CAMS, G_CAMS, cmc_mode="first_match")
 
 
 def test_rank_result_dict_mean_and_limits() -> None:
@@ -260,3 +271,23 @@ def test_rank_result_dict_mean_and_limits() -> None:
         RankResult.mean([])
     with pytest.raises(ValueError):
         a.cmc[0] = 0.0  # read-only: a frozen result cannot be edited through its array
+
+
+def test_cmc_mode_is_explicit_in_the_core_and_unique_ids_in_every_protocol() -> None:
+    """The rank core has no CMC default (the conventions differ from R5 on); every protocol states unique_ids."""
+    import inspect
+
+    from idkl_lib.eval import llcm, protocols, regdb
+
+    with pytest.raises(ValueError, match="evaluate_rank needs cmc_mode"):
+        evaluate_rank(DIST, Q_PIDS, G_PIDS, Q_CAMS, G_CAMS)
+    assert inspect.signature(evaluate_rank).parameters["cmc_mode"].default is None
+    defaults = {
+        fn.__qualname__: inspect.signature(fn).parameters["cmc_mode"].default
+        for module in (protocols, regdb, llcm)
+        for fn in vars(module).values()
+        if inspect.isfunction(fn)
+        and fn.__module__ == module.__name__
+        and "cmc_mode" in inspect.signature(fn).parameters
+    }
+    assert defaults and set(defaults.values()) == {"unique_ids"}, defaults

@@ -38,6 +38,7 @@ __all__ = [
 ]
 
 TERM_GROUPS: dict[str, tuple[str, ...]] = {
+    "core": ("id", "id_sp", "tri_sh", "tri_sp"),
     "identity": ("id", "id_sp"),
     "triplet": ("tri_sh", "tri_sp"),
     "ip": ("ip_entropy", "ip_centroid"),
@@ -45,23 +46,20 @@ TERM_GROUPS: dict[str, tuple[str, ...]] = {
     "csa1": ("csa1_inter", "csa1_intra"),
     "csa2": ("csa2_inter", "csa2_intra"),
     "csa": ("csa1_inter", "csa1_intra", "csa2_inter", "csa2_intra"),
-    "distill": ("tgsa_inter", "tgsa_intra", "tgsa_intra_cross", "csa1_inter", "csa1_intra", "csa2_inter", "csa2_intra"),
+    "kd": ("tgsa_inter", "tgsa_intra", "tgsa_intra_cross", "csa1_inter", "csa1_intra", "csa2_inter", "csa2_intra"),
     "inter": ("tgsa_inter", "csa1_inter", "csa2_inter"),
     "mdr": ("tgsa_intra", "tgsa_intra_cross", "csa1_intra", "csa2_intra"),
-    "modality": ("disc", "confuser"),
+    "mod": ("disc", "confuser"),
 }
-"""Groups of loss terms (docs/method.md#39-term-names-and-groups), read by ``LossWeights.GROUPS`` and
-``LossWeights.without``; "mdr" is this project's name for the cross-modality (visible <-> infrared) alignment terms
-inside the shared branch."""
+"""Groups of loss terms (docs/method.md#39-term-names-and-groups), read by ``LossWeights.GROUPS``,
+``LossWeights.without`` / ``only`` and the ablation presets: one vocabulary, so ``without("mod")`` switches off what
+``full-mod`` does. "mdr" is this project's name for the cross-modality (visible <-> infrared) alignment terms inside
+the shared branch; ``identity``/``triplet`` and ``csa1``/``csa2`` split ``core`` and ``csa``."""
 
 ABLATION_GROUPS: dict[str, tuple[str, ...]] = {
-    "core": TERM_GROUPS["identity"] + TERM_GROUPS["triplet"],
-    **{name: TERM_GROUPS[name] for name in ("ip", "tgsa", "csa")},
-    "mod": TERM_GROUPS["modality"],
-    "kd": TERM_GROUPS["distill"],
-    "mdr": TERM_GROUPS["mdr"],
+    name: TERM_GROUPS[name] for name in ("core", "ip", "tgsa", "csa", "mod", "kd", "mdr")
 }
-"""Ablation group -> the loss terms it switches (``core`` is never switched off)."""
+"""The groups the ablation presets switch, named as in :data:`TERM_GROUPS` (``core`` is never switched off)."""
 
 CUMULATIVE: dict[str, tuple[str, ...]] = {
     "baseline": ("core",),

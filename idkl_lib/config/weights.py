@@ -15,6 +15,7 @@ from .model import _is_real
 
 # Loss-term groups (idkl_lib.config.ablation.TERM_GROUPS) name sets of terms for ablations (``LossWeights.without``).
 _GROUPS: Mapping[str, tuple[str, ...]] = MappingProxyType(dict(_ablation.TERM_GROUPS))
+_RENAMED = {"distill": "kd", "modality": "mod"}  # earlier group names, answered with the current one
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ class LossWeights:
 
     PRESETS: ClassVar[tuple[str, ...]] = (
         *("sysu", "llcm", "regdb", "small_batch", "baseline", "no_distill"),
-        *_ablation.ABLATION_PRESETS,  # the paper's ablation study (idkl_lib/ablation.py, docs/ablation.md)
+        *_ablation.ABLATION_PRESETS,  # the paper's ablation study (idkl_lib/config/ablation.py, docs/ablation.md)
     )
     GROUPS: ClassVar[Mapping[str, tuple[str, ...]]] = _GROUPS
 
@@ -115,9 +116,9 @@ class LossWeights:
         if name == "small_batch":
             return cls(tgsa_inter=0.1, tgsa_intra=0.1, tgsa_intra_cross=0.0, csa1_inter=0.3, csa2_inter=0.3)
         if name == "baseline":
-            return cls().only("identity", "triplet")
+            return cls().only("core")
         if name == "no_distill":
-            return cls().without("distill")
+            return cls().without("kd")
         if (ablation := _ablation.resolve(name)) is not None:  # "+ip", "full-tgsa", "+ip@small_batch", ...
             base, off = ablation
             return cls.preset(base).replace(**dict.fromkeys(off, 0.0))
@@ -131,7 +132,8 @@ class LossWeights:
         return dataclasses.replace(self, **overrides)
 
     def without(self, *names: str) -> LossWeights:
-        """A copy with the given terms or groups set to 0 (groups: see :attr:`GROUPS`, e.g. ``"tgsa"``, ``"mdr"``)."""
+        """A copy with the given terms or groups set to 0 (groups: :attr:`GROUPS`, the names docs/ablation.md uses,
+        e.g. ``"tgsa"``, ``"mod"``, ``"kd"``, ``"mdr"``)."""
         return self.replace(**dict.fromkeys(self._expand(names), 0.0))
 
     def only(self, *names: str) -> LossWeights:
@@ -155,6 +157,9 @@ class LossWeights:
                 out.extend(cls.GROUPS[name])
             elif name in cls.names():
                 out.append(name)
+            elif name in _RENAMED:
+                groups = ", ".join(cls.GROUPS)
+                raise ValueError(f"loss-term group {name!r} is called {_RENAMED[name]!r}; groups: {groups}")
             else:
                 raise ValueError(
                     f"unknown loss term or group {name!r}; terms: {', '.join(cls.names())}; "

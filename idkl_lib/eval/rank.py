@@ -7,9 +7,11 @@ Every protocol in :mod:`idkl_lib.eval.protocols` ends here. Conventions (docs/me
   equals ``q``'s is dropped, whatever its identity. ``"same_identity"`` (Market-1501 / AGW / official LLCM rule)
   drops only items with both the query's identity and its camera.
 * A query with no true match left after filtering is excluded from every average (``num_queries`` counts the rest).
-* CMC ``"first_match"``: rank-k is a hit when the first true match is among the first k kept items (torchreid, AGW).
-  CMC ``"unique_ids"``: the kept ranked identity list is first de-duplicated keeping first occurrences, so rank-k
-  means the true identity is among the first k *distinct* identities (the reference's ``get_cmc``).
+* CMC convention, chosen by every caller (``cmc_mode`` has no default here; the protocols default to
+  ``"unique_ids"``). ``"first_match"``: rank-k is a hit when the first true match is among the first k kept items
+  (torchreid, AGW). ``"unique_ids"``: the kept ranked identity list is first de-duplicated keeping first
+  occurrences, so rank-k means the true identity is among the first k *distinct* identities (the reference's
+  ``get_cmc``).
 * AP: mean over the true matches of (number of true matches up to it) / (its 1-based rank), on the kept list.
 * INP (AGW, Ye et al. TPAMI 2021): number of true matches / rank of the last (hardest) true match.
 
@@ -320,7 +322,7 @@ def evaluate_rank(
     q_camids: np.ndarray | torch.Tensor | Sequence[int],
     g_camids: np.ndarray | torch.Tensor | Sequence[int],
     max_rank: int = 20,
-    cmc_mode: CMCMode = "first_match",
+    cmc_mode: CMCMode | None = None,
     camera_filter: CameraFilter = "all",
     chunk_size: int = 256,
 ) -> RankResult:
@@ -334,7 +336,10 @@ def evaluate_rank(
         g_camids: (G,) gallery camera ids.
         max_rank: Length of the returned CMC curve. Ranks beyond the number of kept gallery items count as hits
             for every valid query (the curve has reached 1 there).
-        cmc_mode: ``"first_match"`` (standard) or ``"unique_ids"`` (the reference's identity-level CMC).
+        cmc_mode: Required, no default: ``"first_match"`` (torchreid's convention) or ``"unique_ids"`` (the
+            reference's identity-level CMC and the official rule, which every protocol of
+            :mod:`idkl_lib.eval.protocols` uses unless told otherwise). The two agree on R1 and mAP but not on R5 and
+            beyond, so a direct caller states which one it reports.
         camera_filter: ``"all"`` drops every same-camera gallery item (reference, SYSU); ``"same_identity"``
             drops only same-identity same-camera items.
         chunk_size: Queries processed at once; peak memory is about ``50 * chunk_size * G`` bytes
@@ -363,6 +368,11 @@ def evaluate_rank(
             raise ValueError(f"len({name}) = {arr.shape[0]} but distmat has {expected} {axis} (shape {dist.shape})")
     if isinstance(max_rank, bool) or not isinstance(max_rank, (int, np.integer)) or max_rank < 1:
         raise ValueError(f"max_rank must be a positive integer, got {max_rank!r}")
+    if cmc_mode is None:
+        raise ValueError(
+            "evaluate_rank needs cmc_mode: 'unique_ids' (the protocols' default, the reference's and official rule) "
+            "or 'first_match' (torchreid's); R5 and beyond differ between them"
+        )
     if cmc_mode not in ("first_match", "unique_ids"):
         raise ValueError(f"unknown cmc_mode {cmc_mode!r}; use 'first_match' or 'unique_ids'")
     if camera_filter not in ("all", "same_identity"):

@@ -47,7 +47,7 @@ from idkl_lib.runs import (
 from idkl_lib.utils.errors import CommandParser, run_command
 from idkl_lib.utils.io import atomic_write_text
 
-CORE_GROUPS = ("identity", "triplet")
+CORE_GROUPS = ("core",)
 """The baseline's objective: identity and triplet losses on both streams."""
 
 

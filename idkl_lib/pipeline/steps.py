@@ -221,7 +221,8 @@ def _resolve_params(
         unused = sorted(set(preset_params) - known)
         if unused:
             warnings.warn(
-                f"preset {preset!r} sets parameters no notebook declares: {unused} (PRESETS in idkl_lib/pipeline.py)",
+                f"preset {preset!r} sets parameters no notebook declares: {unused} "
+                "(PRESETS in idkl_lib/pipeline/steps.py)",
                 stacklevel=3,
             )
 
