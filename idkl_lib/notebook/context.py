@@ -34,6 +34,7 @@ from idkl_lib.data.registry import build_dataset
 from idkl_lib.data.synthetic import write_synthetic
 from idkl_lib.notebook.params import ParameterError, check_params
 from idkl_lib.runs import CHECKPOINT_NAME, CONTEXT_NAME, TRAIN_STEP, read_context, read_json, step_path
+from idkl_lib.utils.errors import ShortMessage
 from idkl_lib.utils.io import atomic_write_json
 
 if TYPE_CHECKING:
@@ -128,8 +129,9 @@ def prepare_dataset(
     return build_dataset(name, root, trial=regdb_trial)
 
 
-class DataMismatchError(ValueError):
-    """A notebook asks for other data than its run (or its checkpoint) was set up with."""
+class DataMismatchError(ShortMessage, ValueError):
+    """A notebook asks for other data than its run (or its checkpoint) was set up with (in a notebook: the message
+    alone, no traceback)."""
 
 
 @dataclass(frozen=True)
