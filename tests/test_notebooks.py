@@ -30,6 +30,8 @@ from idkl_lib.runs import MATHJAX_DIR
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
+PARAMETER_LINE_WIDTH = 100
+"""Widest line of a parameters cell: what JupyterLab's code cell shows in a usual window without scrolling."""
 SHARED_DEFAULTS = ("device", "cpu_threads", "seed")
 """Parameters that mean the same thing in every notebook declaring them, so they share their default value."""
 CONTEXT_STEPS = ("02_train", "03_evaluate", "04_gradcam", "05_embeddings")
@@ -141,7 +143,11 @@ def test_parameters_are_documented_literals(path: Path) -> None:
     data = set() if path.stem == "06_compare_runs" else {"dataset", "data_root", "seed"}  # 06 reads run folders
     assert {"run_dir", "step_dir", *data} <= set(declared)
     lines = [line for line in _parameters_cell(nb).source.splitlines() if line.strip()]
-    assert all(re.search(r"\S\s+#\s+\S", line) for line in lines), "every parameter has a trailing comment"
+    assignments = [line for line in lines if not line.lstrip().startswith("#")]  # the rest: wrapped comments
+    assert all(re.search(r"\S\s+#\s+\S", line) for line in assignments), "every parameter has a trailing comment"
+    assert not lines[0].lstrip().startswith("#") and len(assignments) == len(declared)
+    too_long = [line for line in lines if len(line) > PARAMETER_LINE_WIDTH]
+    assert not too_long, f"wrap these comments to {PARAMETER_LINE_WIDTH} columns (JupyterLab's cell): {too_long}"
     # papermill's own parser (--help-notebook, pipeline) must see every name: it skips lines with a second "="
     inspected = papermill.inspect_notebook(str(path))
     assert set(inspected) == set(declared)
