@@ -15,7 +15,7 @@ Nothing is implemented here; each name lives with its concept:
 * datasets, the dataset card: :mod:`idkl_lib.data.card`, :mod:`idkl_lib.data.registry`;
 * rebuilding models: :mod:`idkl_lib.checkpoint`;
 * the rank view: :mod:`idkl_lib.eval.views`;
-* figures: :mod:`idkl_lib.viz.curves`, :mod:`idkl_lib.viz.dataset_plots`, :mod:`idkl_lib.viz.embeddings`;
+* figures: :mod:`idkl_lib.viz.training_losses`, :mod:`idkl_lib.viz.dataset_plots`, :mod:`idkl_lib.viz.embeddings`;
 * the Grad-CAM study: :mod:`idkl_lib.viz.gradcam_study`;
 * IDKL vs its baseline: :mod:`idkl_lib.eval.comparison`, :mod:`idkl_lib.viz.baseline_table`; this run's evidence
   beside the paper's claims: :mod:`idkl_lib.notebook.evidence`.
@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 
 from idkl_lib.checkpoint import load_trained_model, untrained_model
-from idkl_lib.config.recipe import recipe_changes
+from idkl_lib.config.recipe import recipe_changes, recipe_line
 from idkl_lib.data.card import (
     CARD_LABELS,
     EXPECTED_STATISTICS,
@@ -72,8 +72,6 @@ from idkl_lib.runs import (
     write_metrics,
 )
 from idkl_lib.viz.baseline_table import baseline_table
-from idkl_lib.viz.curves import LiveLossPlot, final_losses, loss_figure
-from idkl_lib.viz.curves import _mime_bundle as _mime_bundle  # the live plot's tests read wb._mime_bundle
 from idkl_lib.viz.dataset_plots import dataset_card_figure, statistics_table
 from idkl_lib.viz.embeddings import modality_gap_figure
 from idkl_lib.viz.gradcam_study import (
@@ -86,6 +84,8 @@ from idkl_lib.viz.gradcam_study import (
     view_cams,
 )
 from idkl_lib.viz.theme import NOTEBOOK_RENDERER
+from idkl_lib.viz.training_losses import LiveLossPlot, final_losses, loss_figure
+from idkl_lib.viz.training_losses import _mime_bundle as _mime_bundle  # the live plot's tests read wb._mime_bundle
 
 __all__ = [
     "BASELINE_STEP",
@@ -136,6 +136,7 @@ __all__ = [
     "prepare_dataset",
     "rank_view",
     "recipe_changes",
+    "recipe_line",
     "resolve_resume",
     "retrieval_evidence",
     "set_cpu_threads",
