@@ -18,11 +18,16 @@ Nothing is implemented here; each name lives with its concept:
 * figures: :mod:`idkl_lib.viz.training_losses`, :mod:`idkl_lib.viz.dataset_plots`, :mod:`idkl_lib.viz.embeddings`;
 * the Grad-CAM study: :mod:`idkl_lib.viz.gradcam_study`;
 * IDKL vs its baseline: :mod:`idkl_lib.eval.comparison`, :mod:`idkl_lib.viz.baseline_table`; this run's evidence
-  beside the paper's claims: :mod:`idkl_lib.notebook.evidence`.
+  beside the paper's claims: :mod:`idkl_lib.notebook.evidence`;
+* notebook 06's runs (a sweep, run folders, or IDKL and its baseline), or what is missing:
+  :mod:`idkl_lib.notebook.compare_runs`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+import plotly.graph_objects as go
 import torch
 
 from idkl_lib.checkpoint import load_trained_model, untrained_model
@@ -41,6 +46,7 @@ from idkl_lib.data.image_dataset import load_images
 from idkl_lib.eval.comparison import EvalSettings
 from idkl_lib.eval.views import RankView, rank_view
 from idkl_lib.notebook.baseline import baseline_config, check_train_folder, train_baseline, wants_baseline
+from idkl_lib.notebook.compare_runs import RunComparison, compare_runs
 from idkl_lib.notebook.comparison import compare_checkpoints, find_baseline_checkpoint
 from idkl_lib.notebook.context import (
     DataMismatchError,
@@ -102,6 +108,7 @@ __all__ = [
     "LiveLossPlot",
     "ParameterError",
     "RankView",
+    "RunComparison",
     "RunFolder",
     "baseline_config",
     "baseline_table",
@@ -112,6 +119,7 @@ __all__ = [
     "checkpoint_data",
     "checkpoint_path",
     "compare_checkpoints",
+    "compare_runs",
     "dataset_card",
     "dataset_card_figure",
     "expected_statistics",
@@ -141,6 +149,7 @@ __all__ = [
     "retrieval_evidence",
     "set_cpu_threads",
     "setup_notebook",
+    "show_figures",
     "statistics_table",
     "step_path",
     "subsample",
@@ -165,6 +174,14 @@ def setup_notebook(renderer: str = NOTEBOOK_RENDERER) -> None:
     import plotly.io as pio
 
     pio.renderers.default = renderer
+
+
+def show_figures(figures: Mapping[str, go.Figure]) -> dict[str, go.Figure]:
+    """Show every figure of ``figures`` in order (``fig.show()``) and return them, e.g. to collect a notebook's
+    figures for the last cell: ``figures |= wb.show_figures(comparison.figures("paired"))``."""
+    for fig in figures.values():
+        fig.show()
+    return dict(figures)
 
 
 def set_cpu_threads(cpu_threads: int) -> int:
