@@ -284,10 +284,15 @@ def test_loss_figure_has_a_panel_per_term_group_that_holds_its_curves() -> None:
     by_axis: dict[str, list] = {}
     for trace in fig.data:
         by_axis.setdefault(trace.yaxis, []).append(trace)
-    panels = [[t.name for t in traces] for traces in by_axis.values()]
+    panels = [[t.legendgroup for t in traces] for traces in by_axis.values()]
     assert panels == [["total"], ["id", "id_sp"], ["tri_sh", "tri_sp"], ["ip_entropy", "ip_centroid"],
                       ["tgsa_inter", "tgsa_intra", "tgsa_intra_cross"], ["csa1_inter", "csa1_intra"],
                       ["csa2_inter", "csa2_intra"], ["disc", "confuser"]]  # fmt: skip
+    # legends name the curves within their group; a term that is 0 throughout says so (a log axis cannot draw it)
+    tgsa = next(t.yaxis for t in fig.data if t.legendgroup == "tgsa_inter")
+    assert [t.name for t in by_axis[tgsa]] == ["inter", "intra", "intra_cross"]
+    assert [t.name for t in fig.data if t.legendgroup == "tri_sh"] == ["tri_sh = 0"]
+    assert all(t.hovertemplate.startswith(f"{t.legendgroup}: ") for t in fig.data)
     for axis, traces in by_axis.items():
         layout_axis = fig.layout["yaxis" + axis[1:]]
         low, high = layout_axis.range
@@ -303,6 +308,8 @@ def test_loss_figure_has_a_panel_per_term_group_that_holds_its_curves() -> None:
                                for row in history], "baseline", smoothing=0.5)  # fmt: skip
     assert [t.name for t in baseline.data if t.showlegend is not False] == ["total", "id", "tri_sp"]
     assert "EMA smoothing 0.5" in baseline.layout.title.text and baseline.layout.height < fig.layout.height
+    silent = wb.loss_figure([{"step": 1, "tgsa_inter": 0.0, "total": 1.0}], "p=2 x k=2", smoothing=0.0)
+    assert [a.text for a in silent.layout.annotations] == ["0 throughout"]  # a panel with nothing to draw
     with pytest.raises(ValueError, match="no loss terms"):
         wb.loss_figure([{"step": 1, "epoch": 1, "lr": 0.1}], "nothing")
 

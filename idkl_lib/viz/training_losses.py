@@ -45,6 +45,8 @@ the others."""
 PANEL_HEIGHT = 215
 """Pixels per row of panels (two panels a row)."""
 _COLUMNS = 2
+_PREFIXES = ("tgsa_", "csa1_", "csa2_", "ip_")
+"""Prefixes a legend leaves out: the panel's title names the group (``tgsa_intra`` is ``intra`` under TGSA)."""
 _TOTAL_COLOR = "#000000"
 _TERM_COLORS = tuple(color for color in OKABE_ITO if color != _TOTAL_COLOR)  # black is the total's alone
 
@@ -56,6 +58,13 @@ def panel_terms(keys: Sequence[str]) -> list[tuple[str, list[str]]]:
     known = {k for _, terms in LOSS_PANELS for k in terms}
     panels.append(("other", [k for k in present if k not in known]))
     return [(title, terms) for title, terms in panels if terms]
+
+
+def _label(term: str, values: np.ndarray) -> str:
+    """A curve's legend entry: the term without its group's prefix, ``= 0`` added when it is never positive (a log
+    axis cannot draw it: the term is switched off by the batch layout or satisfied throughout)."""
+    label = next((term.removeprefix(p) for p in _PREFIXES if term.startswith(p)), term)
+    return label if np.any(np.isfinite(values) & (values > 0)) else f"{label} = 0"
 
 
 def _log_range(values: Sequence[np.ndarray]) -> list[float] | None:
@@ -86,7 +95,8 @@ def loss_figure(
 
     Returns:
         The figure: per panel a logarithmic loss axis whose range holds all of the panel's curves
-        (:func:`_log_range`), and its own legend in the panel's top right corner.
+        (:func:`_log_range`), and its own legend above it, titled with the group (:func:`_label` names the curves;
+        the full term name is in the hover text and ``legendgroup``).
 
     Raises:
         ValueError: The history holds no loss terms.
@@ -113,17 +123,22 @@ def loss_figure(
             curve = raw
             if smoothing > 0:
                 fig.add_trace(
-                    go.Scatter(x=x, y=raw, mode="lines", name=term, legendgroup=term, showlegend=False,
+                    go.Scatter(x=x, y=raw, mode="lines", name=_label(term, raw), legendgroup=term, showlegend=False,
                                opacity=0.25, line={"color": color, "width": 1}, hoverinfo="skip"),
                     row=row + 1, col=col + 1,
                 )  # fmt: skip
                 curve = ema(raw, smoothing)
             fig.add_trace(
-                go.Scatter(x=x, y=curve, mode="lines", name=term, legendgroup=term, legend=legend,
+                go.Scatter(x=x, y=curve, mode="lines", name=_label(term, raw), legendgroup=term, legend=legend,
+                           hovertemplate=f"{term}: %{{y:.4g}}<extra></extra>",
                            line={"color": color, "width": 2.4 if term == "total" else 1.8}),
                 row=row + 1, col=col + 1,
             )  # fmt: skip
         span = _log_range(drawn)
+        if span is None:  # nothing a log axis can draw: say so in the panel
+            fig.add_annotation(text="0 throughout", showarrow=False, xref="x domain", yref="y domain", x=0.5, y=0.5,
+                               row=row + 1, col=col + 1)  # fmt: skip
+            span = [-1.0, 1.0]
         decades = {"dtick": 1} if span and span[1] - span[0] >= 2 else {}  # no 2 and 5 labels between decades
         fig.update_yaxes(type="log", range=span, exponentformat="power", row=row + 1, col=col + 1, **decades)
         domain_x = fig.get_subplot(row + 1, col + 1).xaxis.domain
