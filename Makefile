@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 RUN    ?= demo
 PYTEST_ARGS ?=
 
-.PHONY: demo ablation test test-unit test-notebooks lint typecheck venv clean-venv
+.PHONY: demo ablation test test-unit test-notebooks lint typecheck venv nbstripout clean-venv
 
 venv: $(STAMP)
 
@@ -15,7 +15,17 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@$(MAKE) --no-print-directory nbstripout
 	@touch $(STAMP)
+
+## nbstripout: install the git filter that .gitattributes names, so a notebook saved with outputs is committed without
+## them (into this clone's .git/config; `make venv` runs it; outside a git checkout there is nothing to install)
+nbstripout:
+	@test -x $(PY) || { echo "$(PY) is missing: run make venv (it installs the filter too)"; exit 1; }
+	@if [ "$$(git rev-parse --show-toplevel 2>/dev/null)" = "$$(pwd -P)" ]; then \
+		$(PY) -m nbstripout --install --attributes .gitattributes && \
+		echo "git filter nbstripout installed: notebooks are committed without their outputs"; \
+	else echo "not a git checkout: no nbstripout filter installed"; fi
 
 ## demo: write the synthetic dataset, train, evaluate and render the report into reports/$(RUN)/
 demo: $(STAMP)
@@ -49,4 +59,5 @@ typecheck: $(STAMP)
 	$(PY) -m mypy
 
 clean-venv:
+	-@git config --remove-section filter.nbstripout 2>/dev/null; git config --remove-section diff.ipynb 2>/dev/null; true
 	rm -rf $(VENV)

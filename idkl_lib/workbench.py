@@ -15,18 +15,23 @@ Nothing is implemented here; each name lives with its concept:
 * datasets, the dataset card: :mod:`idkl_lib.data.card`, :mod:`idkl_lib.data.registry`;
 * rebuilding models: :mod:`idkl_lib.checkpoint`;
 * the rank view and its query orders: :mod:`idkl_lib.eval.views`; query by image: :mod:`idkl_lib.viz.image_query`;
-* figures: :mod:`idkl_lib.viz.curves`, :mod:`idkl_lib.viz.dataset_plots`, :mod:`idkl_lib.viz.embeddings`;
+* figures: :mod:`idkl_lib.viz.training_losses`, :mod:`idkl_lib.viz.dataset_plots`, :mod:`idkl_lib.viz.embeddings`;
 * the Grad-CAM study: :mod:`idkl_lib.viz.gradcam_study`;
 * IDKL vs its baseline: :mod:`idkl_lib.eval.comparison`, :mod:`idkl_lib.viz.baseline_table`; this run's evidence
-  beside the paper's claims: :mod:`idkl_lib.notebook.evidence`.
+  beside the paper's claims: :mod:`idkl_lib.notebook.evidence`;
+* notebook 06's runs (a sweep, run folders, or IDKL and its baseline), or what is missing:
+  :mod:`idkl_lib.notebook.compare_runs`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+import plotly.graph_objects as go
 import torch
 
 from idkl_lib.checkpoint import load_trained_model, untrained_model
-from idkl_lib.config.recipe import recipe_changes
+from idkl_lib.config.recipe import recipe_changes, recipe_line
 from idkl_lib.data.card import (
     CARD_LABELS,
     EXPECTED_STATISTICS,
@@ -42,6 +47,7 @@ from idkl_lib.eval.comparison import EvalSettings
 from idkl_lib.eval.views import QUERY_ORDERS, RankView, rank_view
 from idkl_lib.models.complexity import model_complexity
 from idkl_lib.notebook.baseline import baseline_config, check_train_folder, train_baseline, wants_baseline
+from idkl_lib.notebook.compare_runs import RunComparison, compare_runs
 from idkl_lib.notebook.comparison import compare_checkpoints, find_baseline_checkpoint
 from idkl_lib.notebook.context import (
     DataMismatchError,
@@ -73,8 +79,6 @@ from idkl_lib.runs import (
     write_metrics,
 )
 from idkl_lib.viz.baseline_table import baseline_table
-from idkl_lib.viz.curves import LiveLossPlot, final_losses, loss_figure
-from idkl_lib.viz.curves import _mime_bundle as _mime_bundle  # the live plot's tests read wb._mime_bundle
 from idkl_lib.viz.dataset_plots import dataset_card_figure, statistics_table
 from idkl_lib.viz.embeddings import modality_gap_figure
 from idkl_lib.viz.gradcam_study import (
@@ -88,6 +92,8 @@ from idkl_lib.viz.gradcam_study import (
 )
 from idkl_lib.viz.image_query import image_query_box, image_ranklist
 from idkl_lib.viz.theme import NOTEBOOK_RENDERER
+from idkl_lib.viz.training_losses import LiveLossPlot, final_losses, loss_figure
+from idkl_lib.viz.training_losses import _mime_bundle as _mime_bundle  # the live plot's tests read wb._mime_bundle
 
 __all__ = [
     "BASELINE_STEP",
@@ -105,6 +111,7 @@ __all__ = [
     "LiveLossPlot",
     "ParameterError",
     "RankView",
+    "RunComparison",
     "RunFolder",
     "baseline_config",
     "baseline_table",
@@ -115,6 +122,7 @@ __all__ = [
     "checkpoint_data",
     "checkpoint_path",
     "compare_checkpoints",
+    "compare_runs",
     "dataset_card",
     "dataset_card_figure",
     "expected_statistics",
@@ -142,10 +150,12 @@ __all__ = [
     "prepare_dataset",
     "rank_view",
     "recipe_changes",
+    "recipe_line",
     "resolve_resume",
     "retrieval_evidence",
     "set_cpu_threads",
     "setup_notebook",
+    "show_figures",
     "statistics_table",
     "step_path",
     "subsample",
@@ -170,6 +180,14 @@ def setup_notebook(renderer: str = NOTEBOOK_RENDERER) -> None:
     import plotly.io as pio
 
     pio.renderers.default = renderer
+
+
+def show_figures(figures: Mapping[str, go.Figure]) -> dict[str, go.Figure]:
+    """Show every figure of ``figures`` in order (``fig.show()``) and return them, e.g. to collect a notebook's
+    figures for the last cell: ``figures |= wb.show_figures(comparison.figures("paired"))``."""
+    for fig in figures.values():
+        fig.show()
+    return dict(figures)
 
 
 def set_cpu_threads(cpu_threads: int) -> int:

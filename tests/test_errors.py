@@ -81,3 +81,25 @@ def test_evaluation_input_mistakes(sysu_dataset: VIDataset) -> None:
     empty = VIDataset("sysu", sysu_dataset.root, sysu_dataset.train, (), sysu_dataset.gallery, 1, sysu_dataset.meta)
     with pytest.raises(ValueError, match=r"(?i)empty|no quer"):
         evaluate_dataset(empty, q[:0], g)
+
+
+def test_refusals_show_as_their_message_in_a_notebook() -> None:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from idkl_lib.notebook.context import DataMismatchError
+    from idkl_lib.notebook.params import ParameterError
+    from idkl_lib.runs.guard import RunFolderError
+    from idkl_lib.utils.errors import ShortMessage
+
+    message = "02_train already holds the checkpoint of another run. " + "Train into a new folder. " * 12
+    for kind in (RunFolderError, DataMismatchError, ParameterError):
+        assert issubclass(kind, ShortMessage) and issubclass(kind, ValueError)  # callers still catch ValueError
+        lines = kind(message)._render_traceback_()  # IPython's protocol: these lines instead of the traceback
+        assert 2 <= len(lines) <= 4 and all(len(line) <= 130 for line in lines)
+        assert lines[0].startswith(f"\x1b[0;31m{kind.__name__}\x1b[0m: 02_train already holds")
+        assert " ".join(lines).replace(f"\x1b[0;31m{kind.__name__}\x1b[0m: ", "") == " ".join(message.split())
+    shown: list[list[str]] = []
+    shell = InteractiveShell()
+    shell._showtraceback = lambda etype, evalue, stb: shown.append(stb)  # type: ignore[method-assign]
+    shell.run_cell("from idkl_lib.runs.guard import RunFolderError\nraise RunFolderError('refused: another run')")
+    assert shown == [["\x1b[0;31mRunFolderError\x1b[0m: refused: another run"]]

@@ -30,6 +30,8 @@ from idkl_lib.runs import MATHJAX_DIR, PLOTLY_JS_NAME, REVEAL_DIR
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
+PARAMETER_LINE_WIDTH = 100
+"""Widest line of a parameters cell: what JupyterLab's code cell shows in a usual window without scrolling."""
 SHARED_DEFAULTS = ("device", "cpu_threads", "seed")
 """Parameters that mean the same thing in every notebook declaring them, so they share their default value."""
 CONTEXT_STEPS = ("02_train", "03_evaluate", "04_gradcam", "05_embeddings")
@@ -141,7 +143,11 @@ def test_parameters_are_documented_literals(path: Path) -> None:
     data = set() if path.stem == "06_compare_runs" else {"dataset", "data_root", "seed"}  # 06 reads run folders
     assert {"run_dir", "step_dir", *data} <= set(declared)
     lines = [line for line in _parameters_cell(nb).source.splitlines() if line.strip()]
-    assert all(re.search(r"\S\s+#\s+\S", line) for line in lines), "every parameter has a trailing comment"
+    assignments = [line for line in lines if not line.lstrip().startswith("#")]  # the rest: wrapped comments
+    assert all(re.search(r"\S\s+#\s+\S", line) for line in assignments), "every parameter has a trailing comment"
+    assert not lines[0].lstrip().startswith("#") and len(assignments) == len(declared)
+    too_long = [line for line in lines if len(line) > PARAMETER_LINE_WIDTH]
+    assert not too_long, f"wrap these comments to {PARAMETER_LINE_WIDTH} columns (JupyterLab's cell): {too_long}"
     # papermill's own parser (--help-notebook, pipeline) must see every name: it skips lines with a second "="
     inspected = papermill.inspect_notebook(str(path))
     assert set(inspected) == set(declared)
@@ -180,6 +186,18 @@ def test_rank_list_text_names_the_drawn_frame_colours() -> None:
     (text,) = [c.source for c in nb.cells if c.cell_type == "markdown" and c.source.startswith("## Rank lists")]
     assert f"{names[MATCH_COLOR]} frame" in text and f"{names[MISMATCH_COLOR]} one" in text
     assert not re.search(r"\b(green|red) (frame|one)\b", text.replace("bluish-green", ""))
+
+
+def test_the_cmc_text_names_the_convention_computed() -> None:
+    import inspect
+
+    from idkl_lib.eval import evaluate_dataset
+
+    computed = inspect.signature(evaluate_dataset).parameters["cmc_mode"].default  # what 03's call uses
+    nb = nbformat.read(str(NOTEBOOKS_DIR / "03_evaluate.ipynb"), as_version=4)
+    (text,) = [c.source for c in nb.cells if c.cell_type == "markdown" and c.source.startswith("## Results")]
+    assert computed == "unique_ids" and f'`cmc_mode="{computed}"`' in text and "distinct identities" in text
+    assert "evaluate_dataset(ds, query_feats, gallery_feats, num_trials" in "".join(c.source for c in _code_cells(nb))
 
 
 # ---------------------------------------------------------------------------------------------- executed run
@@ -318,17 +336,24 @@ def test_training_shows_live_and_final_loss_curves(ci_run: PipelineResult) -> No
     (cell,) = [c for c in _code_cells(executed) if "LiveLossPlot" in c.source]
     history = json.loads((ci_run.run_dir / "02_train" / "history.json").read_text())
     totals = [row["total"] for row in history]
-    # the live plot: one Output widget (the progress bars are widgets too), holding the last drawing
+    # the live plot: one Output widget (the progress bars are widgets too), emptied when training ends
     views = [o.data for o in cell.outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
     live = [v["application/vnd.jupyter.widget-view+json"]["model_id"] for v in views if v["text/plain"] == "Output()"]
     assert len(live) == 1, "the live plot is one Output widget"
     state = executed.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"][live[0]]["state"]
-    assert np.allclose(raw_total(state["outputs"][-1]["data"]["application/vnd.plotly.v1+json"]), totals)
-    # the final curves, shown as a figure of their own
+    assert state["outputs"] == [], "the live drawing gives way to the final figure"
+    # the final curves: the one loss figure of the run, a panel per term group
     figures = [o.data["application/vnd.plotly.v1+json"] for o in cell.outputs if "data" in o and
                "application/vnd.plotly.v1+json" in o.data]  # fmt: skip
     assert len(figures) == 1 and figures[0]["layout"]["title"]["text"].startswith("Losses (idkl)")
     assert np.allclose(raw_total(figures[0]), totals), "the shown figure holds the logged totals"
+    axes = {trace.get("yaxis", "y") for trace in figures[0]["data"]}
+    assert len(axes) == 8, "total, identity, triplet, purifier, TGSA, CSA1, CSA2, modality"
+    printed = "".join(o.get("text", "") for c in _code_cells(executed) for o in c.outputs if o.output_type == "stream")
+    recipe = [line for line in printed.splitlines() if line.startswith("recipe ")]
+    assert recipe == [recipe[0]] and recipe[0].startswith("recipe synthetic (sysu layout): 64x32, P 2 x K 2")
+    assert "changed from the synthetic recipe" in recipe[0] and "(recipe sysu)" not in recipe[0]
+    assert '"run_tag"' not in printed, "no JSON dump at the end"
 
 
 @pytest.mark.notebooks

@@ -1,4 +1,4 @@
-"""Notebooks 01 -> 05 run in order the way a JupyterLab user runs them: from a copy of ``notebooks/`` (so
+"""Notebooks 01 -> 05 run in order the way a JupyterLab user runs them, then 06: from a copy of ``notebooks/`` (so
 ``../reports/dev`` and ``../data`` land in a temporary folder), each with its own defaults except a few size
 parameters; the run context set in 01 carries the run folder and the data to 02-05, 02 trains the baseline that 04 and
 05 compare with, and a rerun of 02 with other parameters into the same step folder is refused."""
@@ -103,6 +103,11 @@ def test_01_to_05_in_order_with_their_defaults(lab: Path) -> None:
         executed = nbformat.read(str(lab / "executed" / f"{stem}.ipynb"), as_version=4)
         text = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs)
         assert "run folder ../reports/dev" in text or f"run folder {dev.resolve()}" in text, stem
+    # 05 wrote the run's report, summary first, as the pipeline does
+    page = (dev / "index.html").read_text(encoding="utf-8")
+    assert page.index('id="summary"') < page.index("<h2>Steps</h2>") and "badge interactive" in page
+    assert all(f'href="#step-{step}"' in page for step in (*SIZES, "02_train_baseline"))
+    assert "IDKL and the baseline evaluated side by side in 03_evaluate" in page
 
 
 @pytest.mark.slow
@@ -120,6 +125,10 @@ def test_rerunning_02_with_other_parameters_is_refused_before_training(lab: Path
     executed = nbformat.read(str(lab / "executed" / "02_train.ipynb"), as_version=4)
     failed = [c.source for c in executed.cells for o in c.get("outputs", []) if o.output_type == "error"]
     assert len(failed) == 1 and "wb.check_train_folder(" in failed[0], "refused in the parameters cell, before training"
+    (error,) = [o for c in executed.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    shown = "\n".join(error.traceback)  # what JupyterLab shows: the message, not a traceback through the library
+    assert 1 <= len(error.traceback) <= 5 and "Traceback" not in shown and "File " not in shown, shown
+    assert shown.startswith("\x1b[0;31mRunFolderError\x1b[0m: ") and "overwrite=True" in shown
 
 
 @pytest.mark.slow
@@ -129,3 +138,30 @@ def test_evaluating_on_other_data_names_both(lab: Path) -> None:
     _, cfg, _ = load_trained_model(checkpoint)
     with pytest.raises(DataMismatchError, match=r"trained on synthetic sysu layout \(8 ids.*asks for synthetic sysu "):
         checkpoint_data(cfg, checkpoint, synthetic_ids=192)  # 03-05 with the demo's size: not what 02 trained on
+
+
+@pytest.mark.slow
+@pytest.mark.notebooks
+def test_06_after_05_compares_the_run_with_its_baseline_or_says_what_is_missing(lab: Path) -> None:
+    _execute(lab, "06_compare_runs")  # its defaults: the run of 01-05
+    executed = nbformat.read(str(lab / "executed" / "06_compare_runs.ipynb"), as_version=4)
+    assert not [o for c in executed.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    text = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs)
+    assert "Comparing IDKL with its baseline in the run folder" in text and "side by side by notebook 03" in text
+    metrics = _metrics(lab, "06_compare_runs")
+    assert metrics["num_runs"] == 2 and metrics["baseline"] == "baseline"
+    assert [c["config"] for c in metrics["configs"]] == ["IDKL (sysu)", "baseline"]
+    r1 = next(row for row in metrics["paired"] if row["metric"] == "R1")
+    evaluated = _metrics(lab, "03_evaluate")
+    assert r1["mean_diff"] == pytest.approx(evaluated["vs_baseline"][metrics["protocol"]]["R1"])
+    figures = lab / "reports" / "dev" / "06_compare_runs" / "figures"
+    assert {"summary", "paired", "cmc", "loss_curves", "loss_terms"} <= {p.stem for p in figures.glob("*.html")}
+
+    empty = lab / "reports" / "empty"
+    empty.mkdir()
+    _execute(lab, "06_compare_runs", run_dir=str(empty))  # a folder with nothing to compare: a message, no error
+    executed = nbformat.read(str(lab / "executed" / "06_compare_runs.ipynb"), as_version=4)
+    assert not [o for c in executed.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    text = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs)
+    assert f"Nothing to compare in {empty}" in text and "python -m idkl_lib.experiments.sweep" in text
+    assert json.loads((empty / "06_compare_runs" / "metrics.json").read_text())["num_runs"] == 0

@@ -13,7 +13,7 @@ from torch.distributed.run import get_args_parser
 
 from idkl_lib.checkpoint import load_checkpoint
 from idkl_lib.config import LossWeights, TrainConfig
-from idkl_lib.config.recipe import RECIPE_FIELDS, recipe_changes, recipe_line
+from idkl_lib.config.recipe import RECIPE_FIELDS, recipe_changes, recipe_line, recipe_name
 from idkl_lib.data import VIDataset
 from idkl_lib.data.registry import DATASETS, SYNTHETIC_RECIPE, training_recipe
 from idkl_lib.notebook.params import ParameterError, check_params, notebook_recipe
@@ -111,6 +111,22 @@ def test_recipe_line_names_the_dataset_values_and_changes() -> None:
     assert line.startswith("recipe regdb: 256x128, P 6 x K 4, loss regdb, lr 0.00035, 160 epochs (milestones 55 95)")
     assert line.endswith("changed from the regdb recipe: k 4 (recipe 10)") and "\n" not in line
     assert recipe_line(TrainConfig.for_dataset("llcm")).endswith("the llcm recipe unchanged")
+
+
+def test_a_synthetic_folder_trains_with_the_synthetic_recipe(sysu_root: Path, tmp_path: Path) -> None:
+    # a synthetic dataset is parsed with its layout's name ("sysu"); its recipe is the synthetic one, not SYSU-MM01's
+    cfg = TrainConfig(dataset="sysu", data_root=str(sysu_root), **{n: SYNTHETIC_RECIPE[n] for n in RECIPE_FIELDS})
+    assert recipe_name(cfg) == "synthetic"
+    line = recipe_line(cfg)
+    assert line == (
+        "recipe synthetic (sysu layout): 128x64, P 8 x K 4, loss sysu, lr 0.01, 20 epochs (milestones 16), resnet18; "
+        "the synthetic recipe unchanged"
+    )
+    assert recipe_line(dataclasses.replace(cfg, k=2)).endswith("changed from the synthetic recipe: k 2 (recipe 4)")
+    real = dataclasses.replace(cfg, data_root=str(tmp_path))  # no .synthetic.json: a real SYSU-MM01 folder
+    assert recipe_name(real) == "sysu" and "changed from the sysu recipe: arch resnet18 (recipe resnet50)" in (
+        recipe_line(real)
+    )
 
 
 # ----------------------------------------------------------------------------------------------- command line
@@ -235,7 +251,9 @@ def test_training_prints_the_recipe_and_stores_it_in_the_checkpoint(
     train(cfg, dataset=regdb_dataset, progress=False)
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("recipe ")]
     assert lines == [recipe_line(cfg)]
-    assert "recipe regdb: 32x32, P 6 x K 4, loss regdb" in lines[0] and "height 32 (recipe 256)" in lines[0]
+    # a synthetic folder (regdb layout): the values are compared with the synthetic recipe
+    assert "recipe synthetic (regdb layout): 32x32, P 6 x K 4, loss regdb" in lines[0]
+    assert "height 32 (recipe 128)" in lines[0]
     saved = load_checkpoint(tmp_path / CHECKPOINT_NAME)["config"]
     assert TrainConfig.from_dict(saved) == cfg
     assert (saved["dataset"], saved["p"], saved["k"], saved["loss_preset"], saved["lr"]) == (

@@ -189,3 +189,30 @@ def test_presenting_section_links_every_deck_in_run_order(tmp_path: Path) -> Non
     assert "open 02_train then 03_evaluate" in section
     for key in ("<kbd>f</kbd>", "<kbd>Esc</kbd>", "<kbd>s</kbd>", "<kbd>→</kbd>", "RISE"):
         assert key in section, key
+
+
+def test_a_jupyterlab_run_folder_gets_the_same_summary_first_page(tmp_path: Path, capsys: Any) -> None:
+    from idkl_lib.notebook.context import RunFolder
+
+    vs = {s: {m: IDKL[s][m] - BASELINE[s][m] for m in ("R1", "mAP", "mINP")} for s in IDKL}
+    run = _run(tmp_path, {"protocols": IDKL, "baseline": {"protocols": BASELINE}, "vs_baseline": vs})
+    for name in ("status.json", "params.json"):  # notebooks run by hand write neither
+        (run / name).unlink()
+    _write(run / "01_data_exploration" / "metrics.json", {"dataset": "synthetic"})
+    _write(run / "05_embeddings" / "metrics.json", {"num_points": 10})
+    (run / "04_gradcam").mkdir()  # a step folder without metrics.json: the notebook did not finish
+    _figure(run / "02_train" / "figures", "loss_curves", 10**9)
+    interactive = RunFolder(run, run / "05_embeddings", interactive=True)
+    assert RunFolder(run, run / "05_embeddings", interactive=False).write_report() is None  # the pipeline's own
+    assert not (run / "index.html").exists()
+    assert interactive.write_report() == run / "index.html"
+    printed = f"report: {(run / 'index.html').resolve()} (open it in a browser; notebook 05 rewrites it when run again)"
+    assert capsys.readouterr().out == printed + "\n"
+    page = (run / "index.html").read_text(encoding="utf-8")
+    rows, _ = _summary_table(page)
+    assert rows[2:] == EXPECTED_ROWS  # the same summary as a pipeline run's
+    assert '<span class="badge interactive">interactive</span>' in page and ".interactive{" in page
+    steps = re.findall(r'<a href="#step-([^"]+)">', page)
+    assert steps == ["01_data_exploration", "02_train", "03_evaluate", "05_embeddings"]
+    assert page.count('<span class="badge done">done</span>') >= 4 and "02_train/figures/loss_curves.png" in page
+    assert page.index('id="summary"') < page.index("<h2>Steps</h2>")

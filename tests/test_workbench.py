@@ -249,15 +249,20 @@ def test_live_loss_plot_redraws_into_one_output_widget(monkeypatch: pytest.Monke
         plot({"step": step, "epoch": 1, "lr": 0.1, "total": 3.0 / step, "id": 2.0 / step})
         if plot.output is not None:
             traces = _drawn_traces(plot)
-            assert list(traces) == ["id", "total"]
+            assert list(traces) == ["total", "id"]  # the total's panel, then the identity panel
             drawn.append(traces["total"][1])
     # one Output widget displayed once, its content replaced at rows 2 and 4 with the values logged so far
     assert len(shown) == 1 and isinstance(shown[0], ipywidgets.Output) and shown[0] is plot.output
     assert drawn[0] == [3.0, 1.5] and drawn[1] == drawn[0] and drawn[2] == pytest.approx([3.0, 1.5, 1.0, 0.75])
-    plot.redraw()  # the final state after training
+    plot.redraw()
     final = _drawn_traces(plot)
     assert final["total"] == ([1.0, 2.0, 3.0, 4.0, 5.0], pytest.approx([3.0 / n for n in range(1, 6)]))
     assert final["id"][1] == pytest.approx([2.0 / n for n in range(1, 6)]) and len(shown) == 1
+    # after training the live drawing gives way to the final figure, shown once by the notebook
+    earlier = [{"step": 0, "epoch": 1, "lr": 0.1, "total": 4.0, "id": 3.0}]  # a resumed run's earlier rows
+    figure = plot.finish(earlier + plot.history)
+    assert plot.output.outputs == () and len(shown) == 1
+    assert list(next(t for t in figure.data if t.name == "total").y) == [4.0] + [3.0 / n for n in range(1, 6)]
     throttled = wb.LiveLossPlot("losses", min_interval=3600.0)
     for step in range(1, 6):
         throttled({"step": step, "total": 1.0})
@@ -265,11 +270,48 @@ def test_live_loss_plot_redraws_into_one_output_widget(monkeypatch: pytest.Monke
     assert len(shown) == 2 and _drawn_traces(throttled)["total"] == ([1.0], [1.0])
 
 
-def test_loss_figure_clips_the_log_axis() -> None:
-    history = [{"step": 1, "epoch": 1, "total": 100.0, "ip": 1.0}, {"step": 2, "epoch": 1, "total": 10.0, "ip": 0.0}]
+def test_loss_figure_has_a_panel_per_term_group_that_holds_its_curves() -> None:
+    from idkl_lib.config.ablation import TERM_GROUPS
+    from idkl_lib.viz.theme import OKABE_ITO
+
+    terms = [t for group in ("identity", "triplet", "ip", "tgsa", "csa", "modality") for t in TERM_GROUPS[group]]
+    history = [
+        {"step": s, "epoch": 1, "lr": 0.1, **{t: 1.0 / s for t in terms}, "ip_entropy": 1e-7 / s, "tri_sh": 0.0,
+         "total": 20.0 / s}
+        for s in range(1, 5)
+    ]  # fmt: skip
     fig = wb.loss_figure(history, "losses", smoothing=0.0)
-    assert fig.layout.yaxis.type == "log" and tuple(fig.layout.yaxis.range) == pytest.approx((-3.0, 2.2))
-    assert wb.loss_figure(history, "losses", log_y=False).layout.yaxis.range is None
+    by_axis: dict[str, list] = {}
+    for trace in fig.data:
+        by_axis.setdefault(trace.yaxis, []).append(trace)
+    panels = [[t.legendgroup for t in traces] for traces in by_axis.values()]
+    assert panels == [["total"], ["id", "id_sp"], ["tri_sh", "tri_sp"], ["ip_entropy", "ip_centroid"],
+                      ["tgsa_inter", "tgsa_intra", "tgsa_intra_cross"], ["csa1_inter", "csa1_intra"],
+                      ["csa2_inter", "csa2_intra"], ["disc", "confuser"]]  # fmt: skip
+    # legends name the curves within their group; a term that is 0 throughout says so (a log axis cannot draw it)
+    tgsa = next(t.yaxis for t in fig.data if t.legendgroup == "tgsa_inter")
+    assert [t.name for t in by_axis[tgsa]] == ["inter", "intra", "intra_cross"]
+    assert [t.name for t in fig.data if t.legendgroup == "tri_sh"] == ["tri_sh = 0"]
+    assert all(t.hovertemplate.startswith(f"{t.legendgroup}: ") for t in fig.data)
+    for axis, traces in by_axis.items():
+        layout_axis = fig.layout["yaxis" + axis[1:]]
+        low, high = layout_axis.range
+        values = [v for t in traces for v in t.y if v > 0]
+        assert layout_axis.type == "log" and low <= math.log10(min(values)) and math.log10(max(values)) <= high
+        colors = [t.line.color for t in traces]
+        assert len(set(colors)) == len(colors), f"one colour per curve of a panel: {colors}"
+        assert ("#000000" in colors) == (traces[0].name == "total"), "black is the total's alone"
+        assert {t.legend for t in traces} == {traces[0].legend}, "each panel has its own legend"
+    assert len({t.legend for t in fig.data}) == 8 and set(OKABE_ITO) >= {t.line.color for t in fig.data}
+    assert fig.layout.height >= 200 * 4 and fig.layout.title.text == "losses"
+    baseline = wb.loss_figure([{k: v for k, v in row.items() if k in ("step", "total", "id", "tri_sp")}
+                               for row in history], "baseline", smoothing=0.5)  # fmt: skip
+    assert [t.name for t in baseline.data if t.showlegend is not False] == ["total", "id", "tri_sp"]
+    assert "EMA smoothing 0.5" in baseline.layout.title.text and baseline.layout.height < fig.layout.height
+    silent = wb.loss_figure([{"step": 1, "tgsa_inter": 0.0, "total": 1.0}], "p=2 x k=2", smoothing=0.0)
+    assert [a.text for a in silent.layout.annotations] == ["0 throughout"]  # a panel with nothing to draw
+    with pytest.raises(ValueError, match="no loss terms"):
+        wb.loss_figure([{"step": 1, "epoch": 1, "lr": 0.1}], "nothing")
 
 
 def test_final_losses_average_the_last_epoch() -> None:

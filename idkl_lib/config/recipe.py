@@ -5,14 +5,16 @@ and the one-line summary printed at the start of training."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from idkl_lib.data.marker import read_marker
 from idkl_lib.data.registry import DATASETS, RECIPE_FIELDS, training_recipe
 
 if TYPE_CHECKING:
     from .train import TrainConfig
 
-__all__ = ["RECIPE_FIELDS", "recipe_changes", "recipe_help", "recipe_line", "resolve_recipe"]
+__all__ = ["RECIPE_FIELDS", "recipe_changes", "recipe_help", "recipe_line", "recipe_name", "resolve_recipe"]
 
 
 def _plain(value: Any) -> Any:
@@ -42,16 +44,25 @@ def recipe_changes(values: Mapping[str, Any], recipe: Mapping[str, Any]) -> dict
     }
 
 
+def recipe_name(cfg: TrainConfig) -> str:
+    """The recipe ``cfg`` starts from: ``"synthetic"`` when its ``data_root`` holds a synthetic dataset (its
+    ``.synthetic.json`` marker; ``cfg.dataset`` is then the layout it was parsed with), else ``cfg.dataset``."""
+    return "synthetic" if cfg.data_root and read_marker(Path(cfg.data_root)) is not None else cfg.dataset
+
+
 def recipe_line(cfg: TrainConfig) -> str:
-    """One line naming the recipe a run trains with and the values that differ from its dataset's recipe, e.g.
-    ``recipe regdb: 256x128, P 6 x K 4, loss regdb, lr 0.00035, 160 epochs (milestones 55 95), resnet50; changed
-    from the regdb recipe: k 4 (recipe 10)``."""
-    changes = recipe_changes(cfg.to_dict(), training_recipe(cfg.dataset))
-    changed = ", ".join(f"{name} {_text(new)} (recipe {_text(old)})" for name, (old, new) in changes.items())
+    """One line naming the recipe a run trains with and the values that differ from it (:func:`recipe_name`: the
+    synthetic dataset's own recipe for a synthetic folder), e.g. ``recipe regdb: 256x128, P 6 x K 4, loss regdb, lr
+    0.00035, 160 epochs (milestones 55 95), resnet50; changed from the regdb recipe: k 4 (recipe 10)`` or ``recipe
+    synthetic (sysu layout): 128x64, ...; the synthetic recipe unchanged``."""
+    name = recipe_name(cfg)
+    changes = recipe_changes(cfg.to_dict(), training_recipe(name))
+    changed = ", ".join(f"{field} {_text(new)} (recipe {_text(old)})" for field, (old, new) in changes.items())
+    label = f"{name} ({cfg.dataset} layout)" if name != cfg.dataset else name
     return (
-        f"recipe {cfg.dataset}: {cfg.height}x{cfg.width}, P {cfg.p} x K {cfg.k}, loss {cfg.loss_preset}, "
+        f"recipe {label}: {cfg.height}x{cfg.width}, P {cfg.p} x K {cfg.k}, loss {cfg.loss_preset}, "
         f"lr {cfg.lr:g}, {cfg.epochs} epochs (milestones {_text(cfg.milestones)}), {cfg.arch}; "
-        + (f"changed from the {cfg.dataset} recipe: {changed}" if changed else f"the {cfg.dataset} recipe unchanged")
+        + (f"changed from the {name} recipe: {changed}" if changed else f"the {name} recipe unchanged")
     )
 
 

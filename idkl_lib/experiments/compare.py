@@ -50,6 +50,7 @@ __all__ = [
     "loss_magnitudes",
     "markdown_tables",
     "paired_comparison",
+    "pick_protocol",
     "summarise",
 ]
 
@@ -98,7 +99,9 @@ def _run_folders(run_dir: Path | None, runs: Sequence[str | os.PathLike[str]]) -
     return sweep_cells(run_dir) or [run_dir]
 
 
-def _pick_protocol(metrics: Mapping[str, Any], protocol: str, path: Path) -> tuple[str, dict[str, Any], list[float]]:
+def pick_protocol(metrics: Mapping[str, Any], protocol: str, path: Path) -> tuple[str, dict[str, Any], list[float]]:
+    """``(protocol name, its metrics row, its CMC)`` from a run's ``{step: metrics}``: the evaluation step's
+    ``protocols`` (else the training step's ``eval``); ``protocol`` or, when empty, the single-shot all-search one."""
     evaluation = metrics.get(EVAL_STEP)
     if isinstance(evaluation, Mapping) and evaluation.get("protocols"):
         table, curves = evaluation["protocols"], evaluation.get("cmc", {})
@@ -139,7 +142,7 @@ def load_runs(
         metrics = read_metrics(path)
         if not metrics:
             raise ValueError(f"run folder {path} has no {METRICS_NAME}; run the pipeline into it first")
-        chosen, row, cmc = _pick_protocol(metrics, chosen, path)
+        chosen, row, cmc = pick_protocol(metrics, chosen, path)
         params = (read_params(path) or {}).get(TRAIN_STEP) or {}
         history = read_history(path) or []
         status = read_status(path) or {}

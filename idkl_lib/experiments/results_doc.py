@@ -46,7 +46,7 @@ from typing import Any
 import yaml
 
 from idkl_lib.experiments.compare import Run, _label, gap_change_table, load_runs, markdown_tables
-from idkl_lib.runs import is_sweep, read_json
+from idkl_lib.runs import RESULTS_JSON, is_sweep, read_json
 from idkl_lib.utils.errors import CommandParser, run_command
 from idkl_lib.utils.io import atomic_write_json, atomic_write_text
 
@@ -65,7 +65,7 @@ __all__ = [
 RESULTS_DIR = Path("docs/results")
 DOC = Path("docs/results.md")
 TABLES_NAME = "tables.yaml"
-RESULTS_NAME = "results.json"
+RESULTS_NAME = RESULTS_JSON
 PARTS = ("summary", "paired", "gap")
 TABLE_KEYS = ("sweeps", "show", "baseline", "protocol", "by", "by_default", "configs")
 _SCHEMA = 1

@@ -86,7 +86,8 @@ def wants_baseline(with_baseline: bool | None, cfg: TrainConfig, data: DataSetti
 def train_baseline(
     cfg: TrainConfig, dataset: VIDataset, resume: str | os.PathLike[str] = ""
 ) -> tuple[object, go.Figure]:
-    """Train the baseline ``cfg`` (:func:`baseline_config`) with a live loss plot; write its ``history.json``.
+    """Train the baseline ``cfg`` (:func:`baseline_config`) with a live loss plot, which gives way to the final loss
+    figure (returned, to be shown once); write its ``history.json``.
 
     Args:
         cfg: The baseline's configuration.
@@ -98,11 +99,10 @@ def train_baseline(
         ``(TrainResult, final loss-curve figure)``.
     """
     from idkl_lib.train.loop import train
-    from idkl_lib.viz.curves import LiveLossPlot, loss_figure
+    from idkl_lib.viz.training_losses import LiveLossPlot
 
     live = LiveLossPlot("Losses (baseline)")
     result = train(cfg, dataset=dataset, resume=resolve_resume("auto" if resume == "auto" else "", cfg.out_dir),
                    on_log=live)  # fmt: skip
-    live.redraw()
     atomic_write_json(Path(cfg.out_dir) / HISTORY_NAME, result.history)
-    return result, loss_figure(result.history, "Losses (baseline)")
+    return result, live.finish(result.history)

@@ -33,7 +33,9 @@ from idkl_lib.data.records import VIDataset
 from idkl_lib.data.registry import build_dataset
 from idkl_lib.data.synthetic import write_synthetic
 from idkl_lib.notebook.params import ParameterError, check_params
+from idkl_lib.report.index import write_index
 from idkl_lib.runs import CHECKPOINT_NAME, CONTEXT_NAME, TRAIN_STEP, read_context, read_json, step_path
+from idkl_lib.utils.errors import ShortMessage
 from idkl_lib.utils.io import atomic_write_json
 
 if TYPE_CHECKING:
@@ -128,8 +130,9 @@ def prepare_dataset(
     return build_dataset(name, root, trial=regdb_trial)
 
 
-class DataMismatchError(ValueError):
-    """A notebook asks for other data than its run (or its checkpoint) was set up with."""
+class DataMismatchError(ShortMessage, ValueError):
+    """A notebook asks for other data than its run (or its checkpoint) was set up with (in a notebook: the message
+    alone, no traceback)."""
 
 
 @dataclass(frozen=True)
@@ -304,6 +307,16 @@ class RunFolder:
         path = atomic_write_json(self.path / CONTEXT_NAME, record)
         if self.interactive:
             atomic_write_json(CURRENT_RUN, {"run_dir": str(self.path.resolve()), "set_by": step, "at": _now()})
+        return path
+
+    def write_report(self) -> Path | None:
+        """Run interactively (JupyterLab), write the run's summary-first ``index.html`` as the pipeline does
+        (:func:`idkl_lib.report.index.write_index`, from the step folders written so far) and print where it is;
+        in the pipeline do nothing (it writes the report after its last step) and return None."""
+        if not self.interactive:
+            return None
+        path = write_index(self.path)
+        print(f"report: {path.resolve()} (open it in a browser; notebook 05 rewrites it when run again)")
         return path
 
 

@@ -23,6 +23,7 @@ from idkl_lib.config.recipe import RECIPE_FIELDS, resolve_recipe
 from idkl_lib.data.registry import DATASETS
 from idkl_lib.data.synthetic import LAYOUTS
 from idkl_lib.models.idkl import Which
+from idkl_lib.utils.errors import ShortMessage
 from idkl_lib.viz.gradcam import CAM_METHODS
 
 __all__ = [
@@ -42,8 +43,9 @@ DATASET_CHOICES: tuple[str, ...] = ("synthetic", *DATASETS)
 Rule = Callable[[Any], "str | None"]
 
 
-class ParameterError(ValueError):
-    """A notebook parameter has a bad value; the message names the parameter and the accepted values."""
+class ParameterError(ShortMessage, ValueError):
+    """A notebook parameter has a bad value; the message names the parameter and the accepted values (in a notebook:
+    the message alone, no traceback)."""
 
 
 def _is_int(value: object) -> bool:

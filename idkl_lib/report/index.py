@@ -11,6 +11,11 @@ interactive HTML version of each; the full metrics table is collapsed at the bot
 its slide deck (``<step>.slides.html``) and its executed notebook; when a step folder holds TensorBoard logs, the
 page shows the command that opens them. Under the steps, "Presenting" links every deck and gives the presenter's keys
 and the way to present live with code (RISE in JupyterLab).
+
+A run folder written from JupyterLab (notebooks 01-05 run by hand) has no ``status.json``: its steps are the step
+folders that hold a ``metrics.json``, in name order (``01_data_exploration``, ``02_train``, ``02_train_baseline``,
+...), each marked ``done``, and the page is marked ``interactive``; notebook 05 writes it
+(:meth:`idkl_lib.notebook.context.RunFolder.write_report`).
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ from idkl_lib.runs import (
 )
 from idkl_lib.utils.io import atomic_write_text
 
-__all__ = ["IMAGE_SUFFIXES", "figure_order", "flatten_metrics", "render_index", "write_index"]
+__all__ = ["IMAGE_SUFFIXES", "figure_order", "flatten_metrics", "interactive_steps", "render_index", "write_index"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".svg", ".gif", ".webp")
 """Figures shown inline; other files in ``figures/`` (``.html``, ``.pdf``, ...) are linked."""
@@ -59,7 +64,7 @@ th{background:#eef2f7;font-weight:600}td.num{text-align:right;font-variant-numer
 a{color:#1f6feb;text-decoration:none}a:hover{text-decoration:underline}
 .badge{display:inline-block;border-radius:10px;padding:0 9px;font-size:12px;font-weight:600;color:#fff}
 .done{background:#2f9e44}.failed,.interrupted{background:#e03131}.running{background:#f08c00}
-.not-run,.skipped{background:#868e96}
+.not-run,.skipped{background:#868e96}.interactive{background:#1f6feb}
 .banner{background:#fff5f5;border:1px solid #ffa8a8;border-left:6px solid #e03131;padding:10px 14px;margin:14px 0}
 .banner pre{white-space:pre-wrap;margin:6px 0 0;font-size:13px}
 .figs{display:grid;grid-template-columns:repeat(auto-fill,minmax(340px,1fr));gap:14px}
@@ -280,6 +285,13 @@ def _step_section(run_dir: Path, name: str, entry: dict[str, Any], params: Any) 
     return "".join(parts)
 
 
+def interactive_steps(run_dir: Path) -> dict[str, Any]:
+    """The steps of a run folder without ``status.json`` (run in JupyterLab): ``{step: {"state": "done", "notebook":
+    ...}}`` for every step folder holding a ``metrics.json``, in name order."""
+    folders = sorted(p for p in run_dir.iterdir() if p.is_dir() and (p / METRICS_NAME).is_file())
+    return {p.name: {"state": "done", "notebook": f"{p.name.removesuffix('_baseline')}.ipynb"} for p in folders}
+
+
 def render_index(run_dir: str | os.PathLike[str], title: str | None = None) -> str:
     """Render the report page for ``run_dir`` (see the module docstring for what is read).
 
@@ -295,6 +307,8 @@ def render_index(run_dir: str | os.PathLike[str], title: str | None = None) -> s
     env = read_json(run_dir / ENVIRONMENT_NAME, on_error="warn", expected=dict) or {}
     params = read_params(run_dir, on_error="warn") or {}
     steps: dict[str, Any] = status.get("steps") or {}
+    if not status and run_dir.is_dir():
+        steps, status = interactive_steps(run_dir), {"state": "interactive"}
     order = [str(name) for name in status.get("order") or []]
     order += [name for name in steps if name not in order]
     all_metrics = {}

@@ -26,6 +26,7 @@ from typing import Any
 
 from idkl_lib.runs.layout import CHECKPOINT_NAME, METRICS_NAME, RUN_RECORD_NAME, STATUS_NAME, jsonable
 from idkl_lib.runs.read import read_record
+from idkl_lib.utils.errors import ShortMessage
 from idkl_lib.utils.io import atomic_write_json
 from idkl_lib.utils.lock import folder_lock
 
@@ -39,8 +40,9 @@ RESULT_FILES: Mapping[str, tuple[str, ...]] = {
 """The files that make a folder of each kind hold results (a folder without them may be reused freely)."""
 
 
-class RunFolderError(ValueError):
-    """A run folder holds another run's results (or another kind of run) and this run would overwrite them."""
+class RunFolderError(ShortMessage, ValueError):
+    """A run folder holds another run's results (or another kind of run) and this run would overwrite them (in a
+    notebook: the message alone, no traceback)."""
 
 
 def config_hash(config: Mapping[str, Any], ignore: Iterable[str] = ()) -> str:

@@ -205,6 +205,7 @@ def train(
     resume: bool | str | Path = False,
     progress: bool = True,
     on_log: Callable[[dict[str, float]], None] | None = None,
+    print_recipe: bool = True,
 ) -> TrainResult:
     """Train IDKL as configured by ``cfg`` and return the model, loss history and final metrics.
 
@@ -224,6 +225,8 @@ def train(
             (:class:`~idkl_lib.runs.guard.RunFolderError`) unless ``cfg.overwrite``.
         progress: Show a tqdm bar with the running losses.
         on_log: Called with every logged history row (e.g. to update a live plot in a notebook).
+        print_recipe: Print the recipe line (:func:`~idkl_lib.config.recipe.recipe_line`) first; notebook 02
+            prints it with its configuration instead.
 
     Before the first step the dataset's images and evaluation files, the out-dir and the pretrained weights are
     checked (:func:`idkl_lib.train.checks.preflight`); the out-dir is locked and claimed (``run.json``) while the
@@ -240,7 +243,7 @@ def train(
         FileNotFoundError: ``resume`` names a missing file, or the dataset is missing.
     """
     rank, world = init_distributed()
-    if rank == 0:
+    if rank == 0 and print_recipe:
         print(recipe_line(cfg), flush=True)  # the dataset's recipe and what differs from it
     device = resolve_device(cfg.device)
     if device.type == "cuda" and world > 1:

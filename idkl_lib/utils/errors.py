@@ -11,6 +11,10 @@ Every command of the package (``train``, ``pipeline``, ``experiments.sweep``, ``
     parser = CommandParser(prog="python -m idkl_lib.experiments.compare", description=...)
     ...
     return run_command(parser, body, argv)   # body(args) -> exit status
+
+In a notebook the same refusals (:class:`ShortMessage` errors: a run folder that holds another run, data that is not
+the run's, a bad parameter) arrive as their message, a few lines, instead of IPython's traceback; the cell still fails,
+so papermill and the pipeline still see the error (its name and message are in the output).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
@@ -25,6 +30,7 @@ __all__ = [
     "USER_ERRORS",
     "CommandParser",
     "OneLineArgumentParser",
+    "ShortMessage",
     "one_line",
     "print_error",
     "run_body",
@@ -43,6 +49,26 @@ def one_line(exc: BaseException, expected: tuple[type[BaseException], ...] = ())
     if isinstance(exc, USER_ERRORS + expected):
         return text
     return f"{type(exc).__name__}: {text} (--debug shows the traceback)"
+
+
+class ShortMessage(Exception):
+    """An error whose message says all a user needs: IPython shows it as the error's name and its message, wrapped to
+    :attr:`WIDTH` columns, instead of a traceback through the library (``%xmode`` and ``%tb`` still give the full
+    one). Subclasses are refusals and bad input that name the thing and the fix.
+
+    IPython's protocol: an exception with ``_render_traceback_()`` is displayed as the lines it returns; the cell
+    fails as before and the kernel's error reply keeps ``ename`` and ``evalue``.
+    """
+
+    WIDTH = 110
+
+    def _render_traceback_(self) -> list[str]:
+        """The lines IPython shows for this error: ``Name: message``, wrapped (ANSI red name, as IPython's own)."""
+        text = " ".join(str(self).split())
+        lines = textwrap.wrap(f"{type(self).__name__}: {text}", self.WIDTH, break_on_hyphens=False) or [text]
+        name = type(self).__name__
+        lines[0] = f"\x1b[0;31m{name}\x1b[0m" + lines[0][len(name) :]
+        return lines
 
 
 class OneLineArgumentParser(argparse.ArgumentParser):

@@ -1,10 +1,8 @@
-"""Training curves and retrieval results: loss curves (also live, while training runs), CMC curves, results
-tables."""
+"""Training curves and retrieval results: loss curves, CMC curves, results tables (a training run's losses by term
+group, also live while it trains: :mod:`idkl_lib.viz.training_losses`)."""
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -15,21 +13,12 @@ from idkl_lib.viz.tables import table_figure
 from idkl_lib.viz.theme import (
     DASHES,
     DEFAULT_COLUMNS,
-    NOTEBOOK_RENDERER,
     OKABE_ITO,
     series_color,
     style_figure,
 )
 
-__all__ = [
-    "LiveLossPlot",
-    "cmc_curves",
-    "ema",
-    "final_losses",
-    "loss_curves",
-    "loss_figure",
-    "results_table",
-]
+__all__ = ["cmc_curves", "ema", "loss_curves", "results_table"]
 
 
 def _history_to_series(
@@ -236,103 +225,3 @@ def results_table(
         cells.append(text)
     align = ["left", *["center"] * len(columns)]
     return table_figure(["method", *columns], cells, title, align=align)
-
-
-def loss_figure(
-    history: Sequence[Mapping[str, float]], title: str, smoothing: float = 0.6, log_y: bool = True
-) -> go.Figure:
-    """:func:`idkl_lib.viz.loss_curves` of a training history, on a log axis clipped to five decades below the
-    largest value (a term that falls to exactly zero, e.g. a satisfied margin, would otherwise stretch the axis)."""
-    fig = loss_curves(history, smoothing=smoothing, title=title, log_y=log_y)
-    values = [v for row in history for k, v in row.items() if k not in ("step", "epoch", "lr") and v > 0]
-    if log_y and values and all(math.isfinite(v) for v in values):
-        top = math.log10(max(values))
-        fig.update_yaxes(range=[top - 5.0, top + 0.2])
-    return fig
-
-
-class LiveLossPlot:
-    """A loss-curve figure that redraws while :func:`idkl_lib.train.train` runs (pass it as ``on_log``).
-
-    The figure lives in an ``ipywidgets.Output`` shown under the cell on the first drawing; every redraw replaces the
-    Output's content with the current figure (the same as ``clear_output(wait=True)`` followed by a display, but
-    without a kernel round trip, so it also works from a training callback and outside a kernel). JupyterLab's
-    plotly renderer ignores in-place updates of an already displayed graph, an Output widget's content is rendered
-    afresh. Redraws are throttled (at most one per ``min_interval`` seconds, and only every ``every`` logged rows),
-    so a long run does not spend its time drawing; call :meth:`redraw` once after training for the final state. The
-    executed notebook keeps the last drawing in its widget state; show the final curves with ``fig.show()`` as well
-    so that every viewer of the saved notebook sees them.
-
-    Args:
-        title: Figure title.
-        every: Redraw at most every this many logged rows.
-        smoothing: EMA smoothing of the curves (:func:`idkl_lib.viz.loss_curves`).
-        min_interval: Minimum seconds between two automatic redraws.
-        log_y: Logarithmic loss axis (the terms span several orders of magnitude).
-    """
-
-    def __init__(
-        self,
-        title: str = "Training losses",
-        every: int = 1,
-        smoothing: float = 0.6,
-        min_interval: float = 2.0,
-        log_y: bool = True,
-    ) -> None:
-        self.title, self.every, self.smoothing = title, max(1, int(every)), smoothing
-        self.min_interval, self.log_y = float(min_interval), log_y
-        self.history: list[dict[str, float]] = []
-        self.output: Any = None  # the ipywidgets.Output, created (and displayed) by the first redraw
-        self._last = -math.inf
-
-    def __call__(self, row: Mapping[str, float]) -> None:
-        self.history.append(dict(row))
-        if len(self.history) % self.every == 0 and time.monotonic() - self._last >= self.min_interval:
-            self.redraw()
-
-    def figure(self) -> go.Figure:
-        """The current loss curves (x = step, one line per weighted term plus the total)."""
-        return loss_figure(self.history, self.title, smoothing=self.smoothing, log_y=self.log_y)
-
-    def redraw(self) -> None:
-        """Draw the current curves into the Output widget (displayed under the cell on the first call)."""
-        import ipywidgets
-        from IPython.display import display
-
-        if not self.history:
-            return
-        if self.output is None:
-            self.output = ipywidgets.Output()
-            display(self.output)
-        bundle = _mime_bundle(self.figure())
-        self.output.outputs = ({"output_type": "display_data", "data": bundle, "metadata": {}},)
-        self._last = time.monotonic()
-
-
-def _mime_bundle(fig: go.Figure) -> dict[str, Any]:
-    """The figure's output for the default renderers, without re-running their activation.
-
-    The live plot's Output widget holds raw bundles (JSON only, no numpy arrays), and ``fig._repr_mimebundle_()``
-    re-activates the ``notebook`` renderer on every call, which embeds another copy of plotly.js (about 5 MB) in the
-    notebook each time. The first figure shown with ``fig.show()`` loads plotly.js once. Without a notebook renderer
-    (e.g. ``"browser"``) the bundle is the plotly mime type alone.
-    """
-    import plotly.io as pio
-
-    fig_dict = fig.to_dict()
-    bundle: dict[str, Any] = {}
-    for name in (pio.renderers.default or NOTEBOOK_RENDERER).split("+"):
-        renderer = pio.renderers[name]
-        if hasattr(renderer, "to_mimebundle"):
-            bundle.update(renderer.to_mimebundle(fig_dict))
-    return bundle or pio.renderers["plotly_mimetype"].to_mimebundle(fig_dict)
-
-
-def final_losses(history: Sequence[Mapping[str, float]]) -> dict[str, float]:
-    """Mean of every logged term over the last epoch of a training history (``{term: value}``)."""
-    if not history:
-        return {}
-    last = max(row.get("epoch", 0.0) for row in history)
-    rows = [row for row in history if row.get("epoch", 0.0) == last]
-    keys = [key for key in rows[0] if key not in ("step", "epoch", "lr")]
-    return {key: float(np.mean([row[key] for row in rows if key in row])) for key in keys}
