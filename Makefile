@@ -41,12 +41,14 @@ ablation: $(STAMP)
 	-$(PY) -m idkl_lib.experiments.sweep --run-dir reports/knob --experiment experiments/knob.yaml --resume
 	-$(PY) -m idkl_lib.experiments.sweep --run-dir reports/ablation-reference --experiment experiments/ablation_reference.yaml --resume
 
-## test: the whole suite (unit, multi-process and notebook tests)
+## test: the whole suite (unit, multi-process and notebook tests), one worker per CPU core (pytest-xdist); each test
+## file stays on one worker, so the pipeline runs and trained checkpoints a file shares are made once
+XDIST  ?= -n auto --dist loadfile
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 test-unit: $(STAMP)
-	$(PY) -m pytest -m "not notebooks and not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) -m "not notebooks and not slow" $(PYTEST_ARGS)
 
 test-notebooks: $(STAMP)
 	$(PY) -m pytest -m notebooks $(PYTEST_ARGS)
