@@ -20,7 +20,7 @@ Nothing is implemented here; each name lives with its concept:
 * IDKL vs its baseline: :mod:`idkl_lib.eval.comparison`, :mod:`idkl_lib.viz.baseline_table`; this run's evidence
   beside the paper's claims: :mod:`idkl_lib.notebook.evidence`;
 * notebook 06's runs (a sweep, run folders, or IDKL and its baseline), or what is missing:
-  :mod:`idkl_lib.notebook.compare_runs`.
+  :mod:`idkl_lib.experiments.compare_runs`.
 """
 
 from __future__ import annotations
@@ -45,9 +45,9 @@ from idkl_lib.data.card import (
 from idkl_lib.data.image_dataset import load_images
 from idkl_lib.eval.comparison import EvalSettings
 from idkl_lib.eval.views import QUERY_ORDERS, RankView, rank_view
+from idkl_lib.experiments.compare_runs import RunComparison, compare_runs
 from idkl_lib.models.complexity import model_complexity
 from idkl_lib.notebook.baseline import baseline_config, check_train_folder, train_baseline, wants_baseline
-from idkl_lib.notebook.compare_runs import RunComparison, compare_runs
 from idkl_lib.notebook.comparison import compare_checkpoints, find_baseline_checkpoint
 from idkl_lib.notebook.context import (
     DataMismatchError,

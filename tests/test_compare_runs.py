@@ -1,4 +1,4 @@
-"""Notebook 06's runs (:mod:`idkl_lib.notebook.compare_runs`) from hand-built folders: a JupyterLab run folder with
+"""Notebook 06's runs (:mod:`idkl_lib.experiments.compare_runs`) from hand-built folders: a JupyterLab run folder with
 IDKL and its baseline is compared side by side; an empty, half-finished or missing folder gives a message that names
 what is missing and how to get runs (an error in the pipeline); a sweep folder gives its finished cells."""
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from idkl_lib.notebook.compare_runs import HOW_TO_GET_RUNS, NothingToCompareError, compare_runs
+from idkl_lib.experiments.compare_runs import HOW_TO_GET_RUNS, NothingToCompareError, compare_runs
 from idkl_lib.runs import BASELINE_STEP, CHECKPOINT_NAME, EVAL_STEP, TRAIN_STEP
 
 MAIN = "sysu/all-search/single-shot"

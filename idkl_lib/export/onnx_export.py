@@ -26,11 +26,11 @@ import numpy as np
 import torch
 
 from ..checkpoint import load_trained_model
+from ..data.image_files import collect_images
 from ..data.records import Sample
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ..features.backends import FEATURES, ModelInfo, onnx_session
 from ..features.fingerprint import ModelFingerprint
-from ..features.images import collect_images
 from ..models.retrieval import RetrievalModule
 from ..utils.io import atomic_write_bytes
 

@@ -6,11 +6,11 @@
 * :func:`open_model`: a checkpoint (PyTorch) or an ONNX export (onnxruntime) as a backend.
 """
 
+from ..data.image_files import SPLITS, UNKNOWN, ImageInputError, ImageSet, collect_images, label_image
 from .backends import FEATURES, ModelBackend, ModelInfo, OnnxBackend, TorchBackend, onnx_session, open_model
 from .extract import extract_image_features, features_of
 from .files import FEATURE_FORMAT_VERSION, FeatureFile, FeatureMismatchError, check_same_model
 from .fingerprint import ModelFingerprint, config_hash, file_hash
-from .images import SPLITS, UNKNOWN, ImageInputError, ImageSet, collect_images, label_image
 
 __all__ = [
     "FEATURES",

@@ -15,11 +15,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..data.image_files import SPLITS, collect_images
 from ..data.records import INFRARED, VISIBLE
 from ..utils.errors import OneLineArgumentParser, run_body
 from .backends import FEATURES
 from .extract import extract_image_features
-from .images import SPLITS, collect_images
 
 __all__ = ["MODALITY_CHOICES", "main"]
 

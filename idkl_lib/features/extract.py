@@ -7,9 +7,9 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..data.image_files import ImageSet, collect_images
 from .backends import ModelBackend, open_model
 from .files import FeatureFile
-from .images import ImageSet, collect_images
 
 __all__ = ["extract_image_features", "features_of"]
 
@@ -49,7 +49,7 @@ def extract_image_features(
     Args:
         model: A checkpoint, an ONNX export (``.onnx``, run with onnxruntime) or an open backend.
         images: Image files, folders (recursive; a dataset root labels its images) and ``.txt`` lists, or an
-            :class:`ImageSet` from :func:`~idkl_lib.features.images.collect_images`.
+            :class:`ImageSet` from :func:`~idkl_lib.data.image_files.collect_images`.
         out: Feature file to write (``.npz``, atomically), or None.
         device: ``"cpu"``, ``"cuda"``, ``"auto"``...
         feature: ``"shared"`` (default for a checkpoint: the paper's retrieval feature), ``"specific"`` or

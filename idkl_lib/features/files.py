@@ -23,10 +23,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data.image_files import UNKNOWN
 from ..data.records import Sample
 from ..utils.io import atomic_write
 from .fingerprint import ModelFingerprint
-from .images import UNKNOWN
 
 __all__ = ["FEATURE_FORMAT_VERSION", "FeatureFile", "FeatureMismatchError", "check_same_model"]
 
@@ -45,7 +45,7 @@ class FeatureFile:
     Attributes:
         features: ``float32 (N, D)`` L2-normalised retrieval features.
         paths: ``N`` image paths.
-        pids: ``int64 (N,)`` identities (:data:`~idkl_lib.features.images.UNKNOWN` = -1 when unknown).
+        pids: ``int64 (N,)`` identities (:data:`~idkl_lib.data.image_files.UNKNOWN` = -1 when unknown).
         camids: ``int64 (N,)`` cameras.
         modalities: ``int64 (N,)`` modalities (0 visible, 1 infrared, -1 unknown).
         meta: The model's fingerprint and the extraction settings (see the module docstring).

@@ -6,10 +6,10 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..data.image_files import ImageSet, collect_images
 from ..features.backends import ModelBackend, open_model
 from ..features.extract import features_of
 from ..features.files import FeatureFile, check_same_model
-from ..features.images import ImageSet, collect_images
 
 __all__ = ["gallery_model", "load_queries"]
 

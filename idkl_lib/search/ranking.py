@@ -25,12 +25,12 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ..data.image_files import UNKNOWN
 from ..data.records import MODALITY_NAMES
 from ..distances import pairwise_distance
 from ..eval.rerank import RerankConfig, k_reciprocal_rerank
 from ..eval.views import protocol_camera_rule
 from ..features.files import FeatureFile, check_same_model
-from ..features.images import UNKNOWN
 
 __all__ = ["CAMERA_RULES", "MODALITY_RULES", "SearchError", "SearchResult", "search"]
 

@@ -2,7 +2,7 @@
 (a :class:`~idkl_lib.eval.views.RankView` trial), with the protocol's camera rule.
 
 An image from the dataset's folders keeps its identity and camera (read from its path,
-:func:`idkl_lib.features.images.label_image`), so the camera rule applies and true matches are framed; an uploaded
+:func:`idkl_lib.data.image_files.label_image`), so the camera rule applies and true matches are framed; an uploaded
 image has neither, so nothing is removed and every frame shows "another identity" (the title says so).
 """
 
@@ -19,11 +19,11 @@ import plotly.graph_objects as go
 import torch
 import torch.nn.functional as F
 
+from idkl_lib.data.image_files import UNKNOWN, label_image
 from idkl_lib.data.records import Sample
 from idkl_lib.distances import pairwise_distance
 from idkl_lib.eval.features import extract_features
 from idkl_lib.eval.views import RankView
-from idkl_lib.features.images import UNKNOWN, label_image
 from idkl_lib.viz.ranklist import ranklist_figure
 from idkl_lib.viz.widgets import _render
 

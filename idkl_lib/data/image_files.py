@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from ..data._common import IMAGE_SUFFIXES
-from ..data.layout import detect_layout
-from ..data.llcm import camera_from_name
-from ..data.records import INFRARED, VISIBLE, Sample
-from ..data.registry import build_dataset
-from ..data.sysu import INFRARED_CAMERAS
-from ..data.validate import check_image
+from ._common import IMAGE_SUFFIXES
+from .layout import detect_layout
+from .llcm import camera_from_name
+from .records import INFRARED, VISIBLE, Sample
+from .registry import build_dataset
+from .sysu import INFRARED_CAMERAS
+from .validate import check_image
 
 __all__ = ["SPLITS", "UNKNOWN", "ImageInputError", "ImageSet", "collect_images", "label_image"]
 
