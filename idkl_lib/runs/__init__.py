@@ -10,6 +10,8 @@ from idkl_lib.runs.guard import (
 )
 from idkl_lib.runs.layout import (
     BASELINE_STEP,
+    CELL_LOG_NAME,
+    CELL_STATE_NAME,
     CHECKPOINT_NAME,
     COMPARE_STEP,
     CONTEXT_NAME,
@@ -28,6 +30,7 @@ from idkl_lib.runs.layout import (
     RUN_RECORD_NAME,
     SLIDES_SUFFIX,
     STATUS_NAME,
+    SUBMITIT_DIR,
     SWEEP_NAME,
     TENSORBOARD_DIR,
     TERM_ANALYSIS_NAME,
@@ -42,6 +45,7 @@ from idkl_lib.runs.read import (
     OnError,
     RunFileError,
     is_sweep,
+    read_cell_state,
     read_context,
     read_history,
     read_json,
@@ -56,6 +60,8 @@ from idkl_lib.runs.read import (
 
 __all__ = [
     "BASELINE_STEP",
+    "CELL_LOG_NAME",
+    "CELL_STATE_NAME",
     "CHECKPOINT_NAME",
     "COMPARE_STEP",
     "CONTEXT_NAME",
@@ -77,6 +83,7 @@ __all__ = [
     "RunFolderError",
     "SLIDES_SUFFIX",
     "STATUS_NAME",
+    "SUBMITIT_DIR",
     "SWEEP_NAME",
     "TENSORBOARD_DIR",
     "TERM_ANALYSIS_NAME",
@@ -88,6 +95,7 @@ __all__ = [
     "is_sweep",
     "jsonable",
     "optional_checkpoint",
+    "read_cell_state",
     "read_context",
     "read_history",
     "read_json",
