@@ -11,7 +11,9 @@ dependency: ``pip install 'idkl-lib[cluster]'``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import sys
 import time
 from collections.abc import Sequence
@@ -144,7 +146,8 @@ class SubmititExecutor:
                 if batch:
                     batch = [dataclasses.replace(t, env={**t.env, **slots.take()[1]}) for t in batch]
                     try:
-                        submitted = executor.map_array(CellRunner(), batch)
+                        with contextlib.redirect_stderr(io.StringIO()):  # submitit prints sbatch's refusal too
+                            submitted = executor.map_array(CellRunner(), batch)
                     except FailedJobError as exc:
                         raise ExecutorError(f"sbatch refused the job array: {' '.join(str(exc).split())}") from None
                     for job, task in zip(submitted, batch, strict=True):

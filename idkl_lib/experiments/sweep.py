@@ -155,7 +155,7 @@ def run_sweep(
             raise ValueError(f"cell(s) still running or queued from an earlier submission: {', '.join(busy)}; "
                              f"--resume leaves them running, --status {run_dir} --wait waits for them")  # fmt: skip
         book.save()
-        bar = tqdm(total=len(tasks), desc="sweep", unit="cell", disable=not progress, dynamic_ncols=True)
+        bar = tqdm(total=len(tasks), desc="sweep", unit="cell", disable=None if progress else True, dynamic_ncols=True)
         bar.write(f"{len(tasks)} of {len(cells)} cell(s) to run: {executor.describe()}")
 
         def started(task: CellTask, info: dict[str, Any]) -> None:
@@ -298,9 +298,10 @@ def _executor(args: argparse.Namespace, settings: Mapping[str, Any]) -> Executor
         sbatch[key] = value
     given = {key: getattr(args, key) for key in ("jobs", "gpus_per_cell", "partition", "time_min", "cpus_per_cell",
                                                  "mem_gb", "array_parallelism")}  # fmt: skip
-    merged = {**{k: v for k, v in settings.items() if k != "kind"}, **{k: v for k, v in given.items() if v is not None}}
+    merged = {k: v for k, v in settings.items() if k not in ("kind", "sbatch")}
+    merged.update({k: v for k, v in given.items() if v is not None}, sbatch=sbatch or None)
     kind = args.executor or settings.get("kind") or "local"
-    return make_executor(kind, wait=not args.no_wait, **merged, sbatch=sbatch or None)
+    return make_executor(kind, wait=not args.no_wait, **merged)
 
 
 def _report(result: SweepResult) -> int:

@@ -136,7 +136,7 @@ def read_results(sweep_dir: PathLike, on_error: OnError = "raise") -> list[Any] 
 
 
 def read_cell_state(cell_dir: PathLike, on_error: OnError = "warn") -> dict[str, Any] | None:
-    """``<cell_dir>/cell.json``: what the process that ran a sweep cell recorded (state, hash, pid, host, job, error)."""
+    """``<cell_dir>/cell.json``: what the process that ran a sweep cell recorded (state, hash, pid, host, job)."""
     return read_json(Path(cell_dir) / CELL_STATE_NAME, on_error=on_error, expected=dict)
 
 
