@@ -56,7 +56,7 @@ for epoch in range(start, epochs):
         os._exit(1)
 (step / "history.json").write_text(json.dumps(history))
 metrics = {"loss_preset": loss_preset, "epochs_run": epochs - start, "resumed_from": start,
-           "final": {"R1": 50.0 + float(w.abs().sum()), "loss": history[-1]["total"]},
+           "result": {"R1": 50.0 + float(w.abs().sum()), "loss": history[-1]["total"]},
            "env": {name: os.environ.get(name) for name in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS")}}
 (step / "metrics.json").write_text(json.dumps(metrics))
 """
@@ -64,7 +64,7 @@ metrics = {"loss_preset": loss_preset, "epochs_run": epochs - start, "resumed_fr
 EVALUATE = """
 import json, pathlib
 step = pathlib.Path(step_dir); step.mkdir(parents=True, exist_ok=True)
-r1 = json.loads((pathlib.Path(run_dir) / "02_train" / "metrics.json").read_text())["final"]["R1"]
+r1 = json.loads((pathlib.Path(run_dir) / "02_train" / "metrics.json").read_text())["result"]["R1"]
 row = {"R1": r1, "mAP": r1 - 10, "mINP": r1 - 20, "num_queries": 8}
 (step / "metrics.json").write_text(json.dumps({"protocols": {"@P": row}, "cmc": {"@P": [r1, 90.0, 100.0]}}))
 """.replace("@P", PROTOCOL)

@@ -42,7 +42,7 @@ def _rows(run: Path) -> dict[str, dict[str, Any]]:
 def _numbers(run: Path) -> dict[str, tuple[float, float, list[Any]]]:
     """Per cell: the trained model's R1 stand-in, the last loss and the whole loss history."""
     return {
-        name: (row["02_train.final.R1"], row["02_train.final.loss"],
+        name: (row["02_train.result.R1"], row["02_train.result.loss"],
                json.loads((run / name / "02_train" / "history.json").read_text()))
         for name, row in _rows(run).items()
     }  # fmt: skip
