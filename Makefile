@@ -4,6 +4,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 RUN    ?= demo
+# where `make ablation` runs its cells, e.g. SWEEP_ARGS="--jobs 4" on a 4-GPU server, or
+# SWEEP_ARGS="--executor slurm --partition gpu --time-min 720 --gpus-per-cell 1 --no-wait" on a Slurm login node
+SWEEP_ARGS ?=
 PYTEST_ARGS ?=
 
 .PHONY: demo ablation test test-unit test-notebooks lint typecheck venv nbstripout clean-venv
@@ -35,11 +38,11 @@ demo: $(STAMP)
 ## a failed cell is listed in its sweep's results.csv and the other cells and sweeps go on. The reference-rate sweep,
 ## the longest and the one that trains nothing from random initialisation, comes last.
 ablation: $(STAMP)
-	-$(PY) -m idkl_lib.experiments.sweep --run-dir reports/ablation-demo --experiment experiments/ablation.yaml --resume
-	-$(PY) -m idkl_lib.experiments.sweep --run-dir reports/ablation-batch120 --experiment experiments/ablation_batch120.yaml --resume
-	-$(PY) -m idkl_lib.experiments.sweep --run-dir reports/ablation-lr --experiment experiments/ablation_lr.yaml --resume
-	-$(PY) -m idkl_lib.experiments.sweep --run-dir reports/knob --experiment experiments/knob.yaml --resume
-	-$(PY) -m idkl_lib.experiments.sweep --run-dir reports/ablation-reference --experiment experiments/ablation_reference.yaml --resume
+	-$(PY) -m idkl_lib.experiments.sweep --run-dir reports/ablation-demo --experiment experiments/ablation.yaml --resume $(SWEEP_ARGS)
+	-$(PY) -m idkl_lib.experiments.sweep --run-dir reports/ablation-batch120 --experiment experiments/ablation_batch120.yaml --resume $(SWEEP_ARGS)
+	-$(PY) -m idkl_lib.experiments.sweep --run-dir reports/ablation-lr --experiment experiments/ablation_lr.yaml --resume $(SWEEP_ARGS)
+	-$(PY) -m idkl_lib.experiments.sweep --run-dir reports/knob --experiment experiments/knob.yaml --resume $(SWEEP_ARGS)
+	-$(PY) -m idkl_lib.experiments.sweep --run-dir reports/ablation-reference --experiment experiments/ablation_reference.yaml --resume $(SWEEP_ARGS)
 
 ## test: the whole suite (unit, multi-process and notebook tests), one worker per CPU core (pytest-xdist); each test
 ## file stays on one worker, so the pipeline runs and trained checkpoints a file shares are made once

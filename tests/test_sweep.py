@@ -178,33 +178,6 @@ def test_sweep_collects_cells_records_a_failure_resumes_and_compares(nb_dir: Pat
     assert (run / "loss_preset-baseline__seed-0" / "02_train.ipynb").stat().st_mtime_ns == stamp
 
 
-@pytest.mark.notebooks
-def test_an_interrupted_sweep_keeps_its_finished_cells(
-    nb_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    run, calls = tmp_path / "run", []
-    real = sweep.run_pipeline
-
-    def interrupt_second(*args: object, **kwargs: object) -> object:
-        calls.append(args[0])
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(sweep, "run_pipeline", interrupt_second)
-    exp = Experiment(grid={"seed": [0, 1]}, preset=None, compare=False)
-    with pytest.raises(KeyboardInterrupt):
-        run_sweep(run, exp, nb_dir, progress=False)
-    rows = json.loads((run / "results.json").read_text())["rows"]
-    assert [(r["cell"], r["state"]) for r in rows] == [("seed-0", "done")]
-    assert json.loads((run / "sweep.json").read_text())["cells"]["seed-1"]["state"] == "interrupted"
-    stamp = (run / "seed-0" / "03_evaluate.ipynb").stat().st_mtime_ns
-    monkeypatch.setattr(sweep, "run_pipeline", real)
-    result = run_sweep(run, exp, nb_dir, resume=True, progress=False)
-    assert [r["state"] for r in result.rows] == ["done"] * 2 and not result.failed
-    assert (run / "seed-0" / "03_evaluate.ipynb").stat().st_mtime_ns == stamp  # the finished cell was skipped
-
-
 @pytest.mark.slow
 @pytest.mark.notebooks
 def test_real_notebooks_tiny_sweep(tmp_path: Path) -> None:

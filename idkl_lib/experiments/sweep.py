@@ -5,42 +5,42 @@ Command line (``idkl-sweep`` is the same command)::
     python -m idkl_lib.experiments.sweep --run-dir reports/abl --preset demo \\
         --sweep loss_preset=baseline,full --sweep seed=0,1,2 [-p NAME VALUE ...] [--only 02_train 03_evaluate]
     python -m idkl_lib.experiments.sweep --run-dir reports/abl --experiment experiments/ablation.yaml [--resume]
+    python -m idkl_lib.experiments.sweep ... --jobs 4 [--gpus-per-cell 1]          # cells in parallel here
+    python -m idkl_lib.experiments.sweep ... --executor slurm --partition gpu --time-min 720 --gpus-per-cell 1 \\
+        [--cpus-per-cell 8] [--mem-gb 32] [--sbatch account=lab] [--array-parallelism 8] [--no-wait]
+    python -m idkl_lib.experiments.sweep --status reports/abl [--wait]           # collect submitted cells
 
 Grid. Every ``--sweep NAME=V1,V2,...`` (values parsed like ``-p`` values; commas inside ``[...]`` do not split) and
 every ``grid:`` entry of the experiment file is one axis; the cells are their cartesian product, in the order given.
 A name is any notebook parameter (``loss_preset`` with the presets of :mod:`idkl_lib.config.ablation`, ``w_tgsa_inter``,
 ``seed``, ``synthetic_modality_evidence``, ...). Fixed parameters come from the pipeline preset, the file's
-``params:`` and ``-p`` (in that priority order, then the grid).
+``params:`` and ``-p`` (in that priority order, then the grid). The experiment file: :mod:`idkl_lib.experiments.grid`.
 
-Experiment file (YAML; any other key is an error)::
-
-    description: what the sweep is for            # optional
-    preset: demo                                  # pipeline preset of the base parameters (default demo)
-    steps: [02_train, 03_evaluate]                # pipeline steps per cell (default: these two)
-    params: {final_eval: false}                   # fixed parameters
-    grid: {loss_preset: [baseline, full], seed: [0, 1, 2]}
-    compare: true                                 # run notebooks/06_compare_runs.ipynb at the end (default true)
+Where cells run (:mod:`idkl_lib.experiments.executors`): each cell in a process of its own; ``local`` runs
+``--jobs`` of them at a time (default 1, or one per GPU), ``slurm`` submits the grid as one job array through
+submitit (:mod:`idkl_lib.experiments.cluster`). A cell gives the same numbers wherever it runs. Cells that train
+continue their own checkpoint when run again (notebook 02's ``resume="auto"``), so a requeued or resumed cell does
+not start over.
 
 Sweep folder::
 
-    <run_dir>/<cell>/             a complete pipeline run folder per cell (index.html, metrics.json, ...)
-    <run_dir>/sweep.json          the grid, fixed parameters and every cell's state (done / failed + error)
+    <run_dir>/<cell>/             a complete pipeline run folder per cell (index.html, metrics.json, ..., cell.json)
+    <run_dir>/sweep.json          the grid, fixed parameters and every cell's state (done / failed + error + log)
     <run_dir>/results.csv, .json  one row per cell: its parameters, every scalar metric, training time
     <run_dir>/index.html          the comparison report (notebook 06 run by the pipeline), linking the cells
 
-A failing cell is recorded (``sweep.json``, its own ``status.json``) and the sweep goes on; results are rewritten
-atomically after every cell, so an interrupted sweep loses no finished cell. ``--resume`` skips cells that finished
-with the same parameters (and, inside a rerun cell, the pipeline's own resume skips finished steps).
+Only the coordinator (this command, holding the sweep folder's lock: a second one is refused, naming the first)
+writes ``sweep.json`` and the results, atomically after every cell, so an interrupted or killed sweep loses no
+finished cell. A failing, crashed or killed cell is recorded with its log and the sweep goes on. ``--resume`` skips
+cells that finished with the same parameters (a cell whose process finished after its coordinator died counts) and
+reruns the others (inside a rerun cell, the pipeline's own resume skips finished steps). ``--no-wait`` (Slurm)
+returns once the array is submitted; ``--status DIR`` then collects what finished, ``--status DIR --wait`` waits for
+the rest and writes the comparison.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import itertools
-import json
-import re
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -48,228 +48,62 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import papermill
-import yaml
-
-from idkl_lib.pipeline import DEFAULT_STEPS, PRESETS, PipelineError, Step, parse_param_value, run_pipeline
+from idkl_lib.experiments.executors import EXECUTOR_KINDS, CellTask, Executor, LocalExecutor, make_executor
+from idkl_lib.experiments.grid import (
+    DEFAULT_SWEEP_STEPS,
+    Experiment,
+    _check,
+    cell_hash,
+    load_experiment,
+    parse_sweep,
+    split_values,
+)
+from idkl_lib.experiments.sweep_state import WAITING, SweepBook, cell_row, collect_results, settle
+from idkl_lib.pipeline.run import PRESETS, PipelineError, Step, parse_param_value, run_pipeline
 from idkl_lib.runs import (
     COMPARE_STEP,
-    EVAL_STEP,
-    RESULTS_CSV,
-    RESULTS_JSON,
     SWEEP_NAME,
-    TRAIN_STEP,
-    read_metrics,
     read_status,
     read_sweep,
 )
 from idkl_lib.utils.errors import CommandParser, run_command
-from idkl_lib.utils.io import atomic_write_json, atomic_write_text
+from idkl_lib.utils.lock import folder_lock
 
-__all__ = ["Experiment", "SweepResult", "collect_results", "load_experiment", "main", "parse_sweep", "run_sweep"]
+__all__ = [
+    "Experiment",
+    "SweepResult",
+    "cell_row",
+    "collect_results",
+    "load_experiment",
+    "main",
+    "parse_sweep",
+    "run_sweep",
+    "split_values",
+    "sweep_status",
+]
 
-DEFAULT_SWEEP_STEPS: tuple[str, ...] = (TRAIN_STEP, EVAL_STEP)
 COMPARE_NOTEBOOK = COMPARE_STEP
-EXPERIMENT_KEYS = ("description", "preset", "steps", "params", "grid", "compare")
-_SCHEMA = 1
-
-
-@dataclass(frozen=True)
-class Experiment:
-    """A sweep: base preset, fixed parameters, the grid (name -> values, in axis order) and the steps per cell."""
-
-    grid: dict[str, list[Any]]
-    preset: str | None = "demo"
-    params: dict[str, Any] = field(default_factory=dict)
-    steps: tuple[str, ...] = DEFAULT_SWEEP_STEPS
-    compare: bool = True
-    description: str = ""
-
-    def cells(self) -> list[tuple[str, dict[str, Any]]]:
-        """``[(cell name, {grid name: value})]``: the cartesian product of the grid, with unique readable names."""
-        names = list(self.grid)
-        cells, seen = [], set()
-        for values in itertools.product(*(self.grid[n] for n in names)):
-            params = dict(zip(names, values, strict=True))
-            name = "__".join(f"{n}-{_slug(v)}" for n, v in params.items()) or "cell"
-            base, number = name, 2
-            while name in seen:
-                name, number = f"{base}-{number}", number + 1
-            seen.add(name)
-            cells.append((name, params))
-        return cells
+LOCK_PURPOSE = "run by a sweep coordinator"
 
 
 @dataclass(frozen=True)
 class SweepResult:
-    """Outcome of :func:`run_sweep`: the folder, one row per cell and the cells that failed."""
+    """Outcome of :func:`run_sweep`: the folder, one row per finished cell, the cells that failed and those still
+    running or queued (a sweep that did not wait)."""
 
     run_dir: Path
     rows: list[dict[str, Any]]
     failed: list[str]
     index_html: Path | None
+    waiting: list[str] = field(default_factory=list)
 
 
-def _slug(value: Any) -> str:
-    text = ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
-    return re.sub(r"[^A-Za-z0-9.+_-]", "_", text)
-
-
-def split_values(text: str) -> list[str]:
-    """Split ``"a,b,[1,2]"`` at the commas outside brackets: ``["a", "b", "[1,2]"]``."""
-    parts, depth, current = [], 0, ""
-    for char in text:
-        depth += char in "[{"
-        depth -= char in "]}"
-        if char == "," and depth == 0:
-            parts.append(current)
-            current = ""
-        else:
-            current += char
-    parts.append(current)
-    return [part.strip() for part in parts]
-
-
-def parse_sweep(items: Sequence[str]) -> dict[str, list[Any]]:
-    """``["seed=0,1", "loss_preset=baseline,full"]`` -> ``{"seed": [0, 1], "loss_preset": ["baseline", "full"]}``."""
-    grid: dict[str, list[Any]] = {}
-    for item in items:
-        name, eq, values = item.partition("=")
-        name = name.strip()
-        if not eq or not name:
-            raise ValueError(f"--sweep {item!r}: expected NAME=V1,V2,... (e.g. --sweep seed=0,1,2)")
-        texts = split_values(values) if values.strip() else []
-        if not texts or any(not text for text in texts):
-            raise ValueError(f"--sweep {item!r}: empty value in the list of {name!r}; give NAME=V1,V2,...")
-        if name in grid:
-            raise ValueError(f"--sweep {name}: given twice; put all its values in one --sweep")
-        grid[name] = [parse_param_value(text) for text in texts]
-    return grid
-
-
-def load_experiment(path: str | Path) -> Experiment:
-    """Read an experiment file (see the module docstring); errors name the file and the key."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"experiment file {path} does not exist") from None
-    except yaml.YAMLError as exc:
-        raise ValueError(f"experiment file {path} is not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"experiment file {path} must be a mapping with keys {', '.join(EXPERIMENT_KEYS)}")
-    unknown = sorted(set(data) - set(EXPERIMENT_KEYS))
-    if unknown:
-        raise ValueError(f"experiment file {path}: unknown key(s) {unknown}; valid keys: {', '.join(EXPERIMENT_KEYS)}")
-    grid = data.get("grid") or {}
-    params = data.get("params") or {}
-    for key, value in (("grid", grid), ("params", params)):
-        if not isinstance(value, dict):
-            raise ValueError(f"experiment file {path}: {key!r} must be a mapping of parameter names")
-    for name, values in grid.items():
-        if not isinstance(values, list) or not values:
-            raise ValueError(f"experiment file {path}: grid.{name} must be a non-empty list of values, got {values!r}")
-    steps = data.get("steps", list(DEFAULT_SWEEP_STEPS))
-    if not isinstance(steps, list) or not all(isinstance(s, str) for s in steps) or not steps:
-        raise ValueError(f"experiment file {path}: 'steps' must be a non-empty list of step names, got {steps!r}")
-    return Experiment(
-        grid=dict(grid),
-        preset=data.get("preset", "demo"),
-        params=dict(params),
-        steps=tuple(steps),
-        compare=bool(data.get("compare", True)),
-        description=str(data.get("description", "")),
-    )
-
-
-def _check(experiment: Experiment, notebooks_dir: Path) -> None:
-    """Every grid/fixed name is declared by a notebook of the selected steps and every value passes its rule."""
-    steps = {step.name: step for step in DEFAULT_STEPS}
-    unknown_steps = sorted(set(experiment.steps) - set(steps))
-    if unknown_steps:
-        raise ValueError(f"unknown step(s) {unknown_steps}; steps: {list(steps)}")
-    if experiment.preset is not None and experiment.preset not in PRESETS:
-        raise ValueError(f"preset {experiment.preset!r} is not defined; presets: {sorted(PRESETS)}")
-    declared: set[str] = set()
-    for name in experiment.steps:
-        path = notebooks_dir / f"{steps[name].notebook}.ipynb"
-        if not path.is_file():
-            raise FileNotFoundError(f"notebook {path} for step {name!r} does not exist; check --notebooks-dir")
-        declared |= set(papermill.inspect_notebook(str(path))) - {"run_dir", "step_dir"}
-    if not experiment.grid:
-        raise ValueError("the sweep has no grid: give --sweep NAME=V1,V2 or a 'grid:' in the experiment file")
-    from idkl_lib.notebook.params import ParameterError, check_params  # imports torch: only once arguments parse
-
-    for kind, mapping in (("sweep parameter", experiment.grid), ("fixed parameter", experiment.params)):
-        for name, values in mapping.items():
-            if "." in name and kind == "fixed parameter":  # STEP.NAME: checked by the pipeline
-                continue
-            if name not in declared:
-                raise ValueError(
-                    f"{kind} {name!r}: no notebook of the steps {list(experiment.steps)} declares it; "
-                    f"known names: {sorted(declared)}"
-                )
-            for value in values if kind == "sweep parameter" else [values]:
-                try:
-                    check_params(**{name: value})
-                except ParameterError as exc:
-                    reason = str(exc).splitlines()[-1].strip().removeprefix(f"parameter {name}={value!r}: ")
-                    raise ValueError(f"{kind} {name}={value!r} {reason}") from None
-
-
-def _flatten(obj: Any, prefix: str, out: dict[str, Any]) -> None:
-    """Scalar leaves of a metrics dict as ``prefix.key.sub`` columns (lists, e.g. CMC curves, are left out)."""
-    if isinstance(obj, Mapping):
-        for key, value in obj.items():
-            _flatten(value, f"{prefix}.{key}" if prefix else str(key), out)
-    elif isinstance(obj, bool | int | float | str) or obj is None:
-        out[prefix] = obj
-
-
-def cell_row(cell_dir: Path, params: Mapping[str, Any], state: str, error: str | None = None) -> dict[str, Any]:
-    """One results row: cell name, state, its grid parameters, every scalar metric, each step's time."""
-    row: dict[str, Any] = {"cell": cell_dir.name, "state": state, **dict(params)}
-    status = read_status(cell_dir, on_error="warn") or {}
-    for step, entry in (status.get("steps") or {}).items():
-        if isinstance(entry, dict) and entry.get("duration_s") is not None:
-            row[f"time_s.{step}"] = entry["duration_s"]
-    if f"time_s.{TRAIN_STEP}" in row:
-        row["train_time_s"] = row[f"time_s.{TRAIN_STEP}"]
-    metrics = read_metrics(cell_dir, on_error="warn") or {}
-    for step, values in metrics.items():
-        if isinstance(values, Mapping):
-            _flatten({k: v for k, v in values.items() if k not in ("history", "checkpoint")}, step, row)
-    if error:
-        row["error"] = error
-    return row
-
-
-def collect_results(run_dir: Path, rows: Sequence[Mapping[str, Any]]) -> tuple[Path, Path]:
-    """Write ``results.json`` and ``results.csv`` (union of the columns, first-seen order) atomically."""
-    columns: list[str] = []
-    for row in rows:
-        columns.extend(key for key in row if key not in columns)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({key: json.dumps(v) if isinstance(v, list | dict) else v for key, v in row.items()})
-    return (
-        atomic_write_json(run_dir / RESULTS_JSON, {"columns": columns, "rows": list(rows)}),
-        atomic_write_text(run_dir / RESULTS_CSV, buffer.getvalue()),
-    )
-
-
-def _cell_hash(experiment: Experiment, params: Mapping[str, Any]) -> str:
-    import hashlib
-
-    blob = json.dumps([experiment.preset, experiment.params, dict(params), list(experiment.steps)], sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def _same_cell(entry: Any, experiment: Experiment, params: Mapping[str, Any]) -> bool:
-    """An earlier invocation's entry of this cell, run with the same parameters, steps and preset."""
-    return isinstance(entry, dict) and entry.get("hash") == _cell_hash(experiment, params)
+def _task_params(experiment: Experiment, params: Mapping[str, Any], declared: set[str]) -> dict[str, Any]:
+    """The pipeline parameters of a cell: fixed, then grid; training continues its own checkpoint."""
+    merged = {**experiment.params, **params}
+    if "resume" in declared and "resume" not in merged:
+        merged["resume"] = "auto"
+    return merged
 
 
 def run_sweep(
@@ -280,87 +114,83 @@ def run_sweep(
     kernel_name: str = "python3",
     log_output: bool = False,
     progress: bool = True,
+    executor: Executor | None = None,
 ) -> SweepResult:
-    """Run every cell of ``experiment`` into ``run_dir/<cell>/`` and collect the results (module docstring)."""
+    """Run every cell of ``experiment`` into ``run_dir/<cell>/`` with ``executor`` (default: one cell at a time
+    here, or one per GPU) and collect the results (module docstring).
+
+    Raises:
+        idkl_lib.utils.lock.FolderLockTimeout: another coordinator runs this sweep (named).
+        ValueError: a bad grid or parameter (before any cell runs), or cells of a resubmitted sweep still queued.
+    """
     from tqdm.auto import tqdm
 
     notebooks_dir = Path(notebooks_dir).resolve()
     run_dir = Path(run_dir).resolve()
-    _check(experiment, notebooks_dir)
+    declared = _check(experiment, notebooks_dir)
+    executor = executor or LocalExecutor()
     cells = experiment.cells()
+    grid_params = dict(cells)
     run_dir.mkdir(parents=True, exist_ok=True)
-    old = read_sweep(run_dir) or {}
-    old_cells = old.get("cells") or {}
-    state: dict[str, Any] = {
-        "schema": _SCHEMA,
-        "description": experiment.description,
-        "preset": experiment.preset,
-        "steps": list(experiment.steps),
-        "params": experiment.params,
-        "grid": experiment.grid,
-        "order": [name for name, _ in cells],  # the grid's order (JSON objects are written with sorted keys)
-        # a cell finished by an earlier invocation stays listed (and in the results) until it runs again
-        "cells": {
-            name: dict(old_cells[name]) if _same_cell(old_cells.get(name), experiment, params) else {"params": params}
-            for name, params in cells
-        },
-    }
-    for entry in state["cells"].values():
-        entry.setdefault("state", "pending")
+    with folder_lock(run_dir, purpose=LOCK_PURPOSE):
+        book = SweepBook(run_dir, experiment, cells, executor=executor.kind, notebooks_dir=str(notebooks_dir))
+        tasks, busy = [], []
+        for name, params in cells:
+            entry = book.entry(name)
+            settle(run_dir, name, entry, executor.kind)
+            if (
+                resume
+                and entry["state"] == "done"
+                and (read_status(run_dir / name, on_error="warn") or {}).get("state") == "done"
+            ):
+                continue
+            if entry["state"] in WAITING:
+                busy.append(f"{name} ({entry.get('job_id') or entry.get('pid')})")
+                continue
+            digest = cell_hash(experiment, params)
+            task_params = _task_params(experiment, params, declared)
+            tasks.append(CellTask(str(run_dir), name, digest, task_params, experiment.preset, experiment.steps,
+                                  str(notebooks_dir), kernel_name, log_output, resume))  # fmt: skip
+        if busy and not resume:
+            raise ValueError(f"cell(s) still running or queued from an earlier submission: {', '.join(busy)}; "
+                             f"--resume leaves them running, --status {run_dir} --wait waits for them")  # fmt: skip
+        book.save()
+        bar = tqdm(total=len(tasks), desc="sweep", unit="cell", disable=None if progress else True, dynamic_ncols=True)
+        bar.write(f"{len(tasks)} of {len(cells)} cell(s) to run: {executor.describe()}")
 
-    def save() -> list[dict[str, Any]]:
-        atomic_write_json(run_dir / SWEEP_NAME, state)
-        rows = [
-            cell_row(run_dir / name, params, entry["state"], entry.get("error"))
-            for name, params in cells
-            if (entry := state["cells"][name])["state"] in ("done", "failed")
-        ]
-        collect_results(run_dir, rows)
-        return rows
+        def started(task: CellTask, info: dict[str, Any]) -> None:
+            entry = book.entry(task.name)
+            entry.clear()
+            entry.update(params=grid_params[task.name], hash=task.digest, **info)
+            entry.update(state="running" if executor.waits else "submitted", started=time.strftime("%Y-%m-%dT%H:%M:%S"))
+            book.save_state()
 
-    failed: list[str] = []
-    bar = tqdm(cells, desc="sweep", unit="cell", disable=not progress, dynamic_ncols=True)
-    for name, params in bar:
-        bar.set_postfix_str(name)
-        cell_dir, digest = run_dir / name, _cell_hash(experiment, params)
-        entry = state["cells"][name]
-        cell_status = read_status(cell_dir, on_error="warn") or {}
-        if resume and entry.get("state") == "done" and cell_status.get("state") == "done":
-            continue
-        entry.clear()
-        entry.update(params=params, state="running", hash=digest, started=time.strftime("%Y-%m-%dT%H:%M:%S"))
-        atomic_write_json(run_dir / SWEEP_NAME, state)
-        start = time.perf_counter()
+        def finished(task: CellTask, outcome: dict[str, Any]) -> None:
+            book.entry(task.name).update({k: v for k, v in outcome.items() if v is not None or k == "error"})
+            book.save()
+            bar.update()
+            if outcome["state"] == "done":
+                bar.write(f"cell {task.name} done in {outcome['duration_s']:.0f} s")
+            else:
+                bar.write(f"cell {task.name} {outcome['state'].upper()}: {outcome['error']}")
+
         try:
-            run_pipeline(
-                cell_dir,
-                preset=experiment.preset,
-                params={**experiment.params, **params},
-                notebooks_dir=notebooks_dir,
-                resume=resume,
-                kernel_name=kernel_name,
-                only=list(experiment.steps),
-                log_output=log_output,
-                verbose=False,
-            )
-        except KeyboardInterrupt:
-            entry.update(state="interrupted")
-            save()
-            raise
-        except (PipelineError, Exception) as exc:  # noqa: BLE001 - a failed cell is recorded, the sweep goes on
-            message = f"{type(exc).__name__}: {exc}"
-            entry.update(state="failed", error=message, duration_s=round(time.perf_counter() - start, 3))
-            failed.append(name)
-            bar.write(f"cell {name} FAILED: {message.splitlines()[0]}")
-        else:
-            entry.update(state="done", duration_s=round(time.perf_counter() - start, 3))
-            bar.write(f"cell {name} done in {entry['duration_s']:.0f} s")
-        save()
-    bar.close()
-    rows = save()
+            executor.run(run_dir, tasks, started, finished)
+        finally:
+            bar.close()
+            rows = book.save()
+        waiting = book.waiting()
+    return _finish(run_dir, experiment, rows, waiting, notebooks_dir, kernel_name)
+
+
+def _finish(
+    run_dir: Path, experiment: Experiment, rows: list[dict[str, Any]], waiting: list[str], notebooks_dir: Path,
+    kernel_name: str,
+) -> SweepResult:  # fmt: skip
+    """The result, with notebook 06's comparison once no cell is left running."""
     failed = [row["cell"] for row in rows if row["state"] == "failed"]
     index = None
-    if experiment.compare and len(rows) > len(failed):
+    if experiment.compare and not waiting and len(rows) > len(failed):
         try:
             index = run_pipeline(
                 run_dir,
@@ -372,7 +202,51 @@ def run_sweep(
             ).index_html
         except PipelineError as exc:  # the cells' results are written already
             print(f"the comparison notebook failed: {exc}", file=sys.stderr)
-    return SweepResult(run_dir, rows, failed, index)
+    return SweepResult(run_dir, rows, failed, index, waiting)
+
+
+def sweep_status(
+    run_dir: str | Path, wait: bool = False, poll_s: float = 30.0, kernel_name: str = "python3"
+) -> SweepResult:
+    """Collect a sweep whose cells run without a coordinator (``--no-wait``, or a coordinator that died): every
+    running or submitted cell's state from its ``cell.json``, process or Slurm job; the results; and, once no cell
+    is left running (``wait`` waits for that), the comparison.
+
+    Raises:
+        ValueError: ``run_dir`` is no sweep folder.
+        idkl_lib.utils.lock.FolderLockTimeout: a coordinator runs this sweep (named).
+    """
+    run_dir = Path(run_dir).resolve()
+    with folder_lock(run_dir, purpose=LOCK_PURPOSE):
+        sweep = read_sweep(run_dir)
+        if sweep is None:
+            raise ValueError(f"--status {run_dir}: no sweep folder (no {SWEEP_NAME}); give the folder of --run-dir")
+        experiment = Experiment(
+            grid=sweep["grid"], preset=sweep.get("preset"), params=sweep.get("params") or {},
+            steps=tuple(sweep.get("steps") or DEFAULT_SWEEP_STEPS), compare=bool(sweep.get("compare", True)),
+            description=sweep.get("description", ""),
+        )  # fmt: skip
+        book = SweepBook(run_dir, experiment, experiment.cells(), executor=sweep.get("executor", "local"),
+                     notebooks_dir=sweep.get("notebooks_dir", "notebooks"))  # fmt: skip
+        while True:
+            for name, _ in book.cells:
+                settle(run_dir, name, book.entry(name), book.state["executor"])
+            rows = book.save()
+            waiting = book.waiting()
+            if not (wait and waiting):
+                break
+            time.sleep(poll_s)
+    return _finish(run_dir, experiment, rows, waiting, Path(book.state["notebooks_dir"]), kernel_name)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -380,7 +254,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m idkl_lib.experiments.sweep",
         description="Run the training/evaluation notebooks over a parameter grid, one run folder per cell.",
     )
-    parser.add_argument("--run-dir", required=True, type=Path, help="sweep folder, e.g. reports/ablation")
+    parser.add_argument("--run-dir", type=Path, help="sweep folder, e.g. reports/ablation")
     parser.add_argument("--experiment", type=Path, help="YAML experiment file (grid, preset, params, steps)")
     parser.add_argument("--sweep", action="append", default=[], metavar="NAME=V1,V2", help="one grid axis")
     parser.add_argument("--preset", choices=[*PRESETS, "none"], help="pipeline preset (default: the file's, or demo)")
@@ -393,16 +267,62 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", action="store_true", help="skip cells finished with the same parameters")
     parser.add_argument("--kernel", default="python3")
     parser.add_argument("--log-output", action="store_true")
+    run = parser.add_argument_group("where the cells run (also the experiment file's executor: settings)")
+    run.add_argument("--executor", choices=EXECUTOR_KINDS, help="local (default), slurm, or submitit-local")
+    run.add_argument("--jobs", type=_positive, help="local: cells at a time (default 1, or one per GPU)")
+    run.add_argument("--gpus-per-cell", type=int, help="GPUs per cell (local: CUDA_VISIBLE_DEVICES per cell)")
+    run.add_argument("--partition", help="slurm: partition")
+    run.add_argument("--time-min", type=_positive, help="slurm: time limit per cell in minutes (requeued past it)")
+    run.add_argument("--cpus-per-cell", type=_positive, help="slurm: CPUs per cell")
+    run.add_argument("--mem-gb", type=float, help="slurm: memory per cell")
+    run.add_argument("--sbatch", action="append", default=[], metavar="KEY=VALUE", help="slurm: further option")
+    run.add_argument("--array-parallelism", type=_positive, help="slurm: cells running at once")
+    run.add_argument("--no-wait", action="store_true", help="slurm: return once submitted (then --status)")
+    run.add_argument("--status", type=Path, metavar="DIR", help="collect a submitted sweep's cells and results")
+    run.add_argument("--wait", action="store_true", help="with --status: wait until every cell has ended")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns 0 (every cell done), 1 (some cell failed) or 2 (bad input: one line,
-    ``--debug`` for the traceback)."""
+    """Command-line entry point; returns 0 (every cell done, or submitted), 1 (some cell failed) or 2 (bad input:
+    one line, ``--debug`` for the traceback)."""
     return run_command(_parser(), _sweep_command, argv, failures=(PipelineError,))
 
 
+def _executor(args: argparse.Namespace, settings: Mapping[str, Any]) -> Executor:
+    sbatch = dict(settings.get("sbatch") or {})
+    for item in args.sbatch:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise ValueError(f"--sbatch {item!r}: expected KEY=VALUE (an sbatch option without its dashes)")
+        sbatch[key] = value
+    given = {key: getattr(args, key) for key in ("jobs", "gpus_per_cell", "partition", "time_min", "cpus_per_cell",
+                                                 "mem_gb", "array_parallelism")}  # fmt: skip
+    merged = {k: v for k, v in settings.items() if k not in ("kind", "sbatch")}
+    merged.update({k: v for k, v in given.items() if v is not None}, sbatch=sbatch or None)
+    kind = args.executor or settings.get("kind") or "local"
+    return make_executor(kind, wait=not args.no_wait, **merged)
+
+
+def _report(result: SweepResult) -> int:
+    total = len(result.rows) + len(result.waiting)
+    print(f"{len(result.rows) - len(result.failed)} of {total} cells done; results: {result.run_dir}")
+    if result.waiting:
+        print(f"{len(result.waiting)} cell(s) still running or queued; collect them with: "
+              f"python -m idkl_lib.experiments.sweep --status {result.run_dir} [--wait]")  # fmt: skip
+    if result.index_html:
+        print(f"Report: {result.index_html}")
+    for row in result.rows:
+        if row["state"] == "failed":
+            print(f"failed: {row['cell']}: {row.get('error', '')}", file=sys.stderr)
+    return 1 if result.failed else 0
+
+
 def _sweep_command(args: argparse.Namespace) -> int:
+    if args.status is not None:
+        return _report(sweep_status(args.status, wait=args.wait, kernel_name=args.kernel))
+    if args.run_dir is None:
+        raise ValueError("--run-dir is required (or --status DIR to collect a submitted sweep)")
     if args.experiment is not None and not args.experiment.is_file():
         raise FileNotFoundError(f"--experiment {args.experiment}: no such file; the shipped ones are in experiments/")
     experiment = load_experiment(args.experiment) if args.experiment else Experiment(grid={})
@@ -410,16 +330,14 @@ def _sweep_command(args: argparse.Namespace) -> int:
     params = {**experiment.params, **{n: parse_param_value(v, n) for n, v in args.parameter}}
     preset = experiment.preset if args.preset is None else None if args.preset == "none" else args.preset
     steps = tuple(args.only) if args.only else experiment.steps
+    executor = _executor(args, experiment.executor)
     experiment = Experiment(
         grid, preset, params, steps, experiment.compare and not args.no_compare, experiment.description
     )
-    result = run_sweep(args.run_dir, experiment, args.notebooks_dir, args.resume, args.kernel, args.log_output)
-    print(f"{len(result.rows) - len(result.failed)} of {len(result.rows)} cells done; results: {result.run_dir}")
-    if result.index_html:
-        print(f"Report: {result.index_html}")
-    for name in result.failed:
-        print(f"failed: {name} (its pipeline status in {result.run_dir / name})", file=sys.stderr)
-    return 1 if result.failed else 0
+    result = run_sweep(
+        args.run_dir, experiment, args.notebooks_dir, args.resume, args.kernel, args.log_output, executor=executor
+    )
+    return _report(result)
 
 
 if __name__ == "__main__":

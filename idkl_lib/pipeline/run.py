@@ -81,6 +81,8 @@ from idkl_lib.pipeline.steps import (
 from idkl_lib.report.index import write_index
 from idkl_lib.report.slides import slides_path
 from idkl_lib.runs import (
+    CELL_LOG_NAME,
+    CELL_STATE_NAME,
     ENVIRONMENT_NAME,
     METRICS_NAME,
     PARAMS_NAME,
@@ -412,7 +414,7 @@ def _run_steps(
     verbose: bool,
 ) -> PipelineResult:
     """Run the selected steps into the claimed and locked ``run_dir``."""
-    if any(p.name != RUN_RECORD_NAME for p in run_dir.iterdir()) and verbose:
+    if any(p.name not in (RUN_RECORD_NAME, CELL_STATE_NAME, CELL_LOG_NAME) for p in run_dir.iterdir()) and verbose:
         how = "skipping steps finished with the same parameters" if resume else "re-running every selected step"
         print(f"Reusing existing run folder {run_dir}: {how}", flush=True)
     from idkl_lib.utils.runtime import environment_info  # imports torch: not needed for --help or bad arguments

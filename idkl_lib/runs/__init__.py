@@ -10,6 +10,8 @@ from idkl_lib.runs.guard import (
 )
 from idkl_lib.runs.layout import (
     BASELINE_STEP,
+    CELL_LOG_NAME,
+    CELL_STATE_NAME,
     CHECKPOINT_NAME,
     COMPARE_STEP,
     CONTEXT_NAME,
@@ -30,6 +32,7 @@ from idkl_lib.runs.layout import (
     RUN_RECORD_NAME,
     SLIDES_SUFFIX,
     STATUS_NAME,
+    SUBMITIT_DIR,
     SWEEP_NAME,
     TENSORBOARD_DIR,
     TERM_ANALYSIS_NAME,
@@ -44,6 +47,7 @@ from idkl_lib.runs.read import (
     OnError,
     RunFileError,
     is_sweep,
+    read_cell_state,
     read_context,
     read_history,
     read_json,
@@ -58,6 +62,8 @@ from idkl_lib.runs.read import (
 
 __all__ = [
     "BASELINE_STEP",
+    "CELL_LOG_NAME",
+    "CELL_STATE_NAME",
     "CHECKPOINT_NAME",
     "COMPARE_STEP",
     "CONTEXT_NAME",
@@ -81,6 +87,7 @@ __all__ = [
     "RunFolderError",
     "SLIDES_SUFFIX",
     "STATUS_NAME",
+    "SUBMITIT_DIR",
     "SWEEP_NAME",
     "TENSORBOARD_DIR",
     "TERM_ANALYSIS_NAME",
@@ -92,6 +99,7 @@ __all__ = [
     "is_sweep",
     "jsonable",
     "optional_checkpoint",
+    "read_cell_state",
     "read_context",
     "read_history",
     "read_json",

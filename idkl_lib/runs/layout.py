@@ -26,7 +26,10 @@ Run folder (``run_dir`` = ``reports/<name>``; a step folder is ``<run_dir>/<step
 
 Sweep folder (``reports/<sweep>``; one run folder per cell, :mod:`idkl_lib.experiments.sweep`)::
 
-    <sweep_dir>/<cell>/               a run folder as above
+    <sweep_dir>/<cell>/               a run folder as above, plus (written by the cell's own process):
+    <sweep_dir>/<cell>/cell.json        the cell process's record: state, parameter hash, pid, host, job id, error
+    <sweep_dir>/<cell>/cell.log         the cell's output under the local executors (``--jobs``)
+    <sweep_dir>/submitit/             submitit's job files and the Slurm logs of ``--executor slurm``
     <sweep_dir>/sweep.json            the grid, each cell's parameters, state and hash, the order
     <sweep_dir>/results.csv, .json    one row per finished or failed cell (parameters, metrics, times)
     <sweep_dir>/term_analysis.json    :mod:`idkl_lib.experiments.term_analysis`
@@ -51,6 +54,8 @@ from idkl_lib.viz.export import PLOTLY_JS
 
 __all__ = [
     "BASELINE_STEP",
+    "CELL_LOG_NAME",
+    "CELL_STATE_NAME",
     "CHECKPOINT_NAME",
     "COMPARE_STEP",
     "CONTEXT_NAME",
@@ -71,6 +76,7 @@ __all__ = [
     "RUN_RECORD_NAME",
     "SLIDES_SUFFIX",
     "STATUS_NAME",
+    "SUBMITIT_DIR",
     "SWEEP_NAME",
     "TENSORBOARD_DIR",
     "TERM_ANALYSIS_NAME",
@@ -119,6 +125,13 @@ SWEEP_NAME = "sweep.json"
 RESULTS_CSV = "results.csv"
 RESULTS_JSON = "results.json"
 TERM_ANALYSIS_NAME = "term_analysis.json"
+CELL_STATE_NAME = "cell.json"
+"""A sweep cell's own record, written by the process that runs it (:mod:`idkl_lib.experiments.executors`): what
+the coordinator reads when that process ended without telling it (a Slurm job, a killed coordinator)."""
+CELL_LOG_NAME = "cell.log"
+"""A sweep cell's standard output and error under the local executors."""
+SUBMITIT_DIR = "submitit"
+"""The sweep folder's submitit folder: job pickles and the Slurm logs (``%j_0_log.out``/``.err``)."""
 TENSORBOARD_DIR = "tensorboard"
 """TensorBoard event files of a training folder (``idkl_lib.train.tensorboard``)."""
 SLIDES_SUFFIX = ".slides.html"

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from idkl_lib.runs.layout import (
+    CELL_STATE_NAME,
     CONTEXT_NAME,
     HISTORY_NAME,
     METRICS_NAME,
@@ -35,6 +36,7 @@ __all__ = [
     "OnError",
     "RunFileError",
     "is_sweep",
+    "read_cell_state",
     "read_context",
     "read_history",
     "read_json",
@@ -131,6 +133,11 @@ def read_sweep(sweep_dir: PathLike, on_error: OnError = "raise") -> dict[str, An
 def read_results(sweep_dir: PathLike, on_error: OnError = "raise") -> list[Any] | None:
     """``<sweep_dir>/results.json``: one row per finished or failed cell."""
     return read_json(Path(sweep_dir) / RESULTS_JSON, on_error=on_error, expected=list)
+
+
+def read_cell_state(cell_dir: PathLike, on_error: OnError = "warn") -> dict[str, Any] | None:
+    """``<cell_dir>/cell.json``: what the process that ran a sweep cell recorded (state, hash, pid, host, job)."""
+    return read_json(Path(cell_dir) / CELL_STATE_NAME, on_error=on_error, expected=dict)
 
 
 def is_sweep(folder: PathLike) -> bool:
