@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from idkl_lib.experiments.executors import LocalExecutor, make_executor
+from idkl_lib.experiments.cluster import make_executor
+from idkl_lib.experiments.executors import LocalExecutor
 from idkl_lib.experiments.sweep import Experiment, run_sweep
 from idkl_lib.utils.io import atomic_write_json
 

@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 
 from idkl_lib.experiments import sweep
-from idkl_lib.experiments.executors import ExecutorError, LocalExecutor, make_executor
+from idkl_lib.experiments.cluster import make_executor
+from idkl_lib.experiments.executors import ExecutorError, LocalExecutor
 from idkl_lib.experiments.grid import load_experiment
 from idkl_lib.experiments.sweep import Experiment, run_sweep, sweep_status
 

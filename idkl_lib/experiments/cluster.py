@@ -20,10 +20,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from idkl_lib.experiments.executors import Callback, CellTask, ExecutorError, _outcome, _Slots, run_cell
+from idkl_lib.experiments.executors import (
+    EXECUTOR_KEYS,
+    EXECUTOR_KINDS,
+    Callback,
+    CellTask,
+    Executor,
+    ExecutorError,
+    LocalExecutor,
+    _outcome,
+    _Slots,
+    run_cell,
+)
 from idkl_lib.runs import SUBMITIT_DIR
 
-__all__ = ["INSTALL_HINT", "SLURM_ENDED", "CellRunner", "SubmititExecutor", "job_ended"]
+__all__ = ["INSTALL_HINT", "SLURM_ENDED", "CellRunner", "SubmititExecutor", "job_ended", "make_executor"]
 
 INSTALL_HINT = "pip install 'idkl-lib[cluster]' (or: pip install submitit)"
 
@@ -190,3 +201,25 @@ def job_ended(sweep_dir: Path, job_id: str, slurm: bool) -> str | None:
     except Exception:  # noqa: BLE001 - no sacct here: unknown, still waiting
         return None
     return state if state.split()[0] in SLURM_ENDED else None
+
+
+def make_executor(kind: str = "local", wait: bool = True, **settings: Any) -> Executor:
+    """The executor ``kind`` (:data:`EXECUTOR_KINDS`) with the settings of :data:`EXECUTOR_KEYS` (None: default).
+
+    Raises:
+        ExecutorError: An unknown kind, a setting the kind does not take, or settings it cannot honour.
+    """
+    settings = {key: value for key, value in settings.items() if value is not None}
+    unknown = sorted(set(settings) - set(EXECUTOR_KEYS))
+    if unknown:
+        raise ExecutorError(f"unknown executor setting(s) {unknown}; valid: {', '.join(EXECUTOR_KEYS[1:])}")
+    if kind == "local":
+        extra = sorted(set(settings) - {"jobs", "gpus_per_cell"})
+        if extra:
+            raise ExecutorError(f"--executor local takes --jobs and --gpus-per-cell, not {extra} (Slurm settings)")
+        return LocalExecutor(settings.get("jobs"), settings.get("gpus_per_cell"))
+    if kind in ("slurm", "submitit-local"):
+        if "jobs" in settings:
+            settings.setdefault("array_parallelism", settings.pop("jobs"))
+        return SubmititExecutor(kind, wait=wait, **settings)
+    raise ExecutorError(f"unknown executor {kind!r}; executors: {', '.join(EXECUTOR_KINDS)}")

@@ -46,7 +46,6 @@ __all__ = [
     "Executor",
     "ExecutorError",
     "LocalExecutor",
-    "make_executor",
     "run_cell",
     "visible_devices",
 ]
@@ -418,30 +417,6 @@ def _cell_main(argv: Sequence[str] | None = None) -> int:
         traceback.print_exc()
         return 1
     return 0
-
-
-def make_executor(kind: str = "local", wait: bool = True, **settings: Any) -> Executor:
-    """The executor ``kind`` (:data:`EXECUTOR_KINDS`) with the settings of :data:`EXECUTOR_KEYS` (None: default).
-
-    Raises:
-        ExecutorError: An unknown kind, a setting the kind does not take, or settings it cannot honour.
-    """
-    settings = {key: value for key, value in settings.items() if value is not None}
-    unknown = sorted(set(settings) - set(EXECUTOR_KEYS))
-    if unknown:
-        raise ExecutorError(f"unknown executor setting(s) {unknown}; valid: {', '.join(EXECUTOR_KEYS[1:])}")
-    if kind == "local":
-        extra = sorted(set(settings) - {"jobs", "gpus_per_cell"})
-        if extra:
-            raise ExecutorError(f"--executor local takes --jobs and --gpus-per-cell, not {extra} (Slurm settings)")
-        return LocalExecutor(settings.get("jobs"), settings.get("gpus_per_cell"))
-    if kind in ("slurm", "submitit-local"):
-        if "jobs" in settings:
-            settings.setdefault("array_parallelism", settings.pop("jobs"))
-        from idkl_lib.experiments.cluster import SubmititExecutor
-
-        return SubmititExecutor(kind, wait=wait, **settings)
-    raise ExecutorError(f"unknown executor {kind!r}; executors: {', '.join(EXECUTOR_KINDS)}")
 
 
 if __name__ == "__main__":

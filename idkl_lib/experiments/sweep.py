@@ -48,7 +48,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from idkl_lib.experiments.executors import EXECUTOR_KINDS, CellTask, Executor, LocalExecutor, make_executor
+from idkl_lib.experiments.cluster import make_executor
+from idkl_lib.experiments.executors import EXECUTOR_KINDS, CellTask, Executor, LocalExecutor
 from idkl_lib.experiments.grid import (
     DEFAULT_SWEEP_STEPS,
     Experiment,
