@@ -274,7 +274,7 @@ def test_loss_figure_has_a_panel_per_term_group_that_holds_its_curves() -> None:
     from idkl_lib.config.ablation import TERM_GROUPS
     from idkl_lib.viz.theme import OKABE_ITO
 
-    terms = [t for group in ("identity", "triplet", "ip", "tgsa", "csa", "modality") for t in TERM_GROUPS[group]]
+    terms = [t for group in ("identity", "triplet", "ip", "tgsa", "csa", "mod") for t in TERM_GROUPS[group]]
     history = [
         {"step": s, "epoch": 1, "lr": 0.1, **{t: 1.0 / s for t in terms}, "ip_entropy": 1e-7 / s, "tri_sh": 0.0,
          "total": 20.0 / s}

@@ -33,7 +33,7 @@ LOSS_PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("TGSA", TERM_GROUPS["tgsa"]),
     ("CSA1", TERM_GROUPS["csa1"]),
     ("CSA2", TERM_GROUPS["csa2"]),
-    ("modality", TERM_GROUPS["modality"]),
+    ("modality", TERM_GROUPS["mod"]),
 )
 """Panel title -> the history keys it draws, in panel order; any other logged key goes to a last panel, "other"."""
 NOT_LOSSES = ("step", "epoch", "lr", "time", "iteration")
