@@ -8,6 +8,7 @@ import is found too.
 from __future__ import annotations
 
 import ast
+import json
 import os
 import re
 import subprocess
@@ -202,11 +203,52 @@ def test_every_command_is_a_console_script() -> None:
         assert target.split(":")[0] in (module, f"{module}.cli"), f"[project.scripts] {script} = {target!r}"
 
 
-def run_command(module: str, *args: str) -> subprocess.CompletedProcess[str]:
+RUNNER = """
+import contextlib, importlib, io, json, sys, tomllib
+scripts = tomllib.load(open("pyproject.toml", "rb"))["project"]["scripts"]
+results = []
+for script, args in json.loads(sys.argv[1]):
+    module, _, function = scripts[script].partition(":")
+    main = getattr(importlib.import_module(module), function)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(args)
+        except SystemExit as exit:
+            code = exit.code if isinstance(exit.code, int) else 1
+    results.append({"code": code, "stdout": out.getvalue(), "stderr": err.getvalue()})
+print(json.dumps(results))
+"""
+"""Runs each command's console-script entry point on its arguments in one fresh process (one import of torch for
+all of them, not one per call), as the command line would: its exit status and what it printed."""
+
+
+def run_commands(calls: list[tuple[str, list[str]]]) -> list[dict]:
+    """Each ``(module, args)`` through its command's entry point; ``[{"code", "stdout", "stderr"}]``."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120
+    scripted = [(COMMANDS[module], args) for module, args in calls]
+    done = subprocess.run(
+        [sys.executable, "-c", RUNNER, json.dumps(scripted)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=600,
     )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_a_command_module_runs_as_python_dash_m() -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-m", "idkl_lib.pipeline", "--run-dir", "x", "--presett", "ci"],
+        capture_output=True, text=True, cwd=ROOT, env=env, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
+        "python -m idkl_lib.pipeline: error: unknown option --presett: did you mean --preset? "
+        "(python -m idkl_lib.pipeline --help lists the options)"
+    ]
 
 
 BAD_INPUT = {
@@ -252,20 +294,32 @@ BAD_INPUT = {
 }
 
 
+@pytest.fixture(scope="module")
+def answers() -> dict[str, list[dict]]:
+    """Every command's answers to its bad inputs and to ``--help``, from one process."""
+    calls = [(module, args) for module in sorted(BAD_INPUT) for args, _ in BAD_INPUT[module]]
+    calls += [(module, ["--help"]) for module in sorted(COMMANDS)]
+    results = iter(run_commands(calls))
+    found: dict[str, list[dict]] = {}
+    for module, _ in calls:
+        found.setdefault(module, []).append(next(results))
+    return found
+
+
 @pytest.mark.parametrize("module", sorted(BAD_INPUT))
-def test_every_command_answers_bad_input_with_one_line_and_exit_2(module: str) -> None:
-    for args, expected in BAD_INPUT[module]:
-        result = run_command(module, *args)
-        lines = result.stderr.strip().splitlines()
-        assert result.returncode == 2, (args, result.returncode, result.stderr[-2000:])
-        assert len(lines) == 1 and expected in lines[0], (args, result.stderr)
-        assert "Traceback" not in result.stderr
+def test_every_command_answers_bad_input_with_one_line_and_exit_2(module: str, answers: dict[str, list[dict]]) -> None:
+    for (args, expected), result in zip(BAD_INPUT[module], answers[module], strict=False):
+        lines = result["stderr"].strip().splitlines()
+        assert result["code"] == 2, (args, result["code"], result["stderr"][-2000:])
+        assert len(lines) == 1 and expected in lines[0], (args, result["stderr"])
+        assert lines[0].startswith(f"python -m {module}: error: "), lines[0]
+        assert "Traceback" not in result["stderr"]
 
 
 @pytest.mark.parametrize("module", sorted(COMMANDS))
-def test_every_command_has_help_and_debug(module: str) -> None:
-    result = run_command(module, "--help")
-    assert result.returncode == 0 and "--debug" in result.stdout, result.stderr
+def test_every_command_has_help_and_debug(module: str, answers: dict[str, list[dict]]) -> None:
+    result = answers[module][-1]
+    assert result["code"] == 0 and "--debug" in result["stdout"], result["stderr"]
 
 
 def test_a_corrupt_metrics_file_gives_one_message_whichever_command_reads_it(tmp_path: Path) -> None:
@@ -277,15 +331,16 @@ def test_a_corrupt_metrics_file_gives_one_message_whichever_command_reads_it(tmp
         runs.read_metrics(run_dir)
     message = str(caught.value)
     assert str(run_dir / runs.METRICS_NAME) in message and "rerun the step that writes it" in message
-    result = run_command("idkl_lib.experiments.compare", str(run_dir))
-    assert result.returncode == 2 and result.stderr.strip().endswith(message), result.stderr
     sweep = tmp_path / "sweep"
     (sweep / "cell").mkdir(parents=True)
     (sweep / "cell" / runs.METRICS_NAME).write_text("[1, 2", encoding="utf-8")
     (sweep / runs.SWEEP_NAME).write_text('{"cells": {"cell": {"state": "done"}}, "order": ["cell"]}', encoding="utf-8")
-    result = run_command("idkl_lib.experiments.compare", str(sweep))
-    assert result.returncode == 2 and "cell/metrics.json cannot be read" in result.stderr
-    assert "rerun the step that writes it" in result.stderr
+    direct, swept = run_commands(
+        [("idkl_lib.experiments.compare", [str(run_dir)]), ("idkl_lib.experiments.compare", [str(sweep)])]
+    )
+    assert direct["code"] == 2 and direct["stderr"].strip().endswith(message), direct["stderr"]
+    assert swept["code"] == 2 and "cell/metrics.json cannot be read" in swept["stderr"]
+    assert "rerun the step that writes it" in swept["stderr"]
     with pytest.warns(UserWarning, match="rerun the step that writes it"):
         assert runs.read_metrics(run_dir, on_error="warn") is None
     assert runs.read_metrics(run_dir, on_error="ignore") is None
