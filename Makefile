@@ -22,11 +22,13 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 ## nbstripout: install the git filter that .gitattributes names, so a notebook saved with outputs is committed without
-## them (into this clone's .git/config; `make venv` runs it; outside a git checkout there is nothing to install)
+## them (into this clone's .git/config; `make venv` runs it; outside a git checkout there is nothing to install). The
+## index is refreshed once, so `git status` need not run the filter on every notebook each time.
 nbstripout:
 	@test -x $(PY) || { echo "$(PY) is missing: run make venv (it installs the filter too)"; exit 1; }
 	@if [ "$$(git rev-parse --show-toplevel 2>/dev/null)" = "$$(pwd -P)" ]; then \
 		$(PY) -m nbstripout --install --attributes .gitattributes && \
+		git update-index -q --refresh >/dev/null; \
 		echo "git filter nbstripout installed: notebooks are committed without their outputs"; \
 	else echo "not a git checkout: no nbstripout filter installed"; fi
 
