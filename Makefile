@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 RUN    ?= demo
 PYTEST_ARGS ?=
 
-.PHONY: demo ablation test test-unit test-notebooks lint typecheck venv clean-venv
+.PHONY: demo ablation pretrained test test-unit test-notebooks lint typecheck venv clean-venv
 
 venv: $(STAMP)
 
@@ -30,6 +30,13 @@ ablation: $(STAMP)
 	-$(PY) -m idkl_lib.sweep --run-dir reports/ablation-lr --experiment experiments/ablation_lr.yaml --resume
 	-$(PY) -m idkl_lib.sweep --run-dir reports/knob --experiment experiments/knob.yaml --resume
 	-$(PY) -m idkl_lib.sweep --run-dir reports/ablation-reference --experiment experiments/ablation_reference.yaml --resume
+
+## pretrained: the pretrained-start study (docs/results.md section 6): exploration, the demo's batch, confirmation
+pretrained: $(STAMP)
+	-$(PY) -m idkl_lib.sweep --run-dir reports/pretrained --experiment experiments/pretrained.yaml --resume
+	-$(PY) -m idkl_lib.sweep --run-dir reports/pretrained-demo-batch --experiment experiments/pretrained_demo_batch.yaml --resume
+	-$(PY) -m idkl_lib.sweep --run-dir reports/pretrained-confirm --experiment experiments/pretrained_confirm.yaml --resume
+	-$(PY) -m idkl_lib.sweep --run-dir reports/pretrained-demo-batch-confirm --experiment experiments/pretrained_demo_batch_confirm.yaml --resume
 
 ## test: the whole suite (unit, multi-process and notebook tests)
 test: $(STAMP)
