@@ -47,7 +47,7 @@ KEY_FIGURES: tuple[tuple[str, str], ...] = (
 """``(file stem, caption)`` of the figures shown on the first screen, looked up in the steps' ``figures/``."""
 PARAMETER_FIELDS: tuple[tuple[str, Callable[[Mapping[str, Any]], Any]], ...] = (
     ("dataset", lambda c: c.get("dataset")),
-    ("arch", lambda c: c.get("arch") and f"{c['arch']}{' (ImageNet)' if c.get('pretrained') else ''}"),
+    ("arch", lambda c: c.get("arch") and f"{c['arch']}{_start(c.get('pretrained'))}"),
     ("size", lambda c: c.get("height") and c.get("width") and f"{c['height']}×{c['width']}"),
     ("P×K", lambda c: c.get("p") and c.get("k") and f"{c['p']}×{c['k']}"),
     ("epochs", lambda c: c.get("epochs")),
@@ -72,6 +72,20 @@ class Comparison:
     note: str = ""
     """One sentence naming the files the numbers come from."""
     main_setting: str | None = None
+
+
+def _start(pretrained: Any) -> str:
+    """How the network started: ImageNet weights, the synthetic pretraining (CPU stand-in) or another file."""
+    if pretrained is True:
+        return " (ImageNet)"
+    if not isinstance(pretrained, str) or not pretrained:
+        return ""
+    from idkl_lib.pretrain import read_record  # imports torch: only for a run that started from a file
+
+    record = read_record(pretrained) or {}
+    if "CPU stand-in" in str(record.get("what", "")):
+        return " (synthetic pretraining, the CPU stand-in for ImageNet)"
+    return f" (pretrained: {Path(pretrained).name})"
 
 
 def _dict(value: Any) -> dict[str, Any]:

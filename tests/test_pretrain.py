@@ -126,3 +126,19 @@ def test_recipe_helper_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert pretrain_main([*args, "--epochs", "1", "--batch-size", "8", "--cache-dir", str(tmp_path)]) == 0
     printed = capsys.readouterr().out.strip().splitlines()[-1]
     assert Path(printed).is_file() and Path(printed).parent == tmp_path
+
+
+def test_report_first_screen_names_the_start(tmp_path: Path) -> None:
+    from idkl_lib.report_summary import parameter_line
+
+    path = ensure_pretrained(PretrainConfig(**TINY_RUN), tmp_path, log=lambda _: None)
+    other = tmp_path / "other.pth"
+    other.write_bytes(path.read_bytes())
+
+    def line(pretrained: object) -> str:
+        config = {"arch": "resnet18", "pretrained": pretrained}
+        return parameter_line({}, {}, {"02_train": {"train_config": config}})
+
+    assert line(str(path)) == "arch resnet18 (synthetic pretraining, the CPU stand-in for ImageNet)"
+    assert line(True) == "arch resnet18 (ImageNet)" and line(False) == "arch resnet18"
+    assert line(str(other)) == "arch resnet18 (pretrained: other.pth)"

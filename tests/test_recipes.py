@@ -41,7 +41,7 @@ DEMO_VALUES: dict[str, Any] = {
     "margin": 1.3,
     "augment": False,
     "random_erasing": 0.0,
-    "loss_preset": "sysu",
+    "loss_preset": "small_batch",
 }
 
 
@@ -273,7 +273,7 @@ def test_demo_and_ci_presets_train_with_the_same_values_as_before() -> None:
     for step in ("02_train", "02_train_baseline"):
         assert {name: demo[step][name] for name in DEMO_VALUES} == {
             **DEMO_VALUES,
-            "loss_preset": "sysu" if step == "02_train" else "baseline",
+            "loss_preset": "small_batch" if step == "02_train" else "baseline",
         }
     ci = _train_params("ci")["02_train"]
     shrunk = {name: PRESETS["ci"][name] for name in ("height", "width", "p", "k", "epochs")}
