@@ -142,3 +142,17 @@ def test_report_first_screen_names_the_start(tmp_path: Path) -> None:
     assert line(str(path)) == "arch resnet18 (synthetic pretraining, the CPU stand-in for ImageNet)"
     assert line(True) == "arch resnet18 (ImageNet)" and line(False) == "arch resnet18"
     assert line(str(other)) == "arch resnet18 (pretrained: other.pth)"
+
+
+def test_report_first_screen_says_what_a_synthetic_run_shows(tmp_path: Path) -> None:
+    from idkl_lib.report_summary import SYNTHETIC_NOTE, render_summary
+
+    protocols = {"sysu/all-search/single-shot": {"R1": 60.0, "mAP": 55.0, "mINP": 40.0, "num_queries": 384}}
+    metrics = {
+        "02_train": {"train_config": {"dataset": "sysu"}, "eval": protocols},
+        "02_train_baseline": {"eval": protocols},
+    }
+    real = render_summary(tmp_path, {}, {}, metrics)
+    synthetic = render_summary(tmp_path, {}, {}, {**metrics, "01_data_exploration": {"dataset": "synthetic"}})
+    assert "IDKL vs baseline" in real and "not an effect of IDKL" not in real
+    assert "not an effect of IDKL" in synthetic and "docs/results.md" in SYNTHETIC_NOTE
