@@ -9,7 +9,7 @@ RUN    ?= demo
 SWEEP_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: demo ablation test test-unit test-notebooks lint typecheck venv nbstripout clean-venv
+.PHONY: demo ablation pretrained test test-unit test-notebooks lint typecheck venv nbstripout clean-venv
 
 venv: $(STAMP)
 
@@ -45,6 +45,13 @@ ablation: $(STAMP)
 	-$(PY) -m idkl_lib.experiments.sweep --run-dir reports/ablation-lr --experiment experiments/ablation_lr.yaml --resume $(SWEEP_ARGS)
 	-$(PY) -m idkl_lib.experiments.sweep --run-dir reports/knob --experiment experiments/knob.yaml --resume $(SWEEP_ARGS)
 	-$(PY) -m idkl_lib.experiments.sweep --run-dir reports/ablation-reference --experiment experiments/ablation_reference.yaml --resume $(SWEEP_ARGS)
+
+## pretrained: the pretrained-start study (docs/results.md section 6): exploration, the demo's batch, confirmation
+pretrained: $(STAMP)
+	-$(PY) -m idkl_lib.experiments.sweep --run-dir reports/pretrained --experiment experiments/pretrained.yaml --resume
+	-$(PY) -m idkl_lib.experiments.sweep --run-dir reports/pretrained-demo-batch --experiment experiments/pretrained_demo_batch.yaml --resume
+	-$(PY) -m idkl_lib.experiments.sweep --run-dir reports/pretrained-confirm --experiment experiments/pretrained_confirm.yaml --resume
+	-$(PY) -m idkl_lib.experiments.sweep --run-dir reports/pretrained-demo-batch-confirm --experiment experiments/pretrained_demo_batch_confirm.yaml --resume
 
 ## test: the whole suite (unit, multi-process and notebook tests), one worker per CPU core (pytest-xdist); each test
 ## file stays on one worker, so the pipeline runs and trained checkpoints a file shares are made once

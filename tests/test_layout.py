@@ -49,6 +49,7 @@ COMMANDS = {
     "idkl_lib.features": "idkl-features",
     "idkl_lib.search": "idkl-search",
     "idkl_lib.export": "idkl-export",
+    "idkl_lib.pretrain": "idkl-pretrain",
 }
 """Every command: ``python -m MODULE`` and its console script."""
 
@@ -290,6 +291,11 @@ BAD_INPUT = {
     "idkl_lib.export": [
         (["--checkpoint", "c.pth", "--onx", "m.onnx"], "did you mean --onnx?"),
         (["--checkpoint", "/nonexistent/c.pth", "--onnx", "m.onnx"], "/nonexistent/c.pth"),
+    ],
+    "idkl_lib.pretrain": [
+        (["--epohcs", "2"], "did you mean --epochs?"),
+        (["--first-pid", "5"], "1000000"),
+        (["--ids", "many"], "--ids"),
     ],
 }
 

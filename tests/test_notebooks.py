@@ -262,7 +262,7 @@ def test_step_contents(ci_run: PipelineResult) -> None:
     m = ci_run.metrics
     assert m["01_data_exploration"]["card"]["passed"] is True
     assert m["01_data_exploration"]["statistics"]["num_train_ids"] == PRESETS["ci"]["synthetic_ids"]
-    assert m["02_train"]["loss_preset"] == "sysu" and m["02_train_baseline"]["loss_preset"] == "baseline"
+    assert m["02_train"]["loss_preset"] == "small_batch" and m["02_train_baseline"]["loss_preset"] == "baseline"
     assert set(m["02_train_baseline"]["loss_weights"]) == {"id", "id_sp", "tri_sh", "tri_sp"}
     assert (ci_run.run_dir / "02_train" / "checkpoint.pth").is_file()
     assert (ci_run.run_dir / "02_train_baseline" / "checkpoint.pth").is_file()

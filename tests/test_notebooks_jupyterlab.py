@@ -71,7 +71,7 @@ def test_01_to_05_in_order_with_their_defaults(lab: Path) -> None:
 
     assert _metrics(lab, "01_data_exploration")["statistics"]["num_train_ids"] == 8
     trained = _metrics(lab, "02_train")
-    assert trained["data"] == data and trained["epochs_run"] == 1 and trained["loss_preset"] == "sysu"
+    assert trained["data"] == data and trained["epochs_run"] == 1 and trained["loss_preset"] == "small_batch"
     checkpoint = dev / "02_train" / "checkpoint.pth"
     assert Path(trained["checkpoint"]).resolve() == checkpoint.resolve()
     # 02 trained the baseline too (the synthetic demo in JupyterLab), same recipe, ID + triplet losses only

@@ -41,7 +41,7 @@ DEMO_VALUES: dict[str, Any] = {
     "margin": 1.3,
     "augment": False,
     "random_erasing": 0.0,
-    "loss_preset": "sysu",
+    "loss_preset": "small_batch",
 }
 
 
@@ -119,7 +119,7 @@ def test_a_synthetic_folder_trains_with_the_synthetic_recipe(sysu_root: Path, tm
     assert recipe_name(cfg) == "synthetic"
     line = recipe_line(cfg)
     assert line == (
-        "recipe synthetic (sysu layout): 128x64, P 8 x K 4, loss sysu, lr 0.01, 20 epochs (milestones 16), resnet18; "
+        "recipe synthetic (sysu layout): 128x64, P 8 x K 4, loss small_batch, lr 0.01, 20 epochs (milestones 16), resnet18; "
         "the synthetic recipe unchanged"
     )
     assert recipe_line(dataclasses.replace(cfg, k=2)).endswith("changed from the synthetic recipe: k 2 (recipe 4)")
@@ -291,7 +291,7 @@ def test_demo_and_ci_presets_train_with_the_same_values_as_before() -> None:
     for step in ("02_train", "02_train_baseline"):
         assert {name: demo[step][name] for name in DEMO_VALUES} == {
             **DEMO_VALUES,
-            "loss_preset": "sysu" if step == "02_train" else "baseline",
+            "loss_preset": "small_batch" if step == "02_train" else "baseline",
         }
     ci = _train_params("ci")["02_train"]
     shrunk = {name: PRESETS["ci"][name] for name in ("height", "width", "p", "k", "epochs")}

@@ -19,7 +19,8 @@ class ModelConfig:
         num_classes: Number of training identities (size of the identity classifiers).
         arch: ``"resnet50"`` (the paper) or ``"resnet18"``.
         pretrained: ``False`` (random init), ``True`` (torchvision ImageNet ``IMAGENET1K_V1`` weights from the torch
-            hub cache, downloaded if absent) or the path of a local torchvision-keyed state dict (``.pth``).
+            hub cache, downloaded if absent, width 64 only) or the path of a local torchvision-keyed state dict
+            (``.pth``) of the model's own arch and width (``python -m idkl_lib.pretrain`` makes a CPU stand-in).
             ImageNet layer3/layer4 weights are copied into both tails.
         base_width: Channel width of the stem (64 in the standard ResNet). A smaller value (e.g. 16 or 32) builds a
             narrow, randomly initialised variant for CPU demos and tests; ``None`` means the standard 64.
@@ -65,10 +66,11 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.pretrained={self.pretrained!r} must be True, False or a path to a .pth file")
         if isinstance(self.pretrained, str) and not self.pretrained:
             raise ValueError("ModelConfig.pretrained='' is empty; pass a path to a .pth file, True or False")
-        if self.pretrained is not False and self.base_width not in (None, 64):
+        if self.pretrained is True and self.base_width not in (None, 64):  # a local file may be of any width
             raise ValueError(
                 f"ModelConfig.base_width={self.base_width} builds a narrow network that no ImageNet checkpoint fits; "
-                "use pretrained=False with a narrow width, or base_width=None for pretrained weights"
+                "use pretrained=False or a local state dict of that width (python -m idkl_lib.pretrain makes one), "
+                "or base_width=None for the ImageNet weights"
             )
 
     @property

@@ -40,6 +40,9 @@ from .marker import MARKER, count_files, count_mismatches, read_marker
 from .sysu_perm import write_rand_perm_cam
 
 GENERATOR_VERSION = 2
+RESERVED_PID_START = 1_000_000
+"""Identity numbers from here on are reserved for the pretraining population (:mod:`idkl_lib.pretrain`): no dataset
+the generator writes reaches them, so a pretraining person is never a training or test person."""
 LAYOUTS: tuple[str, ...] = ("sysu", "regdb", "llcm")
 DEFAULT_IMAGES_PER_CAMERA: dict[str, int] = {"sysu": 4, "regdb": 10, "llcm": 4}
 SYSU_NUM_TRIALS = 10
@@ -329,6 +332,11 @@ def write_synthetic(
         "width": _check_int("width", width, 8),
         "seed": _check_int("seed", seed, 0),
     }
+    if params["num_train_ids"] + params["num_test_ids"] >= RESERVED_PID_START:  # type: ignore[operator]
+        raise ValueError(
+            f"write_synthetic: {num_train_ids} + {num_test_ids} identities reach the identity numbers from "
+            f"{RESERVED_PID_START} on, which are reserved for the pretraining population (idkl_lib.pretrain)"
+        )
     evidence = modality_specific_evidence
     if isinstance(evidence, bool) or not isinstance(evidence, int | float) or not 0.0 <= evidence <= 1.0:
         raise ValueError(f"write_synthetic: modality_specific_evidence must be a number in [0, 1], got {evidence!r}")

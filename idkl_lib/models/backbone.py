@@ -142,8 +142,11 @@ class DualTailResNet(nn.Module):
             if v.shape != own[k].shape
         ]
         if missing or mismatched:
+            stem = state_dict.get("conv1.weight")
+            found = "" if stem is None else f"the file's conv1.weight is {tuple(stem.shape)} (width {stem.shape[0]}), "
             raise RuntimeError(
-                f"the state dict does not fit a {self.arch} backbone (width {self.conv1.out_channels}): "
+                f"the state dict does not fit a {self.arch} backbone of width {self.conv1.out_channels} "
+                f"(conv1.weight {tuple(self.conv1.weight.shape)}): {found}"
                 f"{len(missing)} missing key(s) {_preview(missing)}, {len(mismatched)} shape mismatch(es) "
                 f"{_preview(mismatched)}. Pass a torchvision {self.arch} checkpoint (torchvision key names)."
             )

@@ -44,9 +44,16 @@ KEY_FIGURES: tuple[tuple[str, str], ...] = (
     ("rank_lists", "rank lists"),
 )
 """``(file stem, caption)`` of the figures shown on the first screen, looked up in the steps' ``figures/``."""
+SYNTHETIC_NOTE = (
+    "What one synthetic run can show: a single run's IDKL − baseline difference is not an effect of IDKL. Over seeds, "
+    "with the demo's recipe (random start, the reference's small-batch weights at its batch of 32) no part of IDKL "
+    "changed R1 beyond the seed noise, and from a pretrained start (the CPU stand-in for ImageNet weights) at the "
+    "reference's learning rate a CPU-sized schedule trained too little to tell (docs/results.md, sections 1 and 6)."
+)
+"""Said under the table of a run on the synthetic dataset (what the demo shows, and why)."""
 PARAMETER_FIELDS: tuple[tuple[str, Callable[[Mapping[str, Any]], Any]], ...] = (
     ("dataset", lambda c: c.get("dataset")),
-    ("arch", lambda c: c.get("arch") and f"{c['arch']}{' (ImageNet)' if c.get('pretrained') else ''}"),
+    ("arch", lambda c: c.get("arch") and f"{c['arch']}{_start(c.get('pretrained'))}"),
     ("size", lambda c: c.get("height") and c.get("width") and f"{c['height']}×{c['width']}"),
     ("P×K", lambda c: c.get("p") and c.get("k") and f"{c['p']}×{c['k']}"),
     ("epochs", lambda c: c.get("epochs")),
@@ -71,6 +78,20 @@ class Comparison:
     note: str = ""
     """One sentence naming the files the numbers come from."""
     main_setting: str | None = None
+
+
+def _start(pretrained: Any) -> str:
+    """How the network started: ImageNet weights, the synthetic pretraining (CPU stand-in) or another file."""
+    if pretrained is True:
+        return " (ImageNet)"
+    if not isinstance(pretrained, str) or not pretrained:
+        return ""
+    from idkl_lib.pretrain import read_record  # imports torch: only for a run that started from a file
+
+    record = read_record(pretrained) or {}
+    if "CPU stand-in" in str(record.get("what", "")):
+        return " (synthetic pretraining, the CPU stand-in for ImageNet)"
+    return f" (pretrained: {Path(pretrained).name})"
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -249,10 +270,12 @@ def render_summary(
     line = parameter_line(status, params, metrics)
     result = comparison(metrics)
     title = "IDKL vs baseline" if result.baseline else "Result"
+    synthetic = _dict(metrics.get(DATA_STEP)).get("dataset") == "synthetic"
     return (
         '<section id="summary"><h2>Summary</h2>'
         + (f"<p class='params'>{html.escape(line)}</p>" if line else "")
         + f"<h3>{title}</h3>{comparison_table(result)}"
+        + (f"<p class='sub note'>{html.escape(SYNTHETIC_NOTE)}</p>" if synthetic and result.baseline else "")
         + _key_figures_html(run_dir, order)
         + "</section>"
     )
