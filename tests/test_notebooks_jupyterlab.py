@@ -150,7 +150,7 @@ def test_06_after_05_compares_the_run_with_its_baseline_or_says_what_is_missing(
     assert "Comparing IDKL with its baseline in the run folder" in text and "side by side by notebook 03" in text
     metrics = _metrics(lab, "06_compare_runs")
     assert metrics["num_runs"] == 2 and metrics["baseline"] == "baseline"
-    assert [c["config"] for c in metrics["configs"]] == ["IDKL (sysu)", "baseline"]
+    assert [c["config"] for c in metrics["configs"]] == ["IDKL (small_batch)", "baseline"]
     r1 = next(row for row in metrics["paired"] if row["metric"] == "R1")
     evaluated = _metrics(lab, "03_evaluate")
     assert r1["mean_diff"] == pytest.approx(evaluated["vs_baseline"][metrics["protocol"]]["R1"])

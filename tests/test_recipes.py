@@ -119,7 +119,8 @@ def test_a_synthetic_folder_trains_with_the_synthetic_recipe(sysu_root: Path, tm
     assert recipe_name(cfg) == "synthetic"
     line = recipe_line(cfg)
     assert line == (
-        "recipe synthetic (sysu layout): 128x64, P 8 x K 4, loss small_batch, lr 0.01, 20 epochs (milestones 16), resnet18; "
+        "recipe synthetic (sysu layout): 128x64, P 8 x K 4, loss small_batch, lr 0.01, 20 epochs (milestones 16), "
+        "resnet18; "
         "the synthetic recipe unchanged"
     )
     assert recipe_line(dataclasses.replace(cfg, k=2)).endswith("changed from the synthetic recipe: k 2 (recipe 4)")
