@@ -67,6 +67,8 @@ DOC = Path("docs/results.md")
 TABLES_NAME = "tables.yaml"
 RESULTS_NAME = RESULTS_JSON
 PARTS = ("summary", "paired", "gap")
+MACHINE_PARAMS = ("run_dir", "step_dir")
+"""Parameters that name folders of the machine the sweep ran on: left out of the committed results."""
 TABLE_KEYS = ("sweeps", "show", "baseline", "protocol", "by", "by_default", "configs")
 _SCHEMA = 1
 _MARKER = re.compile(r"^<!-- table: (?P<name>[\w.+@-]+) -->\n(?P<body>.*?)^<!-- /table -->", re.S | re.M)
@@ -84,7 +86,7 @@ def export_sweep(sweep_dir: str | Path, out_dir: str | Path, protocol: str = "")
         {
             "cell": run.path.name,
             "seed": run.seed,
-            "params": run.params,
+            "params": {k: v for k, v in run.params.items() if k not in MACHINE_PARAMS},
             "metrics": run.metrics,
             "train_time_s": run.train_time_s,
         }
