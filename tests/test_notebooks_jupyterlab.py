@@ -33,7 +33,6 @@ def _execute(lab: Path, stem: str, **params: object) -> Path:
     ``lab/executed/``."""
     executed = lab / "executed" / f"{stem}.ipynb"
     executed.parent.mkdir(exist_ok=True)
-    manager = _kernel_manager_class()  # the pipeline's: no "running over TCP without encryption" noise
     papermill.execute_notebook(
         str(lab / "notebooks" / f"{stem}.ipynb"),
         str(executed),
@@ -41,7 +40,7 @@ def _execute(lab: Path, stem: str, **params: object) -> Path:
         kernel_name="python3",
         cwd=str(lab / "notebooks"),
         progress_bar=False,
-        **({} if manager is None else {"kernel_manager_class": manager}),
+        kernel_manager_class=_kernel_manager_class(),  # the pipeline's: no "running over TCP without encryption"
     )
     return executed
 

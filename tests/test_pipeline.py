@@ -272,7 +272,10 @@ def test_failure_names_notebook_cell_and_error(tmp_path: Path) -> None:
 def test_cli_exit_status_on_failure(tmp_path: Path) -> None:
     nb_dir = tmp_path / "notebooks"
     write_notebook(nb_dir / "01_data_exploration.ipynb", standard_params())
-    write_notebook(nb_dir / "02_train.ipynb", standard_params(loss_preset="idkl", run_tag=""), body=FAIL_BODY)
+    # the kernel's own log (here a line the cell logs through it) goes to the step's kernel log, not to our stderr
+    kernel_logs = "from ipykernel.kernelapp import IPKernelApp\nIPKernelApp.instance().log.error('kernel-side line')\n"
+    params = standard_params(loss_preset="idkl", run_tag="")
+    write_notebook(nb_dir / "02_train.ipynb", params, body=kernel_logs + FAIL_BODY)
     run_dir = tmp_path / "reports" / "cli"
     command = [sys.executable, "-m", "idkl_lib.pipeline", "--run-dir", str(run_dir), "--notebooks-dir", str(nb_dir)]
     command += ["--preset", "ci", "--only", "01_data_exploration", "02_train", "-p", "epochs", "4"]
@@ -285,6 +288,8 @@ def test_cli_exit_status_on_failure(tmp_path: Path) -> None:
     assert len(lines) == 3 and lines[2].startswith("Report (partial): "), lines
     assert "without encryption" not in done.stderr and "IPKernelApp" not in done.stderr, done.stderr
     assert "02_train.ipynb" in done.stderr and "In [" in done.stderr and "ValueError: boom in cell" in done.stderr
+    kernel_log = run_dir / "02_train.kernel.log"
+    assert f"kernel log: {kernel_log}" in done.stderr and "kernel-side line" in kernel_log.read_text()
     metrics = json.loads((run_dir / "01_data_exploration" / "metrics.json").read_text())
     assert metrics["received"]["epochs"] == 4 and isinstance(metrics["received"]["epochs"], int)
     assert (run_dir / "02_train.ipynb").is_file() and (run_dir / "index.html").is_file()

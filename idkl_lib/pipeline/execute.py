@@ -16,7 +16,7 @@ from papermill.exceptions import PapermillExecutionError
 from idkl_lib.pipeline.steps import Step
 from idkl_lib.report.offline import page_options
 from idkl_lib.report.slides import export_slides, slides_path
-from idkl_lib.runs import CHECKPOINT_NAME, FIGURES_DIR, METRICS_NAME
+from idkl_lib.runs import CHECKPOINT_NAME, FIGURES_DIR, KERNEL_LOG_SUFFIX, METRICS_NAME
 from idkl_lib.runs.guard import RUN_RECORD_NAME
 from idkl_lib.utils.io import atomic_write_text
 
@@ -90,27 +90,48 @@ def _check_kernel(kernel_name: str) -> None:
         ) from None
 
 
-def _kernel_manager_class() -> type | None:
-    """The kernel manager papermill starts kernels with: CurveZMQ-encrypted transport whenever the kernelspec declares
-    support (ipykernel >= 7.4 does; jupyter_client >= 8.10 provisions the keys).
+def _kernel_manager_class(log_path: Path | None = None) -> type:
+    """The kernel manager papermill starts a step's kernel with.
 
-    An unencrypted TCP kernel logs "Kernel is running over TCP without encryption" on every start, i.e. once per
-    step; an encrypted one has nothing to warn about. With older libraries (no ``transport_encryption``) this is
-    None: papermill's default manager, whose kernels do not print that warning either.
+    - Transport: CurveZMQ-encrypted whenever the libraries support it (ipykernel >= 7.4 declares it, jupyter_client
+      >= 8.10 provisions the keys). An unencrypted TCP kernel logs "Kernel is running over TCP without encryption" on
+      every start, i.e. once per step; an encrypted one has nothing to warn about. Older libraries: the default.
+    - Kernel output: with ``log_path``, the kernel process writes its stdout and stderr there, not to the pipeline's.
+      That is the kernel's own log (e.g. "KeyboardInterrupt caught in kernel": jupyter_client interrupts every kernel
+      it shuts down, and whether the kernel logs it is a race) and messages from outside a cell; cell output travels
+      over the kernel protocol into the notebook and is unaffected. Without it (JupyterLab's tests) they are inherited.
     """
     import zmq
     from jupyter_client import AsyncKernelManager
     from traitlets import default
 
-    if "transport_encryption" not in AsyncKernelManager.class_trait_names() or not zmq.has("curve"):
-        return None
+    encrypt = "transport_encryption" in AsyncKernelManager.class_trait_names() and zmq.has("curve")
 
-    class EncryptedKernelManager(AsyncKernelManager):
-        @default("transport_encryption")
-        def _transport_encryption_default(self) -> str:
-            return "auto"
+    class StepKernelManager(AsyncKernelManager):
+        if encrypt:
 
-    return EncryptedKernelManager
+            @default("transport_encryption")
+            def _transport_encryption_default(self) -> str:
+                return "auto"
+
+        async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+            if log_path is None:
+                return await super()._async_launch_kernel(kernel_cmd, **kw)
+            with log_path.open("ab") as log:  # the child keeps its own copy of the descriptor
+                return await super()._async_launch_kernel(kernel_cmd, **kw, stdout=log, stderr=log)
+
+    return StepKernelManager
+
+
+def _kernel_log_note(log: Path) -> str:
+    """``"; kernel log: <path>"`` when the step's kernel wrote anything, else ``""`` (an empty log is removed)."""
+    try:
+        if log.stat().st_size:
+            return f"; kernel log: {log}"
+        log.unlink()
+    except OSError:
+        pass
+    return ""
 
 
 def _export_html(executed: Path, html_path: Path) -> Path | None:
@@ -161,7 +182,9 @@ def _execute_step(
     html_path = run_dir / f"{step.name}.html"
     html_path.unlink(missing_ok=True)  # a stale export must not pass for this run's
     slides_path(executed).unlink(missing_ok=True)
-    manager = _kernel_manager_class()
+    kernel_log = run_dir / f"{step.name}{KERNEL_LOG_SUFFIX}"
+    kernel_log.unlink(missing_ok=True)
+    manager = _kernel_manager_class(kernel_log)
     try:
         papermill.execute_notebook(
             str(notebook),
@@ -171,14 +194,14 @@ def _execute_step(
             progress_bar=progress_bar,
             log_output=log_output,
             cwd=str(notebook.parent),
-            **({} if manager is None else {"kernel_manager_class": manager}),
+            kernel_manager_class=manager,
         )
     except PapermillExecutionError as exc:
         html = _export_html(executed, html_path) if executed.is_file() else None
         cell_index = _error_cell_index(executed, exc)
         raise PipelineError(
             f"step {step.name!r} failed: notebook {notebook} raised {exc.ename}: {exc.evalue} in cell "
-            f"In [{exc.exec_count}]; partial notebook: {executed} (cell {cell_index})",
+            f"In [{exc.exec_count}]; partial notebook: {executed} (cell {cell_index}){_kernel_log_note(kernel_log)}",
             step=step.name,
             notebook=notebook,
             executed_notebook=executed if executed.is_file() else None,
@@ -191,7 +214,8 @@ def _execute_step(
     except Exception as exc:  # dead kernel, timeout, unreadable notebook, ...
         html = _export_html(executed, html_path) if executed.is_file() else None
         raise PipelineError(
-            f"step {step.name!r} failed: running {notebook} raised {type(exc).__name__}: {exc}",
+            f"step {step.name!r} failed: running {notebook} raised {type(exc).__name__}: {exc}"
+            f"{_kernel_log_note(kernel_log)}",
             step=step.name,
             notebook=notebook,
             executed_notebook=executed if executed.is_file() else None,
@@ -199,6 +223,7 @@ def _execute_step(
             ename=type(exc).__name__,
             evalue=str(exc),
         ) from exc
+    _kernel_log_note(kernel_log)
     html = _export_html(executed, html_path)
     export_slides(executed)
     if not (step_dir / METRICS_NAME).is_file():

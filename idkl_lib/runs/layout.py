@@ -10,6 +10,8 @@ Run folder (``run_dir`` = ``reports/<name>``; a step folder is ``<run_dir>/<step
     <run_dir>/index.html              the report (links every step, figures, metrics table)
     <run_dir>/<step>.ipynb, .html     executed notebook and its HTML export (also for a failed step)
     <run_dir>/<step>.slides.html      its reveal.js slide deck, code hidden (finished steps)
+    <run_dir>/<step>.kernel.log       what the step's kernel process wrote to stdout/stderr (its own log lines, C-level
+                                      messages); removed when empty. Cell output is in the notebook, not here
     <run_dir>/mathjax/                MathJax for those pages, copied once (:mod:`idkl_lib.report.mathjax`)
     <run_dir>/reveal.js/              reveal.js for the decks, copied once (:mod:`idkl_lib.report.offline`)
     <run_dir>/plotly.min.js           plotly.js for the pages' and decks' figures, written once (the same)
@@ -66,6 +68,7 @@ __all__ = [
     "FIGURES_DIR",
     "GRADCAM_STEP",
     "HISTORY_NAME",
+    "KERNEL_LOG_SUFFIX",
     "MATHJAX_DIR",
     "METRICS_NAME",
     "PARAMS_NAME",
@@ -135,6 +138,7 @@ SUBMITIT_DIR = "submitit"
 TENSORBOARD_DIR = "tensorboard"
 """TensorBoard event files of a training folder (``idkl_lib.train.tensorboard``)."""
 SLIDES_SUFFIX = ".slides.html"
+KERNEL_LOG_SUFFIX = ".kernel.log"
 """A step's slide deck is ``<run_dir>/<step>.slides.html``, next to ``<step>.html`` (``idkl_lib.report.slides``)."""
 
 
