@@ -29,6 +29,7 @@ __all__ = [
     "GlobalBatchNorm",
     "GlobalInstanceNorm",
     "convert_batchnorm",
+    "freeze_unused_parameters",
     "gather_batch",
     "gather_fields",
     "init_distributed",
@@ -178,6 +179,43 @@ class GlobalInstanceNorm(nn.InstanceNorm2d):
             self.running_mean.lerp_(mean.to(self.running_mean.dtype), factor)
             self.running_var.lerp_(var.to(self.running_var.dtype), factor)
         return out
+
+
+def freeze_unused_parameters(model: nn.Module, cfg: Any, weights: Any, device: torch.device) -> list[str]:
+    """Switch off ``requires_grad`` of the parameters that no active loss term reaches; their names.
+
+    An ablation preset (``baseline``, ``+ip``, ...) leaves the heads of its switched-off terms without a gradient,
+    though their outputs are part of the model's. One process leaves those gradients None and Adam skips the
+    parameters; DistributedDataParallel instead waits for them and stops at the second step ("Expected to have
+    finished reduction in the prior iteration": ``find_unused_parameters`` walks the graph from the outputs, so it
+    counts them as used; ``static_graph`` left the ranks' weights apart here). Frozen, they are left out of DDP's
+    reduction and stay as they are, as in one process.
+
+    Which parameters are reached depends on the loss weights only, so one probe finds them: a forward and backward
+    pass of a made-up batch of 2 identities x ``cfg.k`` images in the sampler's layout, in eval mode (BatchNorm's
+    running statistics and the random number generators are left untouched), before the model is distributed.
+    """
+    from idkl_lib.losses import compute_losses
+
+    k = max(2, cfg.k - cfg.k % 2)
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(2 * k, 3, cfg.height, cfg.width, generator=generator).to(device)
+    pids = torch.arange(2).repeat_interleave(k).to(device)
+    modality = torch.tensor([1, 0]).repeat(k).to(device)  # per identity [I, V, I, V, ...]
+    was_training = model.training
+    model.eval()
+    try:
+        terms = compute_losses(model(images, modality), pids, modality, weights, margin=cfg.margin)
+        torch.stack(list(terms.values())).sum().backward()
+    finally:
+        model.train(was_training)
+    frozen = []
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad and parameter.grad is None:
+            parameter.requires_grad_(False)
+            frozen.append(name)
+        parameter.grad = None
+    return frozen
 
 
 def convert_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:

@@ -77,7 +77,7 @@ from idkl_lib.train.checks import (
     reduce_scalar,
     resume_epochs_problem,
 )
-from idkl_lib.train.distributed import convert_batchnorm, init_distributed
+from idkl_lib.train.distributed import convert_batchnorm, freeze_unused_parameters, init_distributed
 from idkl_lib.train.epoch import EpochState, train_epoch
 from idkl_lib.train.tensorboard import TrainingBoard
 from idkl_lib.utils.io import atomic_write_json
@@ -306,6 +306,8 @@ def _train_in_folder(
     complexity = model_complexity(model, cfg.height, cfg.width)  # docs/method.md#27-compute-cost
     if rank == 0:
         print(complexity.line(), flush=True)
+    if world > 1:  # an ablation preset's switched-off heads: no gradient here, none to wait for in DDP
+        freeze_unused_parameters(model, cfg, cfg.loss_weights(), device)
     if world > 1 and cfg.sync_batchnorm:
         model = convert_batchnorm(model, device)  # type: ignore[assignment]
     if cfg.channels_last:
@@ -351,11 +353,8 @@ def _train_in_folder(
 
     ddp_model: nn.Module = model
     if world > 1:
-        # ablation presets leave some heads without gradient: DDP must then look for unused parameters
         ddp_model = nn.parallel.DistributedDataParallel(
-            model,
-            device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=len(weights.active()) < len(weights.names()),
+            model, device_ids=[device.index] if device.type == "cuda" else None
         )
 
     if rank == 0:
