@@ -46,12 +46,17 @@ ablation: $(STAMP)
 	-$(PY) -m idkl_lib.experiments.sweep --run-dir reports/knob --experiment experiments/knob.yaml --resume $(SWEEP_ARGS)
 	-$(PY) -m idkl_lib.experiments.sweep --run-dir reports/ablation-reference --experiment experiments/ablation_reference.yaml --resume $(SWEEP_ARGS)
 
-## pretrained: the pretrained-start study (docs/results.md section 6): exploration, the demo's batch, confirmation
+## pretrained: the pretrained-start study (docs/results.md section 6): exploration, the demo's batch, confirmation,
+## then notebooks 04/05 on each seed's IDKL and baseline models (section 6.5)
 pretrained: $(STAMP)
 	-$(PY) -m idkl_lib.experiments.sweep --run-dir reports/pretrained --experiment experiments/pretrained.yaml --resume
 	-$(PY) -m idkl_lib.experiments.sweep --run-dir reports/pretrained-demo-batch --experiment experiments/pretrained_demo_batch.yaml --resume
 	-$(PY) -m idkl_lib.experiments.sweep --run-dir reports/pretrained-confirm --experiment experiments/pretrained_confirm.yaml --resume
 	-$(PY) -m idkl_lib.experiments.sweep --run-dir reports/pretrained-demo-batch-confirm --experiment experiments/pretrained_demo_batch_confirm.yaml --resume
+	-$(PY) -m idkl_lib.experiments.views reports/pretrained-demo-batch-confirm --idkl full@small_batch --out reports/pretrained-demo-batch-confirm-views -p 04_gradcam.num_queries 16
+	-$(PY) -m idkl_lib.experiments.views reports/pretrained-confirm --idkl full --out reports/pretrained-confirm-views -p 04_gradcam.num_queries 16
+	-$(PY) -m idkl_lib.experiments.views reports/pretrained-demo-batch --idkl full@small_batch --out reports/pretrained-demo-batch-views -p 04_gradcam.num_queries 16
+	-$(PY) -m idkl_lib.experiments.views reports/pretrained --idkl full --out reports/pretrained-views -p 04_gradcam.num_queries 16
 
 ## test: the whole suite (unit, multi-process and notebook tests), one worker per CPU core (pytest-xdist); each test
 ## file stays on one worker, so the pipeline runs and trained checkpoints a file shares are made once

@@ -46,6 +46,7 @@ COMMANDS = {
     "idkl_lib.experiments.sweep": "idkl-sweep",
     "idkl_lib.experiments.compare": "idkl-compare",
     "idkl_lib.experiments.term_analysis": "idkl-term-analysis",
+    "idkl_lib.experiments.views": "idkl-views",
     "idkl_lib.features": "idkl-features",
     "idkl_lib.search": "idkl-search",
     "idkl_lib.export": "idkl-export",
@@ -276,6 +277,10 @@ BAD_INPUT = {
         (["--sweep-dir", "x", "--batchs", "2"], "did you mean --batches?"),
         (["--sweep-dir", "/nonexistent/sweep"], "/nonexistent/sweep"),
         (["--sweep-dir", "x", "--batches", "two"], "--batches"),
+    ],
+    "idkl_lib.experiments.views": [
+        (["x", "--idkl", "full", "--out", "o", "--basline", "b"], "did you mean --baseline?"),
+        (["/nonexistent/sweep", "--idkl", "full", "--out", "o"], "/nonexistent/sweep"),
     ],
     "idkl_lib.features": [
         (

@@ -47,6 +47,7 @@ __all__ = [
     "loss_magnitudes",
     "markdown_tables",
     "paired_comparison",
+    "paired_difference",
     "pick_protocol",
     "summarise",
 ]
@@ -84,6 +85,30 @@ def default_baseline(runs: Sequence[Run]) -> str:
     return runs[0].config
 
 
+def paired_difference(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
+    """``a - b`` paired element by element (e.g. by seed): ``pairs``, ``mean_diff``, ``ci95`` (half-width of its 95% t
+    interval), ``t_p`` (paired t-test), ``wilcoxon_p`` (from :data:`WILCOXON_MIN_PAIRS` pairs) and ``inside_noise``
+    (the interval contains 0; None with fewer than 2 pairs). The p-values are None where the test is undefined."""
+    if len(a) != len(b):
+        raise ValueError(f"paired values differ in number: {len(a)} and {len(b)}")
+    diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    summary = mean_ci(diff)
+    t_p = wil_p = None
+    if len(diff) > 1 and np.ptp(diff) > 0:
+        t_p = float(stats.ttest_rel(np.asarray(a, dtype=float), np.asarray(b, dtype=float)).pvalue)
+    if len(diff) >= WILCOXON_MIN_PAIRS and np.any(diff != 0):
+        wil_p = float(stats.wilcoxon(diff).pvalue)
+    half, mean = summary["ci95"], summary["mean"]
+    return {
+        "pairs": len(diff),
+        "mean_diff": mean,
+        "ci95": half,
+        "t_p": t_p,
+        "wilcoxon_p": wil_p,
+        "inside_noise": None if half is None or mean is None else abs(mean) <= half,
+    }
+
+
 def paired_comparison(
     runs: Sequence[Run], baseline: str = "", metrics: Sequence[str] = METRICS
 ) -> tuple[str, list[dict[str, Any]]]:
@@ -104,28 +129,9 @@ def paired_comparison(
         if label == baseline:
             continue
         for metric in metrics:
-            pairs = [(r.metrics[metric], base[r.seed].metrics[metric]) for r in members if r.seed in base]
-            diff = np.array([a - b for a, b in pairs], dtype=float)
-            summary = mean_ci(diff)
-            t_p = wil_p = None
-            if len(diff) > 1 and np.ptp(diff) > 0:
-                t_p = float(stats.ttest_rel([a for a, _ in pairs], [b for _, b in pairs]).pvalue)
-            if len(diff) >= WILCOXON_MIN_PAIRS and np.any(diff != 0):
-                wil_p = float(stats.wilcoxon(diff).pvalue)
-            half, mean = summary["ci95"], summary["mean"]
-            inside = None if half is None or mean is None else abs(mean) <= half  # None: one pair, no estimate
-            rows.append(
-                {
-                    "config": label,
-                    "metric": metric,
-                    "pairs": len(diff),
-                    "mean_diff": summary["mean"],
-                    "ci95": half,
-                    "t_p": t_p,
-                    "wilcoxon_p": wil_p,
-                    "inside_noise": inside,
-                }
-            )
+            paired = [r for r in members if r.seed in base]
+            ours, theirs = [r.metrics[metric] for r in paired], [base[r.seed].metrics[metric] for r in paired]
+            rows.append({"config": label, "metric": metric, **paired_difference(ours, theirs)})
     return baseline, rows
 
 
@@ -214,13 +220,16 @@ def gap_change(
     return baseline, levels[reference], rows
 
 
-def _difference_text(mean: float, half: float | None, t_p: float | None, inside_noise: bool | None) -> str:
-    """``+1.0 [-0.5, +2.5] p=0.12 *noise*``: a mean difference, its 95% interval, p, and the noise mark."""
-    text = f"{mean:+.1f}"
+def _difference_text(
+    mean: float, half: float | None, t_p: float | None, inside_noise: bool | None, digits: int = 1
+) -> str:
+    """``+1.0 [-0.5, +2.5] p=0.12 *noise*``: a mean difference, its 95% interval, p (``p=0.003``, ``p<0.001`` when
+    small), and the noise mark."""
+    text = f"{mean:+.{digits}f}"
     if half is not None:
-        text += f" [{mean - half:+.1f}, {mean + half:+.1f}]"
-    if t_p is not None:
-        text += f" p={t_p:.2f}"
+        text += f" [{mean - half:+.{digits}f}, {mean + half:+.{digits}f}]"
+    if t_p is not None:  # two decimals; below 0.01 one significant digit, below 0.001 a bound
+        text += f" p={t_p:.2f}" if t_p >= 0.01 else f" p={t_p:.1g}" if t_p >= 0.001 else " p<0.001"
     return text + (" *noise*" if inside_noise else "")
 
 

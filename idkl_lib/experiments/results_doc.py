@@ -20,7 +20,8 @@ Commands::
 
     ablation-demo:
       sweeps: [ablation-demo]         # folders under docs/results/, their runs pooled in this order
-      show: [summary, paired]         # parts, in order: summary, paired (vs the baseline), gap (needs by)
+      show: [summary, paired]         # parts, in order: summary, paired (vs the baseline), gap (needs by);
+                                      # or [views]: notebooks 04/05 over seeds, from <folder>/views.json
       baseline: ""                    # configuration label to compare with (default: the baseline preset)
       protocol: ""                    # protocol setting (default: single-shot all-search)
       by: ""                          # compare's --by, for the gap part
@@ -29,7 +30,9 @@ Commands::
 
 The tables are exactly :func:`~idkl_lib.experiments.compare.markdown_tables` /
 :func:`~idkl_lib.experiments.compare.gap_change_table` of those runs, i.e. what ``python -m
-idkl_lib.experiments.compare`` prints for the sweep folders.
+idkl_lib.experiments.compare`` prints for the sweep folders. A ``views`` table is
+:func:`~idkl_lib.experiments.views.views_table` of a ``views.json`` (``--export`` copies it from the ``--out`` folder
+of ``python -m idkl_lib.experiments.views``), i.e. what that command prints.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from typing import Any
 import yaml
 
 from idkl_lib.experiments.compare import Run, _label, gap_change_table, load_runs, markdown_tables
+from idkl_lib.experiments.views import VIEWS_NAME, read_views, views_table
 from idkl_lib.runs import RESULTS_JSON, is_sweep, read_json
 from idkl_lib.utils.errors import CommandParser, run_command
 from idkl_lib.utils.io import atomic_write_json, atomic_write_text
@@ -66,7 +70,7 @@ RESULTS_DIR = Path("docs/results")
 DOC = Path("docs/results.md")
 TABLES_NAME = "tables.yaml"
 RESULTS_NAME = RESULTS_JSON
-PARTS = ("summary", "paired", "gap")
+PARTS = ("summary", "paired", "gap", "views")
 MACHINE_PARAMS = ("run_dir", "step_dir")
 """Parameters that name folders of the machine the sweep ran on: left out of the committed results."""
 TABLE_KEYS = ("sweeps", "show", "baseline", "protocol", "by", "by_default", "configs")
@@ -76,10 +80,13 @@ _MARKER = re.compile(r"^<!-- table: (?P<name>[\w.+@-]+) -->\n(?P<body>.*?)^<!-- 
 
 def export_sweep(sweep_dir: str | Path, out_dir: str | Path, protocol: str = "") -> Path:
     """Write ``<out_dir>/results.json``: the finished cells of ``sweep_dir`` (parameters, seed, metrics of one
-    protocol, training time), no checkpoints; returns the file."""
+    protocol, training time), no checkpoints; returns the file. From the ``--out`` folder of
+    :mod:`idkl_lib.experiments.views`: its ``views.json``, as it is (it names no folder of the machine)."""
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise FileNotFoundError(f"sweep folder {sweep_dir} does not exist")
+    if (sweep_dir / VIEWS_NAME).is_file():
+        return atomic_write_json(Path(out_dir) / VIEWS_NAME, read_views(sweep_dir))
     sweep = is_sweep(sweep_dir)
     runs, chosen = load_runs(sweep_dir if sweep else None, runs=() if sweep else [sweep_dir], protocol=protocol)
     cells = [
@@ -145,11 +152,17 @@ def load_tables(results_dir: str | Path = RESULTS_DIR) -> dict[str, dict[str, An
             raise ValueError(f"{path}: table {name!r} shows unknown part(s) {bad}; parts: {', '.join(PARTS)}")
         if "gap" in spec.get("show", ()) and not spec.get("by"):
             raise ValueError(f"{path}: table {name!r} shows 'gap' but names no 'by' parameter")
+        if "views" in spec.get("show", ()) and list(spec["show"]) != ["views"]:
+            raise ValueError(
+                f"{path}: table {name!r}: 'views' (from {VIEWS_NAME}) is shown alone, in a table of its own"
+            )
     return data
 
 
 def render_table(spec: Mapping[str, Any], results_dir: str | Path = RESULTS_DIR) -> str:
     """One table (or several parts of one comparison) as Markdown, from the committed results files."""
+    if list(spec.get("show") or ()) == ["views"]:
+        return "\n".join(views_table(read_views(Path(results_dir) / folder)) for folder in spec["sweeps"])
     runs: list[Run] = []
     protocols = set()
     for sweep in spec["sweeps"]:

@@ -21,9 +21,13 @@ from idkl_lib.data.registry import DATASETS
 from idkl_lib.eval.comparison import signed
 from idkl_lib.runs import BASELINE_STEP
 
-__all__ = ["SEEDS_HINT", "cam_evidence", "gap_evidence", "retrieval_evidence"]
+__all__ = ["SEEDS_HINT", "VIEWS_HINT", "cam_evidence", "gap_evidence", "retrieval_evidence"]
 
 SEEDS_HINT = "This is one training seed; a sweep over seeds (notebook 06) shows whether the difference holds."
+VIEWS_HINT = (
+    "This is one training seed; python -m idkl_lib.experiments.views runs this notebook on every seed of a sweep and "
+    "says whether the difference holds (docs/results.md, section 6.5)."
+)
 ENHANCED, BASELINE_SHARED = "enhanced shared (IDKL)", "shared (w/o distillation)"
 """The labels of :data:`idkl_lib.viz.gradcam_study.FEATURE_VIEWS` that the claims of notebooks 04 and 05 compare."""
 
@@ -120,7 +124,7 @@ def cam_evidence(cam_stats: Mapping[str, Mapping[str, float]], num_queries: int 
         verdict += ": this run does not show the paper's effect"
     return (
         f"This run{over}: share of the CAM on the person's band: enhanced {e:.3f}, baseline shared {b:.3f}, uniform "
-        f"map {uniform:.3f}: {verdict}. Single maps are noisy. {SEEDS_HINT}"
+        f"map {uniform:.3f}: {verdict}. Single maps are noisy. {VIEWS_HINT}"
     )
 
 
@@ -162,5 +166,5 @@ def gap_evidence(gap: Mapping[str, Mapping[str, float]]) -> str:
     return (
         f"This run: same/different-identity distance ratio enhanced {e['cross_ratio']:.2f} vs baseline shared "
         f"{b['cross_ratio']:.2f} (lower: closer), silhouette by modality {e['silhouette_modality']:+.2f} vs "
-        f"{b['silhouette_modality']:+.2f}: {verdict}; {mixing_text}. {SEEDS_HINT}"
+        f"{b['silhouette_modality']:+.2f}: {verdict}; {mixing_text}. {VIEWS_HINT}"
     )

@@ -38,10 +38,12 @@ from idkl_lib.runs.layout import (
     TENSORBOARD_DIR,
     TERM_ANALYSIS_NAME,
     TRAIN_STEP,
+    VIEWS_NAME,
     checkpoint_path,
     jsonable,
     optional_checkpoint,
     step_path,
+    views_seed_path,
     write_metrics,
 )
 from idkl_lib.runs.read import (
@@ -94,6 +96,7 @@ __all__ = [
     "TENSORBOARD_DIR",
     "TERM_ANALYSIS_NAME",
     "TRAIN_STEP",
+    "VIEWS_NAME",
     "checkpoint_path",
     "claim_run_folder",
     "config_hash",
@@ -112,6 +115,7 @@ __all__ = [
     "read_status",
     "read_sweep",
     "step_path",
+    "views_seed_path",
     "sweep_cells",
     "write_metrics",
 ]

@@ -36,6 +36,11 @@ Sweep folder (``reports/<sweep>``; one run folder per cell, :mod:`idkl_lib.exper
     <sweep_dir>/results.csv, .json    one row per finished or failed cell (parameters, metrics, times)
     <sweep_dir>/term_analysis.json    :mod:`idkl_lib.experiments.term_analysis`
 
+Views folder (``--out`` of :mod:`idkl_lib.experiments.views`: notebooks 04 and 05 over a sweep's seeds)::
+
+    <views_dir>/seed-<n>/             a run folder as above with steps 04_gradcam and 05_embeddings
+    <views_dir>/views.json            their statistics over seeds
+
 Nothing outside this package spells one of these names: read with :mod:`idkl_lib.runs.read`, build paths with
 :func:`step_path`, :func:`checkpoint_path` and the constants below.
 """
@@ -84,10 +89,12 @@ __all__ = [
     "TENSORBOARD_DIR",
     "TERM_ANALYSIS_NAME",
     "TRAIN_STEP",
+    "VIEWS_NAME",
     "checkpoint_path",
     "jsonable",
     "optional_checkpoint",
     "step_path",
+    "views_seed_path",
     "write_metrics",
 ]
 
@@ -128,6 +135,7 @@ SWEEP_NAME = "sweep.json"
 RESULTS_CSV = "results.csv"
 RESULTS_JSON = "results.json"
 TERM_ANALYSIS_NAME = "term_analysis.json"
+VIEWS_NAME = "views.json"
 CELL_STATE_NAME = "cell.json"
 """A sweep cell's own record, written by the process that runs it (:mod:`idkl_lib.experiments.executors`): what
 the coordinator reads when that process ended without telling it (a Slurm job, a killed coordinator)."""
@@ -140,6 +148,11 @@ TENSORBOARD_DIR = "tensorboard"
 SLIDES_SUFFIX = ".slides.html"
 KERNEL_LOG_SUFFIX = ".kernel.log"
 """A step's slide deck is ``<run_dir>/<step>.slides.html``, next to ``<step>.html`` (``idkl_lib.report.slides``)."""
+
+
+def views_seed_path(views_dir: str | os.PathLike[str], seed: int) -> Path:
+    """``<views_dir>/seed-<n>``: one seed's run folder of notebooks 04 and 05 (:mod:`idkl_lib.experiments.views`)."""
+    return Path(views_dir) / f"seed-{seed}"
 
 
 def step_path(run_dir: str | os.PathLike[str], step: str) -> Path:
