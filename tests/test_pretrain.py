@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from idkl_lib.config import ModelConfig
-from idkl_lib.data._synthetic_render import _make_identity
+from idkl_lib.data._synthetic_people import _make_identity
 from idkl_lib.data.synthetic import RESERVED_PID_START, write_synthetic
 from idkl_lib.models import build_model
 from idkl_lib.pretrain import (

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from idkl_lib.data._synthetic_render import _LUMA, _make_evidence, _Writer
+from idkl_lib.data._synthetic_people import _LUMA, _make_evidence
+from idkl_lib.data._synthetic_render import _Writer
 from idkl_lib.data.synthetic import write_synthetic
 from idkl_lib.workbench import ParameterError, prepare_dataset, synthetic_root
 

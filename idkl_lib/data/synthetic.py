@@ -4,7 +4,8 @@ Real VI-ReID datasets are licensed, so the workbench ships this generator (docs/
 writes real image files and every split file in the official layout (docs/method.md#10-dataset-layouts), so
 :func:`parse_sysu`, :func:`parse_regdb`, :func:`parse_llcm` and the evaluation protocols run on it unchanged.
 
-The images are drawn by :mod:`idkl_lib.data._synthetic_render` (its docstring describes the rendering).
+The persons are defined by :mod:`idkl_lib.data._synthetic_people` and drawn by :mod:`idkl_lib.data._synthetic_render`
+(their docstrings describe both).
 """
 
 from __future__ import annotations
@@ -21,20 +22,16 @@ import numpy as np
 
 from ..utils.io import atomic_write_json, atomic_write_text
 from ..utils.lock import folder_lock
-from ._synthetic_render import (  # noqa: F401 - the rendering internals stay reachable as synthetic._*
+from ._synthetic_people import (  # noqa: F401 - the generator's internals stay reachable as synthetic._*
     _K_NAMES,
     _K_PERM,
     _K_SPLIT,
-    _Camera,
     _Garment,
     _Identity,
-    _make_camera,
     _make_identity,
-    _render,
     _rng,
-    _save,
-    _Writer,
 )
+from ._synthetic_render import _Camera, _make_camera, _render, _save, _Writer  # noqa: F401 - the same
 from .layout import describe_layout, find_real_dataset
 from .marker import MARKER, count_files, count_mismatches, read_marker
 from .sysu_perm import write_rand_perm_cam
@@ -299,7 +296,7 @@ def write_synthetic(
         seed: Seed of every random choice; the same arguments give byte-identical files.
         overwrite: Replace a synthetic dataset written with other parameters (never touches other data).
         modality_specific_evidence: Strength in [0, 1] of identity details that only one modality shows (colour
-            patches in visible images, thermal marks in infrared ones; see :mod:`idkl_lib.data._synthetic_render`).
+            patches in visible images, thermal marks in infrared ones; see :mod:`idkl_lib.data._synthetic_people`).
             0 (the default) writes exactly the dataset of earlier versions.
         lock_timeout: Seconds to wait for another process writing the same root (negative: as long as it runs).
         workers: Processes rendering the images (SYSU layout; the files are the same for any number).

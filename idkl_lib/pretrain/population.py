@@ -1,6 +1,6 @@
 """The pretraining population: synthetic people who are in no split of any synthetic dataset, seen in visible light.
 
-The synthetic generator (:mod:`idkl_lib.data._synthetic_render`) derives everything about a person from the seed
+The synthetic generator (:mod:`idkl_lib.data._synthetic_people`) derives everything about a person from the seed
 sequence ``(seed, purpose, pid, ...)``: the identity's appearance from ``(seed, IDENTITY, pid)``, the images of a
 camera from ``(seed, IMAGES, pid, camera, infrared)``, the camera's scene from ``(seed, CAMERA, camera, ...)``. A
 synthetic dataset numbers its identities ``1..num_train_ids + num_test_ids`` and :func:`idkl_lib.data.write_synthetic`
