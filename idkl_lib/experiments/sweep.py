@@ -60,7 +60,8 @@ from idkl_lib.experiments.grid import (
     split_values,
 )
 from idkl_lib.experiments.sweep_state import WAITING, SweepBook, cell_row, collect_results, settle
-from idkl_lib.pipeline.run import PRESETS, PipelineError, Step, parse_param_value, run_pipeline
+from idkl_lib.pipeline.run import PRESETS, PipelineError, Step, run_pipeline
+from idkl_lib.pipeline.steps import add_parameter_option, parameters
 from idkl_lib.runs import (
     COMPARE_STEP,
     SWEEP_NAME,
@@ -259,7 +260,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--experiment", type=Path, help="YAML experiment file (grid, preset, params, steps)")
     parser.add_argument("--sweep", action="append", default=[], metavar="NAME=V1,V2", help="one grid axis")
     parser.add_argument("--preset", choices=[*PRESETS, "none"], help="pipeline preset (default: the file's, or demo)")
-    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
+    add_parameter_option(parser, help="notebook parameter of every cell (NAME or STEP.NAME), as the pipeline's -p")
     parser.add_argument(
         "--only", nargs="+", metavar="STEP", help=f"steps per cell (default {' '.join(DEFAULT_SWEEP_STEPS)})"
     )
@@ -328,7 +329,7 @@ def _sweep_command(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"--experiment {args.experiment}: no such file; the shipped ones are in experiments/")
     experiment = load_experiment(args.experiment) if args.experiment else Experiment(grid={})
     grid = {**experiment.grid, **parse_sweep(args.sweep)}
-    params = {**experiment.params, **{n: parse_param_value(v, n) for n, v in args.parameter}}
+    params = {**experiment.params, **parameters(args.parameter)}
     preset = experiment.preset if args.preset is None else None if args.preset == "none" else args.preset
     steps = tuple(args.only) if args.only else experiment.steps
     executor = _executor(args, experiment.executor)

@@ -232,6 +232,8 @@ def read_views(path: str | Path) -> dict[str, Any]:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from idkl_lib.pipeline.steps import add_parameter_option  # imports papermill: only for the command
+
     parser = CommandParser(
         prog="python -m idkl_lib.experiments.views",
         description="Run notebooks 04 (Grad-CAM) and 05 (embeddings) on the IDKL and baseline models of every seed "
@@ -241,15 +243,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--idkl", required=True, help="configuration label of the IDKL models (e.g. full)")
     parser.add_argument("--baseline", default="baseline", help="configuration label of the baseline (baseline)")
     parser.add_argument("--out", type=Path, required=True, help=f"folder for the per-seed runs and {VIEWS_NAME}")
-    parser.add_argument(
-        "-p",
-        "--parameter",
-        nargs=2,
-        action="append",
-        default=[],
-        metavar=("NAME", "VALUE"),
-        help="notebook parameter for both steps (or STEP.NAME), as the pipeline's -p",
-    )
+    add_parameter_option(parser, help="notebook parameter of both steps (NAME or STEP.NAME), as the pipeline's -p")
     parser.add_argument("--notebooks-dir", type=Path, default=Path("notebooks"), help="folder with the notebooks")
     parser.add_argument("--protocol", default="", help="protocol setting the sweep's runs are read with")
     return parser
@@ -261,9 +255,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _command(args: argparse.Namespace) -> int:
-    from idkl_lib.pipeline import parse_param_value
+    from idkl_lib.pipeline.steps import parameters
 
-    params = {name: parse_param_value(value) for name, value in args.parameter}
+    params = parameters(args.parameter)
     runs, _ = load_runs(args.sweep, protocol=args.protocol)
     pairs = pair_checkpoints(runs, args.idkl, args.baseline)
     folders = run_views(pairs, args.out, params, args.notebooks_dir)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from idkl_lib.pipeline.execute import PipelineError
 from idkl_lib.pipeline.run import run_pipeline
-from idkl_lib.pipeline.steps import DEFAULT_STEPS, PRESETS, parse_param_value
+from idkl_lib.pipeline.steps import DEFAULT_STEPS, PRESETS, add_parameter_option, parameters
 from idkl_lib.utils.errors import CommandParser, run_command
 
 __all__ = ["main"]
@@ -29,15 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--run-dir", required=True, type=Path, help="report folder, e.g. reports/demo")
     parser.add_argument("--preset", default="demo", choices=[*PRESETS, "none"], help="parameter preset (default demo)")
-    parser.add_argument(
-        "-p",
-        "--parameter",
-        nargs=2,
-        action="append",
-        default=[],
-        metavar=("NAME", "VALUE"),
-        help="notebook parameter (NAME or STEP.NAME); values parsed like papermill -p",
-    )
+    add_parameter_option(parser)
     parser.add_argument("--notebooks-dir", type=Path, default=Path("notebooks"), help="folder with the notebooks")
     parser.add_argument("--only", nargs="+", metavar="STEP", help="run only these steps (by step name)")
     parser.add_argument("--resume", action="store_true", help="skip steps finished with the same parameters")
@@ -68,7 +60,7 @@ def _pipeline_command(args: argparse.Namespace) -> int:
         import logging
 
         logging.basicConfig(level=logging.INFO, format="%(message)s")
-    params = {name: parse_param_value(value, name) for name, value in args.parameter}
+    params = parameters(args.parameter)
     run_pipeline(
         args.run_dir,
         preset=None if args.preset == "none" else args.preset,

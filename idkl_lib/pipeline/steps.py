@@ -19,6 +19,7 @@ holds the values each step trains with.
 
 from __future__ import annotations
 
+import argparse
 import ast
 import json
 import re
@@ -43,7 +44,16 @@ from idkl_lib.runs import (
     read_context,
 )
 
-__all__ = ["DEFAULT_STEPS", "PIPELINE_FIXED", "PRESETS", "RESERVED_PARAMS", "Step", "parse_param_value"]
+__all__ = [
+    "DEFAULT_STEPS",
+    "PIPELINE_FIXED",
+    "PRESETS",
+    "RESERVED_PARAMS",
+    "Step",
+    "add_parameter_option",
+    "parameters",
+    "parse_param_value",
+]
 
 # Presets are short override sets on one set of defaults (nanoGPT's ``config/*.py`` style): the notebooks' own
 # parameter cells, which are the CPU demo (their recipe parameters are None: the dataset's recipe, the synthetic
@@ -152,6 +162,19 @@ def parse_param_value(text: str, name: str = "") -> Any:
                 f"{where} looks like YAML but does not parse ({problem}); quote it or fix the brackets"
             ) from exc
     return text
+
+
+PARAMETER_HELP = "notebook parameter (NAME or STEP.NAME); values parsed like papermill -p"
+
+
+def add_parameter_option(parser: argparse.ArgumentParser, help: str = PARAMETER_HELP) -> None:
+    """The commands' repeatable ``-p NAME VALUE`` / ``--parameter NAME VALUE`` (read it with :func:`parameters`)."""
+    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"), help=help)
+
+
+def parameters(pairs: Sequence[Sequence[str]]) -> dict[str, Any]:
+    """``-p`` pairs to ``{name: value}``, each value parsed by :func:`parse_param_value`."""
+    return {name: parse_param_value(value, name) for name, value in pairs}
 
 
 def _check_json_value(name: str, value: Any) -> None:
