@@ -70,7 +70,8 @@ row = {"R1": r1, "mAP": r1 - 10, "mINP": r1 - 20, "num_queries": 8}
 """.replace("@P", PROTOCOL)
 
 
-def _notebook(path: Path, params: dict[str, object], body: str) -> None:
+def parameter_notebook(path: Path, params: dict[str, object], body: str) -> None:
+    """A notebook of two cells: a ``parameters`` cell declaring ``params``, then ``body``."""
     import nbformat
     from nbformat.v4 import new_code_cell, new_notebook
 
@@ -85,7 +86,7 @@ def write_standins(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     common = {"run_dir": "x", "step_dir": "x", "loss_preset": "sysu", "seed": 0, "epochs": 3, "resume": "",
               "cpu_threads": 1}  # fmt: skip
-    _notebook(folder / "02_train.ipynb", common, TRAIN)
-    _notebook(folder / "03_evaluate.ipynb", common, EVALUATE)
+    parameter_notebook(folder / "02_train.ipynb", common, TRAIN)
+    parameter_notebook(folder / "03_evaluate.ipynb", common, EVALUATE)
     shutil.copy(NOTEBOOKS_DIR / "06_compare_runs.ipynb", folder)
     return folder

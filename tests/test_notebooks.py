@@ -25,7 +25,7 @@ import papermill
 import pytest
 
 from idkl_lib.notebook.context import DATA_PARAMS, DEFAULT_RUN_DIR, DEFAULT_RUN_TAG, DataSettings
-from idkl_lib.pipeline.run import DEFAULT_STEPS, PRESETS, PipelineError, PipelineResult, Step, run_pipeline
+from idkl_lib.pipeline import DEFAULT_STEPS, PRESETS, PipelineError, PipelineResult, Step, run_pipeline
 from idkl_lib.runs import MATHJAX_DIR, PLOTLY_JS_NAME, REVEAL_DIR
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"

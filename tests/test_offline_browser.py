@@ -22,7 +22,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from idkl_lib.pipeline.run import Step, run_pipeline
+from idkl_lib.pipeline import Step, run_pipeline
 from idkl_lib.report import offline as offline_assets
 from idkl_lib.report.offline import NEEDS_NETWORK_NOTE, WIDGET_NOTE
 from idkl_lib.report.slides import export_slides

@@ -17,7 +17,7 @@ from idkl_lib.config.recipe import RECIPE_FIELDS, recipe_changes, recipe_line, r
 from idkl_lib.data import VIDataset
 from idkl_lib.data.registry import DATASETS, SYNTHETIC_RECIPE, training_recipe
 from idkl_lib.notebook.params import ParameterError, check_params, notebook_recipe
-from idkl_lib.pipeline.run import DEFAULT_STEPS, PRESETS
+from idkl_lib.pipeline import DEFAULT_STEPS, PRESETS
 from idkl_lib.pipeline.steps import _resolve_params
 from idkl_lib.runs import CHECKPOINT_NAME
 from idkl_lib.train import cli as train_cli

@@ -22,7 +22,7 @@ from idkl_lib.notebook.context import (
     open_run,
     train_step_name,
 )
-from idkl_lib.pipeline.run import DEFAULT_STEPS
+from idkl_lib.pipeline import DEFAULT_STEPS
 from idkl_lib.pipeline.steps import _resolve_params
 from idkl_lib.runs import CONTEXT_NAME
 from idkl_lib.runs.guard import RunFolderError, claim_run_folder

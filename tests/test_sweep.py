@@ -19,6 +19,8 @@ from scipy import stats
 from idkl_lib.experiments import compare, sweep
 from idkl_lib.experiments.sweep import Experiment, load_experiment, parse_sweep, run_sweep, split_values
 
+from .sweep_standins import parameter_notebook
+
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 PROTOCOL = "sysu/all-search/single-shot"
 
@@ -43,23 +45,13 @@ row = {"R1": r1, "mAP": 40.0 + seed + ((seed - 0.5) * 2 if full else 0.0), "mINP
 """.replace("@P", PROTOCOL)
 
 
-def _notebook(path: Path, params: dict[str, object], body: str) -> None:
-    import nbformat
-    from nbformat.v4 import new_code_cell, new_notebook
-
-    source = "\n".join(f"{name} = {value!r}  # {name}" for name, value in params.items())
-    nb = new_notebook(cells=[new_code_cell(source, metadata={"tags": ["parameters"]}), new_code_cell(body)])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, str(path))
-
-
 @pytest.fixture()
 def nb_dir(tmp_path: Path) -> Path:
     folder = tmp_path / "notebooks"
     folder.mkdir()
     common = {"run_dir": "x", "step_dir": "x", "loss_preset": "sysu", "seed": 0, "epochs": 1}
-    _notebook(folder / "02_train.ipynb", common, TRAIN)
-    _notebook(folder / "03_evaluate.ipynb", common, EVALUATE)
+    parameter_notebook(folder / "02_train.ipynb", common, TRAIN)
+    parameter_notebook(folder / "03_evaluate.ipynb", common, EVALUATE)
     shutil.copy(NOTEBOOKS_DIR / "06_compare_runs.ipynb", folder)
     return folder
 

@@ -7,9 +7,7 @@ import json
 import math
 from pathlib import Path
 
-import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_notebook
 
 from idkl_lib.experiments import results_doc
 from idkl_lib.experiments.compare import paired_difference
@@ -24,6 +22,8 @@ from idkl_lib.experiments.views import (
 )
 from idkl_lib.notebook.evidence import BASELINE_SHARED, ENHANCED
 from idkl_lib.runs import EMBEDDINGS_STEP, GRADCAM_STEP, VIEWS_NAME
+
+from .sweep_standins import parameter_notebook
 
 # Stand-ins for notebooks 04 and 05: every statistic of a view is the number stored in that view's checkpoint file
 # (the IDKL checkpoint for the enhanced view, the baseline's for the shared one), plus the step's own offset.
@@ -59,13 +59,7 @@ def _standin(path: Path, keys: list[str], offset: float, extra: dict[str, object
     body = STANDIN.replace("KEYS", repr(keys)).replace("OFFSET", repr(offset))
     body = body.replace("ENHANCED", repr(ENHANCED)).replace("BASELINE", repr(BASELINE_SHARED))
     body = body.replace("NUM_QUERIES", "num_queries" if "num_queries" in extra else "None")
-    cells = [
-        new_code_cell("\n".join(f"{k} = {v!r}" for k, v in params.items()), metadata={"tags": ["parameters"]}),
-        new_code_cell(body),
-    ]
-    nb = new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, str(path))
+    parameter_notebook(path, params, body)
 
 
 def _keys(step: str) -> list[str]:

@@ -91,11 +91,12 @@ def paired_difference(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
     (the interval contains 0; None with fewer than 2 pairs). The p-values are None where the test is undefined."""
     if len(a) != len(b):
         raise ValueError(f"paired values differ in number: {len(a)} and {len(b)}")
-    diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    diff = x - y
     summary = mean_ci(diff)
     t_p = wil_p = None
     if len(diff) > 1 and np.ptp(diff) > 0:
-        t_p = float(stats.ttest_rel(np.asarray(a, dtype=float), np.asarray(b, dtype=float)).pvalue)
+        t_p = float(stats.ttest_rel(x, y).pvalue)
     if len(diff) >= WILCOXON_MIN_PAIRS and np.any(diff != 0):
         wil_p = float(stats.wilcoxon(diff).pvalue)
     half, mean = summary["ci95"], summary["mean"]

@@ -30,7 +30,7 @@ from typing import Any
 import papermill
 import yaml
 
-from idkl_lib.pipeline.run import DEFAULT_STEPS, PRESETS, parse_param_value
+from idkl_lib.pipeline import DEFAULT_STEPS, PRESETS, parse_param_value
 from idkl_lib.runs import EVAL_STEP, TRAIN_STEP
 
 __all__ = [

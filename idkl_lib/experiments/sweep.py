@@ -60,7 +60,7 @@ from idkl_lib.experiments.grid import (
     split_values,
 )
 from idkl_lib.experiments.sweep_state import WAITING, SweepBook, cell_row, collect_results, settle
-from idkl_lib.pipeline.run import PRESETS, PipelineError, Step, run_pipeline
+from idkl_lib.pipeline import PRESETS, PipelineError, Step, run_pipeline
 from idkl_lib.pipeline.steps import add_parameter_option, parameters
 from idkl_lib.runs import (
     COMPARE_STEP,

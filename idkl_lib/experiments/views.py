@@ -157,6 +157,8 @@ def summarise_views(
     folders: Mapping[int, Path], idkl: str = "", baseline: str = "", params: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
     """Seed -> run folder (notebooks 04 and 05 finished) to the summary written as ``views.json``."""
+    import torch  # its version goes into the summary; importing it costs seconds, so not at module level
+
     per_seed = {seed: _seed_values(folder) for seed, folder in sorted(folders.items())}
     seeds = list(per_seed)
     rows = []
@@ -173,8 +175,6 @@ def summarise_views(
             }
         )
     first = per_seed[seeds[0]][ENHANCED]
-    import torch
-
     return {
         "schema": _SCHEMA,
         "written": time.strftime("%Y-%m-%d", time.gmtime()),
@@ -250,8 +250,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point: 0, or 2 for bad input (one line)."""
-    return run_command(_parser(), _command, argv)
+    """Command-line entry point: 0, 1 (a notebook failed) or 2 (bad input), the error in one line."""
+    from idkl_lib.pipeline import PipelineError
+
+    return run_command(_parser(), _command, argv, failures=(PipelineError,))
 
 
 def _command(args: argparse.Namespace) -> int:

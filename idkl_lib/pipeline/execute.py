@@ -123,8 +123,9 @@ def _kernel_manager_class(log_path: Path | None = None) -> type:
     return StepKernelManager
 
 
-def _kernel_log_note(log: Path) -> str:
-    """``"; kernel log: <path>"`` when the step's kernel wrote anything, else ``""`` (an empty log is removed)."""
+def _keep_kernel_log(log: Path) -> str:
+    """Remove the step's kernel log when the kernel wrote nothing; ``"; kernel log: <path>"`` when it is kept, for an
+    error message, else ``""``."""
     try:
         if log.stat().st_size:
             return f"; kernel log: {log}"
@@ -201,7 +202,7 @@ def _execute_step(
         cell_index = _error_cell_index(executed, exc)
         raise PipelineError(
             f"step {step.name!r} failed: notebook {notebook} raised {exc.ename}: {exc.evalue} in cell "
-            f"In [{exc.exec_count}]; partial notebook: {executed} (cell {cell_index}){_kernel_log_note(kernel_log)}",
+            f"In [{exc.exec_count}]; partial notebook: {executed} (cell {cell_index}){_keep_kernel_log(kernel_log)}",
             step=step.name,
             notebook=notebook,
             executed_notebook=executed if executed.is_file() else None,
@@ -215,7 +216,7 @@ def _execute_step(
         html = _export_html(executed, html_path) if executed.is_file() else None
         raise PipelineError(
             f"step {step.name!r} failed: running {notebook} raised {type(exc).__name__}: {exc}"
-            f"{_kernel_log_note(kernel_log)}",
+            f"{_keep_kernel_log(kernel_log)}",
             step=step.name,
             notebook=notebook,
             executed_notebook=executed if executed.is_file() else None,
@@ -223,7 +224,7 @@ def _execute_step(
             ename=type(exc).__name__,
             evalue=str(exc),
         ) from exc
-    _kernel_log_note(kernel_log)
+    _keep_kernel_log(kernel_log)
     html = _export_html(executed, html_path)
     export_slides(executed)
     if not (step_dir / METRICS_NAME).is_file():

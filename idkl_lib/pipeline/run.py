@@ -70,14 +70,7 @@ from typing import Any
 import nbformat
 
 from idkl_lib.pipeline.execute import PipelineError, _check_kernel, _execute_step
-from idkl_lib.pipeline.steps import (
-    DEFAULT_STEPS,
-    PRESETS,
-    RESERVED_PARAMS,
-    Step,
-    _resolve_params,
-    parse_param_value,
-)
+from idkl_lib.pipeline.steps import DEFAULT_STEPS, RESERVED_PARAMS, Step, _resolve_params
 from idkl_lib.report.index import write_index
 from idkl_lib.report.slides import slides_path
 from idkl_lib.runs import (
@@ -97,16 +90,7 @@ from idkl_lib.runs import (
 )
 from idkl_lib.utils.io import atomic_write_json
 
-__all__ = [
-    "DEFAULT_STEPS",
-    "PRESETS",
-    "PipelineError",
-    "PipelineResult",
-    "Step",
-    "StepResult",
-    "parse_param_value",
-    "run_pipeline",
-]
+__all__ = ["PipelineResult", "StepResult", "run_pipeline"]
 
 _STATUS_SCHEMA = 1
 

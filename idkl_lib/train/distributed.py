@@ -25,6 +25,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from idkl_lib.config import LossWeights, TrainConfig
+from idkl_lib.losses import compute_losses
+
 __all__ = [
     "GlobalBatchNorm",
     "GlobalInstanceNorm",
@@ -181,7 +184,9 @@ class GlobalInstanceNorm(nn.InstanceNorm2d):
         return out
 
 
-def freeze_unused_parameters(model: nn.Module, cfg: Any, weights: Any, device: torch.device) -> list[str]:
+def freeze_unused_parameters(
+    model: nn.Module, cfg: TrainConfig, weights: LossWeights, device: torch.device
+) -> list[str]:
     """Switch off ``requires_grad`` of the parameters that no active loss term reaches; their names.
 
     An ablation preset (``baseline``, ``+ip``, ...) leaves the heads of its switched-off terms without a gradient,
@@ -195,8 +200,6 @@ def freeze_unused_parameters(model: nn.Module, cfg: Any, weights: Any, device: t
     pass of a made-up batch of 2 identities x ``cfg.k`` images in the sampler's layout, in eval mode (BatchNorm's
     running statistics and the random number generators are left untouched), before the model is distributed.
     """
-    from idkl_lib.losses import compute_losses
-
     k = max(2, cfg.k - cfg.k % 2)
     generator = torch.Generator().manual_seed(0)
     images = torch.randn(2 * k, 3, cfg.height, cfg.width, generator=generator).to(device)

@@ -306,8 +306,9 @@ def _train_in_folder(
     complexity = model_complexity(model, cfg.height, cfg.width)  # docs/method.md#27-compute-cost
     if rank == 0:
         print(complexity.line(), flush=True)
+    weights = cfg.loss_weights()
     if world > 1:  # an ablation preset's switched-off heads: no gradient here, none to wait for in DDP
-        freeze_unused_parameters(model, cfg, cfg.loss_weights(), device)
+        freeze_unused_parameters(model, cfg, weights, device)
     if world > 1 and cfg.sync_batchnorm:
         model = convert_batchnorm(model, device)  # type: ignore[assignment]
     if cfg.channels_last:
@@ -316,7 +317,6 @@ def _train_in_folder(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: lr_factor(e, cfg))
     amp = _amp_dtype(cfg, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
-    weights = cfg.loss_weights()
 
     start_epoch, step, history, eval_history, changes = 0, 0, [], [], []
     source = ckpt_path if resume is True else (Path(resume) if resume else None)
